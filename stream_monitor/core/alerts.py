@@ -1,0 +1,147 @@
+"""The alert event: the one thing stream-monitor emits to the outside world.
+
+The dataclass *is* the wire schema (``stream-monitor.alert/v1`` in DESIGN.md): orjson serialises frozen
+dataclasses and enums natively, so what a test builds is byte-for-byte what goes on the topic.
+
+>>> a = Alert.build(model_id="churn-v3", kind=AlertKind.COVARIATE_DRIFT, signal="age",
+...     severity=Severity.WARNING, status=Status.FIRING, detector="psi", statistic=0.13, threshold=0.1,
+...     window=WindowInfo(1000.0, 1300.0, 5000), episode_start_ts=1300.0, detected_at=1301.5,
+...     message="age shifted")
+>>> a.alert_id == alert_id_for("churn-v3", AlertKind.COVARIATE_DRIFT, "age", 1300.0)
+True
+>>> decode_alert(encode_alert(a)) == a
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+SCHEMA = "stream-monitor.alert/v1"
+
+
+class AlertKind(StrEnum):
+    COVARIATE_DRIFT = "covariate_drift"
+    MULTIVARIATE_DRIFT = "multivariate_drift"
+    PREDICTION_DRIFT = "prediction_drift"
+    CONCEPT_DRIFT = "concept_drift"
+    SCHEMA_DRIFT = "schema_drift"
+    DATA_QUALITY = "data_quality"
+    TRAINING_SERVING_SKEW = "training_serving_skew"
+    LABEL_LAG = "label_lag"
+    LATENCY = "latency"
+    VOLUME = "volume"
+
+
+class Severity(StrEnum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return 1 if self is Severity.WARNING else 2
+
+
+class Status(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowInfo:
+    start_ts: float
+    end_ts: float
+    events: int
+
+
+def alert_id_for(model_id: str, kind: AlertKind, signal: str, episode_start_ts: float) -> str:
+    """Deterministic id of one alert episode, so a worker that re-detects it after a restart does not page twice."""
+    key = f"{model_id}\x1f{kind.value}\x1f{signal}\x1f{episode_start_ts:.6f}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert event; field order and names are the DESIGN.md wire schema."""
+
+    schema: str
+    alert_id: str
+    model_id: str
+    kind: AlertKind
+    signal: str
+    severity: Severity
+    status: Status
+    detector: str
+    statistic: float
+    threshold: float
+    p_value: float | None
+    window: WindowInfo
+    event_ts: float
+    detected_at: float
+    details: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        model_id: str,
+        kind: AlertKind,
+        signal: str,
+        severity: Severity,
+        status: Status,
+        detector: str,
+        statistic: float,
+        threshold: float,
+        window: WindowInfo,
+        episode_start_ts: float,
+        detected_at: float,
+        message: str,
+        p_value: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Alert:
+        return cls(
+            schema=SCHEMA,
+            alert_id=alert_id_for(model_id, kind, signal, episode_start_ts),
+            model_id=model_id,
+            kind=kind,
+            signal=signal,
+            severity=severity,
+            status=status,
+            detector=detector,
+            statistic=float(statistic),
+            threshold=float(threshold),
+            p_value=p_value,
+            window=window,
+            event_ts=window.end_ts,
+            detected_at=detected_at,
+            details=details or {},
+            message=message,
+        )
+
+
+def encode_alert(alert: Alert) -> bytes:
+    """The alert as one JSON object (no trailing newline)."""
+    return orjson.dumps(alert, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def decode_alert(data: bytes | str) -> Alert:
+    """Parse an alert event written by :func:`encode_alert` (used by tests and by consumers in Python)."""
+    raw = orjson.loads(data)
+    if raw.get("schema") != SCHEMA:
+        raise ValueError(f"not a {SCHEMA} event: schema={raw.get('schema')!r}")
+    window = raw.pop("window")
+    return Alert(
+        **{
+            **raw,
+            "kind": AlertKind(raw["kind"]),
+            "severity": Severity(raw["severity"]),
+            "status": Status(raw["status"]),
+            "window": WindowInfo(**window),
+        }
+    )

@@ -1,0 +1,112 @@
+"""Stage 1: parse a micro-batch of one model's events and fold it into time-slice sketches.
+
+This is all a Kafka partition worker does per batch, and all a replay does per block: no statistics are tested
+here, so it stays cheap and its output (slice sketches) merges across partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_monitor.core.events import Rejection
+from stream_monitor.core.parsing import (
+    ABSENT,
+    NULL,
+    FeatureParser,
+    FeatureRows,
+    LabelParser,
+    LabelRows,
+    PredictionParser,
+    PredictionRows,
+)
+from stream_monitor.monitoring.model_layout import ModelLayout
+from stream_monitor.monitoring.windows import SliceFolder
+from stream_monitor.stats.sketches import WindowSketch
+
+
+class ModelFolder:
+    """Parses and folds one model's events; the slice bookkeeping lives in the :class:`SliceFolder` passed in."""
+
+    def __init__(self, layout: ModelLayout) -> None:
+        self.layout = layout
+        cfg = layout.config
+        self.features = FeatureParser(
+            numeric=layout.numeric_features,
+            categorical={n: layout.categories[n] for n in layout.categorical_features},
+            paths=layout.paths,
+            ts_format=cfg.timestamp_format,
+            boolean=layout.boolean_features,
+        )
+        self.predictions = PredictionParser(layout.classes, layout.paths, cfg.timestamp_format)
+        self.labels = LabelParser(layout.classes, layout.paths, cfg.timestamp_format)
+        self._n_num_features = len(layout.numeric_features)
+        self._n_cat_features = len(layout.categorical_features)
+
+    def new_sketch(self) -> WindowSketch:
+        return WindowSketch(self.layout.sketch)
+
+    # ---- features --------------------------------------------------------------------------------------------
+    def ingest_features(self, folder: SliceFolder, events: Sequence[dict[str, Any]]) -> tuple[FeatureRows, list[Rejection]]:
+        rows, rejected = self.features.parse(events)
+        if len(rows):
+            ids, _ = folder.assign(rows.ts)
+            for slice_id, positions in folder.groups(ids):
+                part = rows if positions is None else rows.take(positions)
+                self.fold_features(folder.sketch(slice_id, self.new_sketch), part)
+        return rows, rejected
+
+    def fold_features(self, sketch: WindowSketch, rows: FeatureRows) -> None:
+        sketch.count_events("features", rows.ts)
+        sketch.fold_numeric(0, rows.numeric, rows.numeric_code)
+        if self._n_cat_features:
+            sketch.fold_categorical(0, rows.categorical, rows.new_values)
+        if rows.unknown_fields:
+            sketch.note_unknown_fields(name for _, name in rows.unknown_fields)
+        layout = self.layout
+        if layout.projection is not None and layout.multivariate_index is not None:
+            residuals = layout.projection.squared_residuals(rows.numeric)
+            error = residuals.sum(axis=1, keepdims=True)
+            codes = self._row_codes(rows.numeric_code[:, layout.projection.columns])
+            error[codes != 0] = np.nan
+            sketch.fold_numeric(layout.multivariate_index, error, codes)
+            sketch.fold_residuals(residuals[codes[:, 0] == 0])
+
+    @staticmethod
+    def _row_codes(codes: NDArray[np.int8]) -> NDArray[np.int8]:
+        """A PCA row is usable if at least one of its values is present (missing ones sit at the mean)."""
+        none_present = (codes != 0).all(axis=1, keepdims=True)
+        return np.where(none_present, np.int8(ABSENT), np.int8(0)).astype(np.int8)
+
+    # ---- predictions -----------------------------------------------------------------------------------------
+    def ingest_predictions(
+        self, folder: SliceFolder, events: Sequence[dict[str, Any]]
+    ) -> tuple[PredictionRows, list[Rejection]]:
+        rows, rejected = self.predictions.parse(events)
+        if len(rows):
+            ids, _ = folder.assign(rows.ts)
+            for slice_id, positions in folder.groups(ids):
+                sketch = folder.sketch(slice_id, self.new_sketch)
+                sel = slice(None) if positions is None else positions
+                self.fold_predictions(sketch, rows.ts[sel], rows.predicted[sel], rows.score[sel])
+        return rows, rejected
+
+    def fold_predictions(
+        self, sketch: WindowSketch, ts: NDArray[np.float64], predicted: NDArray[np.float64], score: NDArray[np.float64]
+    ) -> None:
+        layout = self.layout
+        sketch.count_events("predictions", ts)
+        if layout.score_index is not None:
+            codes = np.where(np.isnan(score), np.int8(NULL), np.int8(0)).astype(np.int8)[:, None]
+            sketch.fold_numeric(layout.score_index, score[:, None], codes)
+        if layout.prediction_numeric_index is not None:
+            sketch.fold_numeric(layout.prediction_numeric_index, predicted[:, None], np.zeros((len(ts), 1), np.int8))
+        if layout.prediction_categorical_index is not None:
+            sketch.fold_categorical(layout.prediction_categorical_index, predicted.astype(np.int32)[:, None])
+
+    # ---- labels ----------------------------------------------------------------------------------------------
+    def parse_labels(self, events: Sequence[dict[str, Any]]) -> tuple[LabelRows, list[Rejection]]:
+        return self.labels.parse(events)

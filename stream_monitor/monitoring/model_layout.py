@@ -1,0 +1,147 @@
+"""What is monitored for one model: its signals, in sketch order, derived from its profile and config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_monitor.core.parsing import FieldPaths
+from stream_monitor.errors import ConfigError
+from stream_monitor.settings import DriftTest, ModelConfig
+from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile
+from stream_monitor.stats.sketches import CategoricalSignal, NumericSignal, SketchLayout
+
+MULTIVARIATE_SIGNAL = "pca_reconstruction_error"
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Standardise, project on the reference principal components, measure what is left."""
+
+    columns: NDArray[np.intp]  # positions of the PCA features among the numeric feature columns
+    mean: NDArray[np.float64]
+    std: NDArray[np.float64]
+    components: NDArray[np.float64]
+
+    def squared_residuals(self, numeric: NDArray[np.float64]) -> NDArray[np.float64]:
+        z = (numeric[:, self.columns] - self.mean) / self.std
+        z = np.where(np.isnan(z), 0.0, z)  # a missing value sits at the reference mean
+        r = z - (z @ self.components.T) @ self.components
+        return np.asarray(r * r)
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    model_id: str
+    config: ModelConfig
+    profile: ModelProfile
+    sketch: SketchLayout
+    numeric_features: tuple[str, ...]
+    categorical_features: tuple[str, ...]
+    boolean_features: tuple[str, ...]
+    categories: dict[str, tuple[Any, ...]]
+    projection: Projection | None
+    multivariate_index: int | None  # numeric signal index of the PCA error
+    score_index: int | None
+    prediction_numeric_index: int | None  # regression models
+    prediction_categorical_index: int | None  # classifiers
+    classes: tuple[Any, ...] | None  # None for regression
+    paths: FieldPaths
+
+    def test_for(self, role: str, name: str) -> DriftTest:
+        cfg = self.config
+        if role == "feature" and name in cfg.features:
+            return cfg.features[name].test
+        if role == "multivariate":
+            return cfg.multivariate.test
+        if role in ("prediction", "score"):
+            return cfg.prediction.test
+        return cfg.default_test
+
+    def feature_enabled(self, name: str) -> bool:
+        fc = self.config.features.get(name)
+        return fc is None or fc.enabled
+
+    @classmethod
+    def build(cls, model_id: str, config: ModelConfig, profile: ModelProfile) -> ModelLayout:
+        unknown = sorted(set(config.features) - set(profile.features))
+        if unknown:
+            raise ConfigError(
+                [(f"models.{model_id}.features.{n}", "not a feature of the reference profile") for n in unknown]
+            )
+        numeric: list[NumericSignal] = []
+        categorical: list[CategoricalSignal] = []
+        num_names: list[str] = []
+        cat_names: list[str] = []
+        bool_names: list[str] = []
+        for name, prof in profile.features.items():
+            fc = config.features.get(name)
+            if fc is not None and not fc.enabled:
+                continue
+            if isinstance(prof, NumericProfile):
+                numeric.append(NumericSignal(name, "feature", prof))
+                num_names.append(name)
+            else:
+                categorical.append(CategoricalSignal(name, "feature", prof))
+                cat_names.append(name)
+                if prof.type == "boolean":
+                    bool_names.append(name)
+        projection = None
+        mv_index = None
+        mv = profile.multivariate
+        if config.multivariate.enabled and mv is not None and set(mv.features) <= set(num_names):
+            projection = Projection(
+                columns=np.array([num_names.index(n) for n in mv.features], dtype=np.intp),
+                mean=mv.mean,
+                std=mv.std,
+                components=mv.components,
+            )
+            mv_index = len(numeric)
+            numeric.append(NumericSignal(MULTIVARIATE_SIGNAL, "multivariate", mv.error))
+        score_index = pred_num = pred_cat = None
+        classes: tuple[Any, ...] | None = None
+        preds = profile.predictions
+        if preds is not None and config.prediction.enabled:
+            if preds.score is not None:
+                score_index = len(numeric)
+                numeric.append(NumericSignal("score", "score", preds.score))
+            if isinstance(preds.prediction, NumericProfile):
+                pred_num = len(numeric)
+                numeric.append(NumericSignal("prediction", "prediction", preds.prediction))
+            else:
+                assert isinstance(preds.prediction, CategoricalProfile)
+                pred_cat = len(categorical)
+                categorical.append(CategoricalSignal("prediction", "prediction", preds.prediction))
+                classes = preds.prediction.categories
+        elif preds is not None and preds.task == "classification":
+            assert isinstance(preds.prediction, CategoricalProfile)
+            classes = preds.prediction.categories
+        f = config.fields
+        return cls(
+            model_id=model_id,
+            config=config,
+            profile=profile,
+            sketch=SketchLayout(numeric, categorical, multivariate_width=len(mv.features) if projection and mv else 0),
+            numeric_features=tuple(num_names),
+            categorical_features=tuple(cat_names),
+            boolean_features=tuple(bool_names),
+            categories={s.name: s.profile.categories for s in categorical if s.role == "feature"},
+            projection=projection,
+            multivariate_index=mv_index,
+            score_index=score_index,
+            prediction_numeric_index=pred_num,
+            prediction_categorical_index=pred_cat,
+            classes=classes,
+            paths=FieldPaths(
+                event_id=f.event_id,
+                ts=f.ts,
+                features=f.features,
+                prediction=f.prediction,
+                score=f.score,
+                scores=f.scores,
+                label=f.label,
+            ),
+        )

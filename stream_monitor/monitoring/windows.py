@@ -1,0 +1,153 @@
+"""Event-time windows built from time slices, so partials from many partitions merge deterministically.
+
+Stage 1 (:class:`SliceFolder`, one per input partition, or one for a whole replay) folds rows into sketches of
+fixed time *slices* (``floor(ts / slice_seconds)``) and hands out every slice the watermark (``max ts seen -
+allowed lateness``) has passed. Stage 2 (:class:`WindowAssembler`, one per model) merges slices, in order, into the
+current window and closes it when it holds ``max_events`` events or spans ``max_seconds``, whichever comes first.
+
+Because a window is a run of whole slices and a slice's content does not depend on which partition carried an
+event, one worker and many workers close identical windows. An event older than the oldest open slice is folded
+into that slice and counted as late, never dropped.
+
+>>> folder = SliceFolder(slice_seconds=10.0, allowed_lateness=0.0)
+>>> folder.slice_ids(np.array([5.0, 12.0, 3.0]))
+array([0, 1, 0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_monitor.core.alerts import WindowInfo
+from stream_monitor.stats.sketches import WindowSketch
+
+
+@dataclass
+class ClosedSlice:
+    slice_id: int
+    sketch: WindowSketch
+
+
+class SliceFolder:
+    """Open slice sketches of one input (a partition, or a replay) keyed by slice id."""
+
+    def __init__(self, slice_seconds: float, allowed_lateness: float) -> None:
+        if not slice_seconds > 0:
+            raise ValueError(f"slice_seconds must be > 0, got {slice_seconds}")
+        if allowed_lateness < 0:
+            raise ValueError(f"allowed_lateness must be >= 0, got {allowed_lateness}")
+        self.slice_seconds = slice_seconds
+        self.allowed_lateness = allowed_lateness
+        self.open: dict[int, WindowSketch] = {}
+        self.max_ts = -np.inf
+        self.next_slice = -(2**62)  # slices below this were handed out already
+        self.late_events = 0
+
+    @property
+    def watermark(self) -> float:
+        return float(self.max_ts - self.allowed_lateness)
+
+    def slice_ids(self, ts: NDArray[np.float64]) -> NDArray[np.int64]:
+        return np.floor(ts / self.slice_seconds).astype(np.int64)
+
+    def assign(self, ts: NDArray[np.float64]) -> tuple[NDArray[np.int64], int]:
+        """Slice id per row (late rows moved to the oldest open slice) and how many rows were late."""
+        if len(ts) == 0:
+            return np.empty(0, dtype=np.int64), 0
+        ids = self.slice_ids(ts)
+        late = ids < self.next_slice
+        n_late = int(late.sum())
+        if n_late:
+            ids[late] = self.next_slice
+            self.late_events += n_late
+        self.max_ts = max(self.max_ts, float(ts.max()))
+        return ids, n_late
+
+    def groups(self, ids: NDArray[np.int64]) -> list[tuple[int, NDArray[np.intp] | None]]:
+        """(slice id, row positions) per slice present; positions are None when every row is in one slice."""
+        first = int(ids[0])
+        if (ids == first).all():
+            return [(first, None)]
+        return [(int(s), np.flatnonzero(ids == s)) for s in np.unique(ids)]
+
+    def sketch(self, slice_id: int, factory: Callable[[], WindowSketch]) -> WindowSketch:
+        sk = self.open.get(slice_id)
+        if sk is None:
+            sk = self.open[slice_id] = factory()
+        return sk
+
+    def drain(self, final: bool = False) -> list[ClosedSlice]:
+        """Slices the watermark has passed (all of them when ``final``), oldest first."""
+        if final:
+            ready = sorted(self.open)
+        else:
+            boundary = int(np.floor(self.watermark / self.slice_seconds)) if np.isfinite(self.watermark) else None
+            if boundary is None:
+                return []
+            ready = sorted(s for s in self.open if s < boundary)
+            self.next_slice = max(self.next_slice, boundary)
+        out = [ClosedSlice(s, self.open.pop(s)) for s in ready]
+        if out:
+            self.next_slice = max(self.next_slice, out[-1].slice_id + 1)
+        return out
+
+
+@dataclass
+class ClosedWindow:
+    info: WindowInfo
+    sketch: WindowSketch
+
+
+class WindowAssembler:
+    """Merges closed slices, oldest first, into windows of at most ``max_events`` events / ``max_seconds``."""
+
+    def __init__(self, slice_seconds: float, max_events: int, max_seconds: float) -> None:
+        if max_events < 1 or max_seconds <= 0:
+            raise ValueError("max_events must be >= 1 and max_seconds > 0")
+        self.slice_seconds = slice_seconds
+        self.max_events = max_events
+        self.max_seconds = max_seconds
+        self.current: WindowSketch | None = None
+        self.start_slice = 0
+        self.end_slice = 0  # exclusive
+        self.last_slice = -(2**62)
+
+    def add(self, closed: ClosedSlice) -> list[ClosedWindow]:
+        if closed.slice_id <= self.last_slice:
+            raise ValueError(f"slice {closed.slice_id} arrived after slice {self.last_slice}: slices must be in order")
+        self.last_slice = closed.slice_id
+        out: list[ClosedWindow] = []
+        if self.current is not None and (closed.slice_id + 1 - self.start_slice) * self.slice_seconds > self.max_seconds:
+            out.append(self._close())
+        if self.current is None:
+            self.current = closed.sketch
+            self.start_slice = closed.slice_id
+        else:
+            self.current.merge(closed.sketch)
+        self.end_slice = closed.slice_id + 1
+        if self.current.primary_events >= self.max_events:
+            out.append(self._close())
+        return out
+
+    def advance(self, watermark: float) -> list[ClosedWindow]:
+        """Close the current window once event time has moved past its longest allowed span."""
+        if self.current is not None and watermark >= self.start_slice * self.slice_seconds + self.max_seconds:
+            return [self._close()]
+        return []
+
+    def flush(self) -> list[ClosedWindow]:
+        return [self._close()] if self.current is not None else []
+
+    def _close(self) -> ClosedWindow:
+        assert self.current is not None
+        sketch, self.current = self.current, None
+        info = WindowInfo(
+            start_ts=self.start_slice * self.slice_seconds,
+            end_ts=self.end_slice * self.slice_seconds,
+            events=sketch.primary_events,
+        )
+        return ClosedWindow(info, sketch)

@@ -1,0 +1,282 @@
+"""The one frozen, validated config tree.
+
+``yaml.safe_load`` (a ``!!python`` tag is an error, not code), then pydantic models with ``extra="forbid"`` so a
+misspelled key is reported with its path, ``Literal`` enumerations, ``SecretStr`` for credentials. Every problem
+in a file is reported at once, each with its path (:class:`~stream_monitor.errors.ConfigError`).
+
+>>> cfg = MonitorConfig.model_validate({"models": {"m": {"reference": "ref.json"}}})
+>>> cfg.models["m"].window.max_events, cfg.models["m"].thresholds
+(5000, 'calibrated')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from stream_monitor.errors import ConfigError
+
+StatisticName = Literal["psi", "js", "ks", "wasserstein", "chi2"]
+
+# Effect-size floors per statistic: (warning, critical). In calibrated mode a threshold is the larger of this
+# floor and the no-drift quantile for the window's size at the model's false-alarm budget; in fixed mode these
+# are the thresholds. PSI 0.1 / 0.25 are the industry's usual figures.
+DEFAULT_FLOORS: dict[str, tuple[float, float]] = {
+    "psi": (0.1, 0.25),
+    "js": (0.1, 0.2),
+    "ks": (0.1, 0.2),
+    "wasserstein": (0.1, 0.25),
+    "chi2": (0.1, 0.25),
+}
+
+_SECRET_KEY = re.compile(r"(password|secret|token|key)$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DriftTest(_Strict):
+    """A distance test on one signal's window histogram against the reference."""
+
+    statistic: StatisticName = "psi"
+    warning: float | None = Field(default=None, gt=0, description="floor (calibrated) or threshold (fixed)")
+    critical: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftTest:
+        w, c = self.levels()
+        if c < w:
+            raise ValueError(f"critical ({c}) must not be below warning ({w})")
+        return self
+
+    def levels(self) -> tuple[float, float]:
+        floor_w, floor_c = DEFAULT_FLOORS[self.statistic]
+        w = self.warning if self.warning is not None else floor_w
+        c = self.critical if self.critical is not None else max(floor_c, w)
+        return w, c
+
+
+class FeatureConfig(_Strict):
+    enabled: bool = True
+    test: DriftTest = DriftTest()
+    sequential: bool = True
+
+
+class SequentialConfig(_Strict):
+    """Two-sided CUSUM on each numeric signal's standardised window mean, for slow ramps."""
+
+    enabled: bool = True
+    min_effect_sd: float = Field(default=0.05, ge=0, description="ignore mean shifts smaller than this (in sd)")
+
+
+class MultivariateConfig(_Strict):
+    enabled: bool = True
+    test: DriftTest = DriftTest()
+
+
+class PredictionConfig(_Strict):
+    enabled: bool = True
+    test: DriftTest = DriftTest()
+
+
+class DataQualityConfig(_Strict):
+    enabled: bool = True
+    null_rate_warning: float = Field(default=0.05, gt=0, le=1, description="rise in null share over reference")
+    null_rate_critical: float = Field(default=0.2, gt=0, le=1)
+    wrong_type_warning: float = Field(default=0.01, gt=0, le=1, description="share of values of the wrong type")
+    wrong_type_critical: float = Field(default=0.05, gt=0, le=1)
+    new_category_warning: float = Field(default=0.01, gt=0, le=1, description="share of values unseen in reference")
+    new_category_critical: float = Field(default=0.05, gt=0, le=1)
+    range_warning: float = Field(default=0.01, gt=0, le=1, description="share outside the reference's observed range")
+    range_critical: float = Field(default=0.05, gt=0, le=1)
+
+
+class WindowConfig(_Strict):
+    """Event-time tumbling windows that close on ``max_events`` or ``max_seconds``, whichever comes first."""
+
+    max_events: int = Field(default=5000, ge=10)
+    max_seconds: float = Field(default=300.0, gt=0)
+    slice_seconds: float | None = Field(default=None, gt=0, description="partial-sketch granularity; derived if unset")
+    allowed_lateness_seconds: float = Field(default=30.0, ge=0)
+    min_events: int = Field(default=200, ge=1, description="smaller windows are summarised, not tested")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WindowConfig:
+        if self.slice_seconds is not None and self.slice_seconds > self.max_seconds:
+            raise ValueError("slice_seconds must not exceed max_seconds")
+        if self.min_events > self.max_events:
+            raise ValueError("min_events must not exceed max_events")
+        return self
+
+
+class AlertingConfig(_Strict):
+    resolve_after_windows: int = Field(default=2, ge=1, description="clean windows in a row before 'resolved'")
+    hysteresis: float = Field(default=0.8, gt=0, le=1, description="resolve below this fraction of the warning level")
+    cooldown_seconds: float = Field(default=900.0, ge=0, description="event time before the same signal may re-fire")
+
+
+class BudgetConfig(_Strict):
+    """How many false alerts a drift-free model may raise, in expectation, per day of event time."""
+
+    false_alerts_per_day: float = Field(default=0.1, gt=0, le=100)
+
+
+class FieldsConfig(_Strict):
+    event_id: str = "event_id"
+    ts: str = "ts"
+    features: str = "features"
+    prediction: str = "prediction"
+    score: str = "score"
+    scores: str = "scores"
+    label: str = "label"
+
+
+class LabelsConfig(_Strict):
+    ttl_seconds: float = Field(default=7 * 86400.0, gt=0)
+    max_outstanding: int = Field(default=2_000_000, ge=1000)
+    freshness_sla_seconds: float = Field(default=2 * 86400.0, gt=0)
+    min_coverage: float = Field(default=0.5, ge=0, le=1)
+
+
+class ModelConfig(_Strict):
+    reference: str = Field(description="path of the reference profile (relative to the config file)")
+    fields: FieldsConfig = FieldsConfig()
+    timestamp_format: Literal["auto", "epoch_seconds", "epoch_millis", "iso8601"] = "auto"
+    window: WindowConfig = WindowConfig()
+    budget: BudgetConfig = BudgetConfig()
+    thresholds: Literal["calibrated", "fixed"] = "calibrated"
+    default_test: DriftTest = DriftTest()
+    features: dict[str, FeatureConfig] = Field(default_factory=dict)
+    sequential: SequentialConfig = SequentialConfig()
+    multivariate: MultivariateConfig = MultivariateConfig()
+    prediction: PredictionConfig = PredictionConfig()
+    data_quality: DataQualityConfig = DataQualityConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    labels: LabelsConfig = LabelsConfig()
+
+
+class KafkaConfig(_Strict):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client: dict[str, str | int | float | bool | SecretStr] = Field(
+        default_factory=dict,
+        description="librdkafka settings passed through unchanged (security.protocol, sasl.*, ssl.*); "
+        "write ${ENV_VAR} to read a value from the environment",
+    )
+
+    @field_validator("client", mode="before")
+    @classmethod
+    def _secrets(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            if isinstance(value, str):
+                value = _expand_env(value, f"kafka.client.{key}")
+            out[key] = SecretStr(str(value)) if _SECRET_KEY.search(str(key)) else value
+        return out
+
+    def client_settings(self) -> dict[str, Any]:
+        """A new dict for a client constructor, secrets revealed (never logged)."""
+        settings: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        for key, value in self.client.items():
+            settings[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return settings
+
+
+class TopicsConfig(_Strict):
+    features: str = "features"
+    predictions: str = "predictions"
+    labels: str = "labels"
+    features_batch: str = "features-batch"
+    alerts: str = "drift-alerts"
+    dlq: str = "stream-monitor-dlq"
+    partials: str = "stream-monitor-partials"
+    retraining: str | None = None
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class ServiceConfig(_Strict):
+    bind_host: str = Field(default="127.0.0.1", description="address of /metrics, /healthz and /readyz")
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    consumer_group: str = "stream-monitor"
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    model_id_field: str = "model_id"
+    batch_max_events: int = Field(default=5000, ge=1)
+    max_label_cardinality: int = Field(default=2000, ge=10)
+
+
+class MonitorConfig(_Strict):
+    version: Literal[1] = 1
+    kafka: KafkaConfig = KafkaConfig()
+    topics: TopicsConfig = TopicsConfig()
+    service: ServiceConfig = ServiceConfig()
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    base_dir: Annotated[str, Field(exclude=True)] = "."
+
+    def reference_path(self, model_id: str) -> Path:
+        return (Path(self.base_dir) / self.models[model_id].reference).resolve()
+
+
+def _expand_env(value: str, where: str) -> str:
+    def repl(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(f"{where} refers to ${{{name}}}, which is not set in the environment")
+        return os.environ[name]
+
+    return _ENV_REF.sub(repl, value)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"function-after", "function-before"} or "[" in str(part):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse_config(raw: Any, source: str = "config", base_dir: str | Path = ".") -> MonitorConfig:
+    """Validate an already-loaded mapping; every problem is reported with its path."""
+    if not isinstance(raw, dict):
+        raise ConfigError([("(top level)", f"expected a mapping, found {type(raw).__name__}")], source)
+    try:
+        return MonitorConfig.model_validate({**raw, "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (misspelled?)"
+            problems.append((_format_loc(tuple(err["loc"])), msg))
+        raise ConfigError(problems, source) from None
+
+
+def load_config(path: str | Path) -> MonitorConfig:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read: {exc.strerror}")], str(p)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "python/" in str(exc) or "constructor" in str(problem):
+            problem = f"unsafe or unknown YAML tag rejected: {problem}"
+        raise ConfigError([(where, str(problem))], str(p)) from None
+    return parse_config(raw, str(p), p.parent)

@@ -1,0 +1,318 @@
+"""Reference profiles: what "normal" looks like for one model, as versioned, human-readable JSON.
+
+A profile is built once from training or validation data (:mod:`stream_monitor.stats.reference_builder`) and is
+read-only afterwards. Live window sketches bin their values on the profile's edges and categories, so a profile
+fixes the *layout* of every sketch for its model.
+
+Numeric bins are open-tailed: with interior edges ``e_1 < ... < e_{k-1}`` bin ``i`` holds
+``e_i <= x < e_{i+1}`` (``e_0 = -inf``, ``e_k = +inf``), i.e. ``np.searchsorted(edges, x, side="right")``.
+Categorical counts carry one trailing "other" slot for every value outside the bounded top-K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from stream_monitor.errors import ReferenceProfileError
+
+FORMAT = "stream-monitor.reference/v1"
+
+FeatureType = Literal["numeric", "categorical", "boolean"]
+Category = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class NumericProfile:
+    """Reference distribution of one numeric signal."""
+
+    count: int
+    nulls: int
+    edges: NDArray[np.float64]
+    counts: NDArray[np.int64]
+    mean: float
+    std: float
+    min: float
+    max: float
+    invalid: int = 0
+    type: Literal["numeric"] = "numeric"
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.edges) + 1
+
+    @property
+    def null_rate(self) -> float:
+        total = self.count + self.nulls + self.invalid
+        return self.nulls / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "count": self.count,
+            "nulls": self.nulls,
+            "invalid": self.invalid,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
+            "edges": self.edges.tolist(),
+            "counts": self.counts.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> NumericProfile:
+        edges = np.asarray(raw["edges"], dtype=np.float64)
+        counts = np.asarray(raw["counts"], dtype=np.int64)
+        if len(counts) != len(edges) + 1:
+            raise ReferenceProfileError(f"numeric profile has {len(edges)} edges but {len(counts)} counts")
+        if len(edges) and np.any(np.diff(edges) <= 0):
+            raise ReferenceProfileError("numeric profile edges must be strictly increasing")
+        return cls(
+            count=int(raw["count"]),
+            nulls=int(raw.get("nulls", 0)),
+            invalid=int(raw.get("invalid", 0)),
+            edges=edges,
+            counts=counts,
+            mean=float(raw["mean"]),
+            std=float(raw["std"]),
+            min=float(raw["min"]),
+            max=float(raw["max"]),
+        )
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    """Reference frequencies of a categorical (or boolean) signal: bounded top-K plus one "other" slot."""
+
+    count: int
+    nulls: int
+    categories: tuple[Category, ...]
+    counts: NDArray[np.int64]  # len(categories) + 1; the last slot is "other"
+    distinct: int
+    invalid: int = 0
+    type: Literal["categorical", "boolean"] = "categorical"
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.categories) + 1
+
+    @property
+    def null_rate(self) -> float:
+        total = self.count + self.nulls + self.invalid
+        return self.nulls / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "count": self.count,
+            "nulls": self.nulls,
+            "invalid": self.invalid,
+            "distinct": self.distinct,
+            "categories": list(self.categories),
+            "counts": self.counts.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CategoricalProfile:
+        categories = tuple(raw["categories"])
+        counts = np.asarray(raw["counts"], dtype=np.int64)
+        if len(counts) != len(categories) + 1:
+            raise ReferenceProfileError(
+                f"categorical profile has {len(categories)} categories but {len(counts)} counts "
+                "(expected one more, for 'other')"
+            )
+        return cls(
+            count=int(raw["count"]),
+            nulls=int(raw.get("nulls", 0)),
+            invalid=int(raw.get("invalid", 0)),
+            categories=categories,
+            counts=counts,
+            distinct=int(raw.get("distinct", len(categories))),
+            type=raw.get("type", "categorical"),
+        )
+
+
+SignalProfile = NumericProfile | CategoricalProfile
+
+
+def signal_from_dict(raw: dict[str, Any]) -> SignalProfile:
+    kind = raw.get("type")
+    if kind == "numeric":
+        return NumericProfile.from_dict(raw)
+    if kind in ("categorical", "boolean"):
+        return CategoricalProfile.from_dict(raw)
+    raise ReferenceProfileError(f"unknown signal type {kind!r} (expected numeric, categorical or boolean)")
+
+
+@dataclass(frozen=True)
+class MultivariateProfile:
+    """PCA of the standardised numeric features, for correlation changes that leave marginals alone.
+
+    ``error`` is the reference distribution of the squared reconstruction error, measured on a holdout half
+    that the components were not fitted on (an in-sample error would be optimistically small).
+    """
+
+    features: tuple[str, ...]
+    mean: NDArray[np.float64]
+    std: NDArray[np.float64]
+    components: NDArray[np.float64]  # (k, d), orthonormal rows
+    error: NumericProfile
+    residual_mean: NDArray[np.float64]  # mean squared residual per feature on the holdout
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "pca_reconstruction",
+            "features": list(self.features),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "components": self.components.tolist(),
+            "error": self.error.to_dict(),
+            "residual_mean": self.residual_mean.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> MultivariateProfile:
+        return cls(
+            features=tuple(raw["features"]),
+            mean=np.asarray(raw["mean"], dtype=np.float64),
+            std=np.asarray(raw["std"], dtype=np.float64),
+            components=np.asarray(raw["components"], dtype=np.float64).reshape(-1, len(raw["features"])),
+            error=NumericProfile.from_dict(raw["error"]),
+            residual_mean=np.asarray(raw["residual_mean"], dtype=np.float64),
+        )
+
+
+@dataclass(frozen=True)
+class PredictionProfile:
+    task: Literal["classification", "regression"]
+    events: int
+    prediction: SignalProfile
+    score: NumericProfile | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "events": self.events,
+            "prediction": self.prediction.to_dict(),
+            "score": self.score.to_dict() if self.score else None,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PredictionProfile:
+        return cls(
+            task=raw["task"],
+            events=int(raw["events"]),
+            prediction=signal_from_dict(raw["prediction"]),
+            score=NumericProfile.from_dict(raw["score"]) if raw.get("score") else None,
+        )
+
+
+@dataclass(frozen=True)
+class LabelProfile:
+    events: int
+    label: SignalProfile
+    joined: int
+    performance: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "label": self.label.to_dict(),
+            "joined": self.joined,
+            "performance": self.performance,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LabelProfile:
+        return cls(
+            events=int(raw["events"]),
+            label=signal_from_dict(raw["label"]),
+            joined=int(raw.get("joined", 0)),
+            performance={k: float(v) for k, v in raw.get("performance", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    model_id: str
+    events: int
+    start_ts: float
+    end_ts: float
+    features: dict[str, SignalProfile]
+    multivariate: MultivariateProfile | None = None
+    predictions: PredictionProfile | None = None
+    labels: LabelProfile | None = None
+    fields_seen: tuple[str, ...] = field(default=())
+
+    @property
+    def events_per_second(self) -> float:
+        span = self.end_ts - self.start_ts
+        return (self.events - 1) / span if span > 0 and self.events > 1 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "events": self.events,
+            "start_ts": self.start_ts,
+            "end_ts": self.end_ts,
+            "events_per_second": self.events_per_second,
+            "features": {name: p.to_dict() for name, p in self.features.items()},
+            "multivariate": self.multivariate.to_dict() if self.multivariate else None,
+            "predictions": self.predictions.to_dict() if self.predictions else None,
+            "labels": self.labels.to_dict() if self.labels else None,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelProfile:
+        return cls(
+            model_id=raw["model_id"],
+            events=int(raw["events"]),
+            start_ts=float(raw["start_ts"]),
+            end_ts=float(raw["end_ts"]),
+            features={name: signal_from_dict(p) for name, p in raw["features"].items()},
+            multivariate=MultivariateProfile.from_dict(raw["multivariate"]) if raw.get("multivariate") else None,
+            predictions=PredictionProfile.from_dict(raw["predictions"]) if raw.get("predictions") else None,
+            labels=LabelProfile.from_dict(raw["labels"]) if raw.get("labels") else None,
+        )
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """Every model's profile, as stored in ``reference.json``."""
+
+    models: dict[str, ModelProfile]
+
+    def to_json(self) -> bytes:
+        doc = {"format": FORMAT, "models": {mid: m.to_dict() for mid, m in self.models.items()}}
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ReferenceProfile:
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ReferenceProfileError(f"reference profile is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+            raise ReferenceProfileError(f"not a {FORMAT} file (format: {found!r})")
+        try:
+            return cls(models={mid: ModelProfile.from_dict(m) for mid, m in raw["models"].items()})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReferenceProfileError(f"malformed reference profile: {exc!r}") from exc
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceProfile:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ReferenceProfileError(f"cannot read reference profile {path}: {exc.strerror}") from exc
+        return cls.from_json(data)

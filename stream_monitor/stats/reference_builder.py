@@ -1,0 +1,371 @@
+"""Build a :class:`~stream_monitor.stats.profiles.ReferenceProfile` from training or validation events.
+
+Memory is bounded: numeric values and PCA rows come from a seeded reservoir sample of ``max_rows`` events per
+model (exact below that), categorical frequencies from a pruned counter, counts and null rates are exact.
+
+>>> b = ReferenceBuilder(seed=0)
+>>> b.add_features([{"event_id": str(i), "model_id": "m", "ts": 1.7e9 + i,
+...                  "features": {"x": float(i % 7), "c": "ab"[i % 2]}} for i in range(100)])
+>>> prof = b.build().models["m"]
+>>> prof.features["x"].type, prof.features["c"].type, prof.features["c"].categories
+('numeric', 'categorical', ('a', 'b'))
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_monitor.errors import ReferenceProfileError
+from stream_monitor.stats.profiles import (
+    CategoricalProfile,
+    LabelProfile,
+    ModelProfile,
+    MultivariateProfile,
+    NumericProfile,
+    PredictionProfile,
+    ReferenceProfile,
+    SignalProfile,
+)
+
+DEFAULT_BINS: Final = 20
+DEFAULT_TOP_K: Final = 50
+DEFAULT_MAX_ROWS: Final = 100_000
+_COUNTER_PRUNE_AT: Final = 100_000
+_COUNTER_KEEP: Final = 10_000
+PCA_EXPLAINED: Final = 0.9
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def numeric_profile(values: NDArray[np.float64], nulls: int, invalid: int = 0, bins: int = DEFAULT_BINS) -> NumericProfile:
+    """Quantile edges (or midpoints between values, for a signal with few distinct values) and counts on them."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        raise ReferenceProfileError("a numeric signal has no finite values to profile")
+    distinct = np.unique(values)
+    if len(distinct) <= bins:
+        edges = (distinct[1:] + distinct[:-1]) / 2.0
+    else:
+        edges = np.unique(np.quantile(values, np.arange(1, bins) / bins))
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return NumericProfile(
+        count=len(values),
+        nulls=nulls,
+        invalid=invalid,
+        edges=edges.astype(np.float64),
+        counts=counts.astype(np.int64),
+        mean=float(values.mean()),
+        std=float(values.std()),
+        min=float(values.min()),
+        max=float(values.max()),
+    )
+
+
+def categorical_profile(
+    counter: Counter[Any], nulls: int, invalid: int = 0, top_k: int = DEFAULT_TOP_K, boolean: bool = False
+) -> CategoricalProfile:
+    ranked = sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    top = ranked[:top_k]
+    other = sum(c for _, c in ranked[top_k:])
+    return CategoricalProfile(
+        count=sum(counter.values()),
+        nulls=nulls,
+        invalid=invalid,
+        categories=tuple(v for v, _ in top),
+        counts=np.array([c for _, c in top] + [other], dtype=np.int64),
+        distinct=len(counter),
+        type="boolean" if boolean else "categorical",
+    )
+
+
+@dataclass
+class _FeatureTally:
+    numbers: int = 0
+    bools: int = 0
+    strings: int = 0
+    nulls: int = 0
+    other: int = 0
+    categories: Counter[Any] = field(default_factory=Counter)
+
+    def add(self, value: Any) -> None:
+        kind = type(value)
+        if kind is bool:
+            self.bools += 1
+            self.categories[value] += 1
+        elif kind in (int, float):
+            if math.isfinite(value):
+                self.numbers += 1
+                if kind is int:
+                    self.categories[value] += 1
+            else:
+                self.nulls += 1
+        elif kind is str:
+            self.strings += 1
+            self.categories[value] += 1
+        elif value is None:
+            self.nulls += 1
+        else:
+            self.other += 1
+        if len(self.categories) > _COUNTER_PRUNE_AT:
+            self.categories = Counter(dict(self.categories.most_common(_COUNTER_KEEP)))
+
+    def inferred_type(self) -> str:
+        present = self.numbers + self.bools + self.strings + self.other
+        if present == 0:
+            return "empty"
+        if self.numbers >= 0.99 * present:
+            return "numeric"
+        if self.bools >= 0.99 * present:
+            return "boolean"
+        return "categorical"
+
+
+class _Reservoir:
+    """Algorithm R over rows; deterministic for a seed."""
+
+    def __init__(self, capacity: int, rng: random.Random) -> None:
+        self.capacity = capacity
+        self.rows: list[Any] = []
+        self.seen = 0
+        self._rng = rng
+
+    def add(self, row: Any) -> None:
+        self.seen += 1
+        if len(self.rows) < self.capacity:
+            self.rows.append(row)
+        else:
+            j = self._rng.randrange(self.seen)
+            if j < self.capacity:
+                self.rows[j] = row
+
+
+@dataclass
+class _ModelAccumulator:
+    reservoir: _Reservoir
+    tallies: dict[str, _FeatureTally] = field(default_factory=dict)
+    events: int = 0
+    ts_min: float = math.inf
+    ts_max: float = -math.inf
+    predictions: dict[str, tuple[Any, float | None]] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)
+    prediction_count: int = 0
+    label_count: int = 0
+
+
+class ReferenceBuilder:
+    """Accumulates reference events of any number of models; :meth:`build` returns the profile.
+
+    Events with no ``model_id`` or ``features`` object are counted in ``skipped`` (with a reason) and left
+    out, never silently.
+    """
+
+    def __init__(
+        self,
+        bins: int = DEFAULT_BINS,
+        top_k: int = DEFAULT_TOP_K,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        seed: int = 0,
+        max_joined: int = 1_000_000,
+    ) -> None:
+        if bins < 2:
+            raise ValueError(f"bins must be >= 2, got {bins}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        self.bins, self.top_k, self.max_rows, self.seed, self.max_joined = bins, top_k, max_rows, seed, max_joined
+        self._rng = random.Random(seed)
+        self._models: dict[str, _ModelAccumulator] = {}
+        self.skipped: Counter[str] = Counter()
+
+    def _model(self, event: dict[str, Any], stream: str) -> _ModelAccumulator | None:
+        mid = event.get("model_id")
+        if type(mid) is not str:
+            self.skipped[f"{stream}: missing model_id"] += 1
+            return None
+        acc = self._models.get(mid)
+        if acc is None:
+            acc = self._models[mid] = _ModelAccumulator(_Reservoir(self.max_rows, self._rng))
+        return acc
+
+    def add_features(self, events: Iterable[dict[str, Any]]) -> None:
+        for event in events:
+            acc = self._model(event, "features")
+            if acc is None:
+                continue
+            feats = event.get("features")
+            if type(feats) is not dict:
+                self.skipped["features: 'features' is not an object"] += 1
+                continue
+            ts = event.get("ts")
+            if _is_number(ts):
+                acc.ts_min = min(acc.ts_min, float(ts))
+                acc.ts_max = max(acc.ts_max, float(ts))
+            acc.events += 1
+            for name, value in feats.items():
+                tally = acc.tallies.get(name)
+                if tally is None:
+                    tally = acc.tallies[name] = _FeatureTally(nulls=acc.events - 1)  # absent before = missing
+                tally.add(value)
+            for name, tally in acc.tallies.items():
+                if name not in feats:
+                    tally.nulls += 1
+            acc.reservoir.add(feats)
+
+    def add_predictions(self, events: Iterable[dict[str, Any]]) -> None:
+        for event in events:
+            acc = self._model(event, "predictions")
+            if acc is None:
+                continue
+            if "prediction" not in event or event["prediction"] is None:
+                self.skipped["predictions: missing prediction"] += 1
+                continue
+            score = event.get("score")
+            if score is None and isinstance(event.get("scores"), dict) and event["scores"]:
+                score = max(event["scores"].values())
+            acc.prediction_count += 1
+            if len(acc.predictions) < self.max_joined:
+                acc.predictions[str(event.get("event_id"))] = (event["prediction"], score if _is_number(score) else None)
+
+    def add_labels(self, events: Iterable[dict[str, Any]]) -> None:
+        for event in events:
+            acc = self._model(event, "labels")
+            if acc is None:
+                continue
+            if "label" not in event or event["label"] is None:
+                self.skipped["labels: missing label"] += 1
+                continue
+            acc.label_count += 1
+            if len(acc.labels) < self.max_joined:
+                acc.labels[str(event.get("event_id"))] = event["label"]
+
+    # ---- finalisation ---------------------------------------------------------------------------------------
+    def build(self) -> ReferenceProfile:
+        if not self._models:
+            raise ReferenceProfileError("no usable reference events (is the file empty or of the wrong shape?)")
+        return ReferenceProfile(models={mid: self._build_model(mid, acc) for mid, acc in sorted(self._models.items())})
+
+    def _build_model(self, model_id: str, acc: _ModelAccumulator) -> ModelProfile:
+        features: dict[str, SignalProfile] = {}
+        for name, tally in sorted(acc.tallies.items()):
+            kind = tally.inferred_type()
+            if kind == "empty":
+                continue
+            if kind == "numeric":
+                values = np.array([_as_float(row.get(name)) for row in acc.reservoir.rows], dtype=np.float64)
+                invalid = tally.bools + tally.strings + tally.other
+                features[name] = numeric_profile(values, tally.nulls, invalid, self.bins)
+            else:
+                cats = Counter({k: v for k, v in tally.categories.items() if (type(k) is bool) == (kind == "boolean")})
+                invalid = tally.numbers + tally.bools + tally.strings + tally.other - sum(cats.values())
+                features[name] = categorical_profile(cats, tally.nulls, invalid, self.top_k, boolean=kind == "boolean")
+        numeric_names = [n for n, p in features.items() if isinstance(p, NumericProfile)]
+        multivariate = self._pca(acc, numeric_names) if len(numeric_names) >= 2 else None
+        predictions = self._predictions(acc)
+        labels = self._labels(acc, predictions)
+        start = acc.ts_min if math.isfinite(acc.ts_min) else 0.0
+        end = acc.ts_max if math.isfinite(acc.ts_max) else 0.0
+        return ModelProfile(
+            model_id=model_id,
+            events=acc.events or acc.prediction_count,
+            start_ts=start,
+            end_ts=end,
+            features=features,
+            multivariate=multivariate,
+            predictions=predictions,
+            labels=labels,
+        )
+
+    def _pca(self, acc: _ModelAccumulator, names: list[str]) -> MultivariateProfile | None:
+        rows = acc.reservoir.rows
+        x = np.array([[_as_float(r.get(n)) for n in names] for r in rows], dtype=np.float64)
+        if len(x) < 50:
+            return None
+        mean = np.nanmean(x, axis=0)
+        std = np.nanstd(x, axis=0)
+        std[~(std > 0)] = 1.0
+        z = np.nan_to_num((x - mean) / std, nan=0.0)
+        order = np.random.default_rng(self.seed).permutation(len(z))
+        fit, holdout = z[order[: len(z) // 2]], z[order[len(z) // 2 :]]
+        _, singular, vt = np.linalg.svd(fit - fit.mean(axis=0), full_matrices=False)
+        explained = np.cumsum(singular**2) / np.sum(singular**2)
+        k = int(min(np.searchsorted(explained, PCA_EXPLAINED) + 1, len(names) - 1))
+        components = vt[:k]
+        residual = squared_residuals(holdout, components)
+        error = residual.sum(axis=1)
+        return MultivariateProfile(
+            features=tuple(names),
+            mean=mean,
+            std=std,
+            components=components,
+            error=numeric_profile(error, 0, 0, self.bins),
+            residual_mean=residual.mean(axis=0),
+        )
+
+    def _predictions(self, acc: _ModelAccumulator) -> PredictionProfile | None:
+        if not acc.predictions:
+            return None
+        values = [p for p, _ in acc.predictions.values()]
+        scores = np.array([s for _, s in acc.predictions.values() if s is not None], dtype=np.float64)
+        task = infer_task(values)
+        prediction: SignalProfile
+        if task == "classification":
+            prediction = categorical_profile(Counter(values), 0, 0, self.top_k)
+        else:
+            prediction = numeric_profile(np.array(values, dtype=np.float64), 0, 0, self.bins)
+        score = numeric_profile(scores, len(values) - len(scores), 0, self.bins) if len(scores) else None
+        return PredictionProfile(task=task, events=acc.prediction_count, prediction=prediction, score=score)
+
+    def _labels(self, acc: _ModelAccumulator, predictions: PredictionProfile | None) -> LabelProfile | None:
+        if not acc.labels:
+            return None
+        values = list(acc.labels.values())
+        task = predictions.task if predictions else infer_task(values)
+        label: SignalProfile
+        if task == "classification":
+            label = categorical_profile(Counter(values), 0, 0, self.top_k)
+        else:
+            label = numeric_profile(np.array(values, dtype=np.float64), 0, 0, self.bins)
+        pairs = [(acc.predictions[k][0], v) for k, v in acc.labels.items() if k in acc.predictions]
+        performance: dict[str, float] = {}
+        if pairs:
+            predicted = [p for p, _ in pairs]
+            actual = [a for _, a in pairs]
+            if task == "classification":
+                performance["accuracy"] = float(np.mean([p == a for p, a in pairs]))
+            else:
+                err = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+                performance["mae"] = float(np.mean(np.abs(err)))
+                performance["rmse"] = float(np.sqrt(np.mean(err**2)))
+        return LabelProfile(events=acc.label_count, label=label, joined=len(pairs), performance=performance)
+
+
+def infer_task(values: list[Any]) -> str:
+    """Classification for strings, booleans and integers with few distinct values; regression otherwise."""
+    kinds = set(map(type, values))
+    if kinds & {str, bool}:
+        return "classification"
+    if kinds <= {int} and len(set(values)) <= 50:
+        return "classification"
+    return "regression"
+
+
+def squared_residuals(z: NDArray[np.float64], components: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per-feature squared residual of each standardised row off the span of ``components`` (orthonormal rows).
+
+    Summed over a row it is the row's PCA reconstruction error.
+    """
+    residual = z - (z @ components.T) @ components
+    return np.asarray(residual * residual)
+
+
+def _as_float(value: Any) -> float:
+    return float(value) if _is_number(value) else math.nan

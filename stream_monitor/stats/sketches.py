@@ -1,0 +1,355 @@
+"""Mergeable window sketches: everything the detectors need from a window, in fixed-size numpy arrays.
+
+A :class:`WindowSketch` holds, per numeric signal, a histogram on the reference edges, counts by cell code
+(ok / null / absent / wrong type / infinite) and standardised moments; per categorical signal, counts on the
+reference categories plus "other" and a bounded tally of unseen values; and the window's event counts and time
+range. Its size depends on models x signals x bins, never on how many events it has seen.
+
+Sketches of the same layout merge by addition, so per-partition partials of a window merge into exactly the
+sketch of the whole window, in any order (property-tested in ``tests/unit/test_sketches.py``).
+
+>>> from stream_monitor.stats.profiles import NumericProfile
+>>> prof = NumericProfile(count=4, nulls=0, edges=np.array([0.0]), counts=np.array([2, 2]),
+...                       mean=0.0, std=1.0, min=-1.0, max=1.0)
+>>> layout = SketchLayout(numeric=[NumericSignal("x", "feature", prof)], categorical=[])
+>>> a, b = WindowSketch(layout), WindowSketch(layout)
+>>> a.fold_numeric(0, np.array([[-1.0], [0.5]]), np.zeros((2, 1), dtype=np.int8))
+>>> b.fold_numeric(0, np.array([[2.0]]), np.zeros((1, 1), dtype=np.int8))
+>>> a.merge(b).num_hist[0].tolist()
+[1, 2]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from stream_monitor.errors import SnapshotError
+from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
+
+SignalRole = Literal["feature", "prediction", "score", "multivariate"]
+STREAMS: Final = ("features", "predictions", "labels")
+N_NUMERIC_CODES: Final = 5  # ok, null, absent, wrong_type, infinite (see core.parsing)
+N_CAT_CODES: Final = 4  # ok, null, absent, wrong_type
+MAX_TRACKED_VALUES: Final = 16  # unseen categories / unknown fields remembered per window, for alert details
+SNAPSHOT_VERSION: Final = 1
+
+
+@dataclass(frozen=True)
+class NumericSignal:
+    name: str
+    role: SignalRole
+    profile: NumericProfile
+
+
+@dataclass(frozen=True)
+class CategoricalSignal:
+    name: str
+    role: SignalRole
+    profile: CategoricalProfile
+
+
+class SketchLayout:
+    """The fixed shape of every sketch of one model: which signals, in which order, on which bins."""
+
+    def __init__(
+        self,
+        numeric: Sequence[NumericSignal],
+        categorical: Sequence[CategoricalSignal],
+        multivariate_width: int = 0,
+    ) -> None:
+        self.numeric = tuple(numeric)
+        self.categorical = tuple(categorical)
+        self.num_bins = max((s.profile.n_bins for s in self.numeric), default=1)
+        self.cat_bins = max((s.profile.n_bins for s in self.categorical), default=1)
+        self.means = np.array([s.profile.mean for s in self.numeric], dtype=np.float64)
+        self.scales = np.array([s.profile.std if s.profile.std > 0 else 1.0 for s in self.numeric])
+        self.edges = [s.profile.edges for s in self.numeric]
+        self.mins = np.array([s.profile.min for s in self.numeric], dtype=np.float64)
+        self.maxs = np.array([s.profile.max for s in self.numeric], dtype=np.float64)
+        self.multivariate_width = multivariate_width
+        self.numeric_index = {s.name: i for i, s in enumerate(self.numeric)}
+        self.categorical_index = {s.name: i for i, s in enumerate(self.categorical)}
+        digest = hashlib.sha256()
+        for s in self.numeric:
+            digest.update(f"n:{s.name}:{s.role}:".encode() + s.profile.edges.tobytes())
+        for c in self.categorical:
+            digest.update(f"c:{c.name}:{c.role}:{list(c.profile.categories)!r}".encode())
+        digest.update(f"mv:{multivariate_width}".encode())
+        self.fingerprint = digest.hexdigest()[:16]
+
+    def numeric_of_role(self, role: SignalRole) -> list[int]:
+        return [i for i, s in enumerate(self.numeric) if s.role == role]
+
+    def categorical_of_role(self, role: SignalRole) -> list[int]:
+        return [i for i, s in enumerate(self.categorical) if s.role == role]
+
+
+def _bounded_merge(into: dict[str, int], items: Iterable[tuple[str, int]], cap: int = MAX_TRACKED_VALUES) -> None:
+    for key, count in items:
+        into[key] = into.get(key, 0) + count
+    if len(into) > cap:
+        keep = sorted(into.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]
+        into.clear()
+        into.update(keep)
+
+
+class WindowSketch:
+    """Fixed-size, mergeable summary of one window (or a slice of one) for one model."""
+
+    __slots__ = (
+        "cat_codes",
+        "cat_hist",
+        "events",
+        "late",
+        "layout",
+        "mv_residual",
+        "mv_rows",
+        "new_values",
+        "num_codes",
+        "num_hist",
+        "num_max",
+        "num_min",
+        "num_out",
+        "num_sum",
+        "num_sumsq",
+        "ts_max",
+        "ts_min",
+        "unknown_fields",
+    )
+
+    def __init__(self, layout: SketchLayout) -> None:
+        self.layout = layout
+        n_num, n_cat = len(layout.numeric), len(layout.categorical)
+        self.num_hist = np.zeros((n_num, layout.num_bins), dtype=np.int64)
+        self.num_codes = np.zeros((n_num, N_NUMERIC_CODES), dtype=np.int64)
+        self.num_sum = np.zeros(n_num)
+        self.num_sumsq = np.zeros(n_num)
+        self.num_min = np.full(n_num, np.inf)
+        self.num_max = np.full(n_num, -np.inf)
+        self.num_out = np.zeros((n_num, 2), dtype=np.int64)  # values below the reference min / above its max
+        self.mv_residual = np.zeros(layout.multivariate_width)  # per-feature squared PCA residual, summed
+        self.mv_rows = 0
+        self.cat_hist = np.zeros((n_cat, layout.cat_bins), dtype=np.int64)
+        self.cat_codes = np.zeros((n_cat, N_CAT_CODES), dtype=np.int64)
+        self.new_values: list[dict[str, int]] = [{} for _ in range(n_cat)]
+        self.unknown_fields: dict[str, int] = {}
+        self.events = np.zeros(len(STREAMS), dtype=np.int64)
+        self.late = 0
+        self.ts_min = np.inf
+        self.ts_max = -np.inf
+
+    # ---- folding -------------------------------------------------------------------------------------------
+    def fold_numeric(self, first: int, values: NDArray[np.float64], codes: NDArray[np.int8]) -> None:
+        """Fold a (rows x signals) block into numeric signals ``first .. first + signals - 1``.
+
+        ``values`` is NaN wherever ``codes`` is not 0; one searchsorted per column, then a single bincount.
+        """
+        n, width = values.shape
+        if n == 0 or width == 0:
+            return
+        layout = self.layout
+        stop = first + width
+        bins = layout.num_bins
+        slots = np.empty((n, width), dtype=np.int64)
+        for j in range(width):
+            slots[:, j] = np.searchsorted(layout.edges[first + j], values[:, j], side="right")
+        valid = codes == 0
+        slots += np.arange(width, dtype=np.int64) * (bins + 1)
+        slots[~valid] = width * (bins + 1)  # a dump slot past every signal
+        flat = np.bincount(slots.ravel(), minlength=width * (bins + 1) + 1)[: width * (bins + 1)]
+        self.num_hist[first:stop] += flat.reshape(width, bins + 1)[:, :bins]
+        cell = codes.astype(np.int64) + np.arange(width, dtype=np.int64) * N_NUMERIC_CODES
+        self.num_codes[first:stop] += np.bincount(cell.ravel(), minlength=width * N_NUMERIC_CODES).reshape(
+            width, N_NUMERIC_CODES
+        )
+        z = (values - layout.means[first:stop]) / layout.scales[first:stop]
+        zero = np.where(valid, z, 0.0)
+        self.num_sum[first:stop] += zero.sum(axis=0)
+        self.num_sumsq[first:stop] += (zero * zero).sum(axis=0)
+        self.num_min[first:stop] = np.fmin(self.num_min[first:stop], np.fmin.reduce(values, axis=0))
+        self.num_max[first:stop] = np.fmax(self.num_max[first:stop], np.fmax.reduce(values, axis=0))
+        self.num_out[first:stop, 0] += (values < layout.mins[first:stop]).sum(axis=0)
+        self.num_out[first:stop, 1] += (values > layout.maxs[first:stop]).sum(axis=0)
+
+    def fold_residuals(self, squared_residuals: NDArray[np.float64]) -> None:
+        """Add per-feature squared PCA residuals of a block of rows (rows x multivariate features)."""
+        self.mv_residual += squared_residuals.sum(axis=0)
+        self.mv_rows += len(squared_residuals)
+
+    def fold_categorical(self, first: int, slots: NDArray[np.int32], new_values: Sequence[Sequence[tuple[int, Any]]] = ()) -> None:
+        """Fold (rows x signals) category slots (negative = null / absent / wrong type) into categorical signals."""
+        n, width = slots.shape
+        if n == 0 or width == 0:
+            return
+        bins = self.layout.cat_bins
+        stop = first + width
+        s = slots.astype(np.int64)
+        valid = s >= 0
+        offsets = np.arange(width, dtype=np.int64)
+        flat = np.where(valid, s + offsets * bins, width * bins)
+        self.cat_hist[first:stop] += np.bincount(flat.ravel(), minlength=width * bins + 1)[: width * bins].reshape(
+            width, bins
+        )
+        code = np.where(valid, 0, -s) + offsets * N_CAT_CODES
+        self.cat_codes[first:stop] += np.bincount(code.ravel(), minlength=width * N_CAT_CODES).reshape(
+            width, N_CAT_CODES
+        )
+        for j, column in enumerate(new_values):
+            if column:
+                tally: dict[str, int] = {}
+                for _, value in column:
+                    key = value if type(value) is str else repr(value)
+                    tally[key] = tally.get(key, 0) + 1
+                _bounded_merge(self.new_values[first + j], tally.items())
+
+    def count_events(self, stream: str, ts: NDArray[np.float64], late: int = 0) -> None:
+        if len(ts) == 0:
+            return
+        self.events[STREAMS.index(stream)] += len(ts)
+        self.ts_min = min(self.ts_min, float(ts.min()))
+        self.ts_max = max(self.ts_max, float(ts.max()))
+        self.late += late
+
+    def note_unknown_fields(self, names: Iterable[str]) -> None:
+        tally: dict[str, int] = {}
+        for name in names:
+            tally[name] = tally.get(name, 0) + 1
+        if tally:
+            _bounded_merge(self.unknown_fields, tally.items())
+
+    # ---- algebra -------------------------------------------------------------------------------------------
+    def merge(self, other: WindowSketch) -> WindowSketch:
+        """Add ``other`` into this sketch in place and return it."""
+        if other.layout.fingerprint != self.layout.fingerprint:
+            raise ValueError("cannot merge sketches of different layouts (different reference profiles)")
+        self.num_hist += other.num_hist
+        self.num_codes += other.num_codes
+        self.num_sum += other.num_sum
+        self.num_sumsq += other.num_sumsq
+        np.fmin(self.num_min, other.num_min, out=self.num_min)
+        np.fmax(self.num_max, other.num_max, out=self.num_max)
+        self.num_out += other.num_out
+        self.mv_residual += other.mv_residual
+        self.mv_rows += other.mv_rows
+        self.cat_hist += other.cat_hist
+        self.cat_codes += other.cat_codes
+        for mine, theirs in zip(self.new_values, other.new_values, strict=True):
+            _bounded_merge(mine, theirs.items())
+        _bounded_merge(self.unknown_fields, other.unknown_fields.items())
+        self.events += other.events
+        self.late += other.late
+        self.ts_min = min(self.ts_min, other.ts_min)
+        self.ts_max = max(self.ts_max, other.ts_max)
+        return self
+
+    __iadd__ = merge
+
+    def copy(self) -> WindowSketch:
+        return WindowSketch(self.layout).merge(self)
+
+    @property
+    def total_events(self) -> int:
+        return int(self.events.sum())
+
+    @property
+    def primary_events(self) -> int:
+        """Events of the busiest input stream: what a window's size is measured in."""
+        return int(self.events[:2].max())
+
+    # ---- derived figures -----------------------------------------------------------------------------------
+    def numeric_count(self, i: int) -> int:
+        return int(self.num_codes[i, 0])
+
+    def numeric_mean_std(self, i: int) -> tuple[float, float]:
+        n = self.num_codes[i, 0]
+        if n == 0:
+            return float("nan"), float("nan")
+        m1 = self.num_sum[i] / n
+        var = max(self.num_sumsq[i] / n - m1 * m1, 0.0)
+        return float(self.layout.means[i] + self.layout.scales[i] * m1), float(self.layout.scales[i] * np.sqrt(var))
+
+    def numeric_counts(self, i: int) -> NDArray[np.int64]:
+        return self.num_hist[i, : self.layout.numeric[i].profile.n_bins]
+
+    def categorical_counts(self, i: int) -> NDArray[np.int64]:
+        return self.cat_hist[i, : self.layout.categorical[i].profile.n_bins]
+
+    # ---- snapshots -----------------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Versioned plain data (JSON), never pickle."""
+        return orjson.dumps(
+            {
+                "v": SNAPSHOT_VERSION,
+                "layout": self.layout.fingerprint,
+                "num_hist": self.num_hist,
+                "num_codes": self.num_codes,
+                "num_sum": self.num_sum,
+                "num_sumsq": self.num_sumsq,
+                "num_min": _finite_or_none(self.num_min),
+                "num_max": _finite_or_none(self.num_max),
+                "num_out": self.num_out,
+                "mv_residual": self.mv_residual,
+                "mv_rows": self.mv_rows,
+                "cat_hist": self.cat_hist,
+                "cat_codes": self.cat_codes,
+                "new_values": self.new_values,
+                "unknown_fields": self.unknown_fields,
+                "events": self.events,
+                "late": self.late,
+                "ts": [_finite(self.ts_min), _finite(self.ts_max)],
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, layout: SketchLayout) -> WindowSketch:
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise SnapshotError(f"window sketch snapshot is not JSON: {exc}") from exc
+        if raw.get("v") != SNAPSHOT_VERSION:
+            raise SnapshotError(f"unsupported window sketch snapshot version {raw.get('v')!r}")
+        if raw.get("layout") != layout.fingerprint:
+            raise SnapshotError("window sketch snapshot was taken with a different reference profile")
+        sketch = cls(layout)
+        sketch.num_hist[...] = np.asarray(raw["num_hist"], dtype=np.int64).reshape(sketch.num_hist.shape)
+        sketch.num_codes[...] = np.asarray(raw["num_codes"], dtype=np.int64).reshape(sketch.num_codes.shape)
+        sketch.num_sum[...] = raw["num_sum"]
+        sketch.num_sumsq[...] = raw["num_sumsq"]
+        sketch.num_min[...] = [np.inf if v is None else v for v in raw["num_min"]]
+        sketch.num_max[...] = [-np.inf if v is None else v for v in raw["num_max"]]
+        sketch.num_out[...] = np.asarray(raw["num_out"], dtype=np.int64).reshape(sketch.num_out.shape)
+        sketch.mv_residual[...] = raw["mv_residual"]
+        sketch.mv_rows = int(raw["mv_rows"])
+        sketch.cat_hist[...] = np.asarray(raw["cat_hist"], dtype=np.int64).reshape(sketch.cat_hist.shape)
+        sketch.cat_codes[...] = np.asarray(raw["cat_codes"], dtype=np.int64).reshape(sketch.cat_codes.shape)
+        sketch.new_values = [dict(d) for d in raw["new_values"]]
+        sketch.unknown_fields = dict(raw["unknown_fields"])
+        sketch.events[...] = raw["events"]
+        sketch.late = int(raw["late"])
+        ts_min, ts_max = raw["ts"]
+        sketch.ts_min = np.inf if ts_min is None else float(ts_min)
+        sketch.ts_max = -np.inf if ts_max is None else float(ts_max)
+        return sketch
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WindowSketch):
+            return NotImplemented
+        return self.to_bytes() == other.to_bytes()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _finite_or_none(a: NDArray[np.float64]) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in a]
