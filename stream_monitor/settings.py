@@ -77,8 +77,11 @@ class SequentialConfig(_Strict):
 
 
 class MultivariateConfig(_Strict):
+    """Pairwise correlation changes that leave every marginal unchanged (see stats/correlation.py)."""
+
     enabled: bool = True
-    test: DriftTest = DriftTest()
+    min_change_warning: float = Field(default=0.15, gt=0, le=2, description="smallest |change| of a correlation")
+    min_change_critical: float = Field(default=0.3, gt=0, le=2)
 
 
 class PredictionConfig(_Strict):

@@ -19,7 +19,8 @@ from stream_monitor.detectors.calibration import ThresholdCalibrator, Thresholds
 from stream_monitor.detectors.sequential import Cusum
 from stream_monitor.errors import ConfigError, SnapshotError
 from stream_monitor.monitoring.lifecycle import AlertLifecycle, Observation
-from stream_monitor.monitoring.model_layout import ModelLayout
+from stream_monitor.monitoring.model_layout import MULTIVARIATE_SIGNAL, ModelLayout
+from stream_monitor.stats.correlation import correlation_test
 from stream_monitor.monitoring.windows import ClosedWindow
 from stream_monitor.stats.divergences import STATISTICS, chi2_p_value, statistic_function
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
@@ -31,7 +32,6 @@ CUSUM_K: Final = 0.5
 _RESCALE_FACTORS: Final = (10.0, 100.0, 1000.0, 1e6, 60.0, 3600.0, 2.54, 1.609344, 0.45359237, 0.3048)
 _ROLE_KIND: Final = {
     "feature": AlertKind.COVARIATE_DRIFT,
-    "multivariate": AlertKind.MULTIVARIATE_DRIFT,
     "score": AlertKind.PREDICTION_DRIFT,
     "prediction": AlertKind.PREDICTION_DRIFT,
 }
@@ -79,7 +79,7 @@ class ModelMonitor:
             + _CATEGORICAL_FEATURE_TESTS * len(layout.categorical_features)
             + (len(sk.numeric) - len(layout.numeric_features))
             + (len(sk.categorical) - len(layout.categorical_features))
-            + 2  # schema: unknown fields, missing fields
+            + 3  # schema: unknown fields, missing fields; correlations
         )
         self.n_tests = n_tests
         self.alpha_warning = per_test_alpha(cfg.budget.false_alerts_per_day, self.windows_per_day, n_tests)
@@ -147,6 +147,7 @@ class ModelMonitor:
             observations.extend(self._numeric(i, signal.role, signal.name, signal.profile, sketch, min_events))
         for j, csignal in enumerate(self.layout.sketch.categorical):
             observations.extend(self._categorical(j, csignal.role, csignal.name, csignal.profile, sketch, min_events))
+        observations.extend(self._correlation(sketch))
         observations.extend(self._schema(sketch))
         self.last_observations = observations
         return self.lifecycle.observe(window.info, observations, detected_at=self.clock.now())
@@ -191,8 +192,6 @@ class ModelMonitor:
             obs.details.update(_shift_details(prof, mean, std))
             if obs.level is not None:
                 obs = _with_message(obs, f"{obs.message}; {_shift_phrase(prof, mean)}")
-            if role == "multivariate" and sk.mv_rows:
-                obs.details["top_features"] = self._residual_leaders(sk)
             out.append(obs)
             if i in self._cusums:
                 out.append(self._cusum(i, name, prof, mean, n))
@@ -329,12 +328,32 @@ class ModelMonitor:
                                f"expected features missing: {[f for f, _ in missing][:5]}"))
         return out
 
-    def _residual_leaders(self, sk: WindowSketch) -> list[dict[str, Any]]:
+    def _correlation(self, sk: WindowSketch) -> list[Observation]:
+        corr = self.layout.correlation
         mv = self.layout.profile.multivariate
-        assert mv is not None
-        ratio = (sk.mv_residual / sk.mv_rows) / np.maximum(mv.residual_mean, 1e-12)
-        order = np.argsort(-ratio)[:3]
-        return [{"feature": mv.features[k], "residual_ratio": float(ratio[k])} for k in order]
+        if corr is None or mv is None:
+            return []
+        cfg = self.layout.config.multivariate
+        cols = [self.layout.numeric_features[c] for c in corr.columns]
+        keep = [mv.features.index(n) for n in cols]
+        ref_r = mv.correlation[np.ix_(keep, keep)]
+        ref_n = mv.counts[np.ix_(keep, keep)]
+        result = correlation_test(sk.mv_sums, ref_r, ref_n, self.alpha_warning, self.alpha_critical,
+                                  (cfg.min_change_warning, cfg.min_change_critical),
+                                  min_rows=self.layout.config.window.min_events)
+        level = {0: None, 1: Severity.WARNING, 2: Severity.CRITICAL}[result.level]
+        pairs = [{"features": [cols[p.i], cols[p.j]], "reference": round(p.reference, 4),
+                  "window": round(p.window, 4), "z": round(p.z, 2)} for p in result.pairs]
+        threshold = cfg.min_change_critical if level is Severity.CRITICAL else cfg.min_change_warning
+        if result.pairs:
+            p = result.pairs[0]
+            message = (f"correlation of {cols[p.i]} and {cols[p.j]} changed: "
+                       f"{p.reference:+.2f} -> {p.window:+.2f}")
+        else:
+            message = "feature correlations as in the reference"
+        return [Observation(AlertKind.MULTIVARIATE_DRIFT, MULTIVARIATE_SIGNAL, level, "correlation",
+                            result.largest_change, threshold, cfg.min_change_warning, None,
+                            {"pairs": pairs, "pairs_tested": len(cols) * (len(cols) - 1) // 2}, message)]
 
     # ---- state ----------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from numpy.typing import NDArray
 
 from stream_monitor.core.events import Rejection
 from stream_monitor.core.parsing import (
-    ABSENT,
     NULL,
     FeatureParser,
     FeatureRows,
@@ -25,6 +24,7 @@ from stream_monitor.core.parsing import (
 )
 from stream_monitor.monitoring.model_layout import ModelLayout
 from stream_monitor.monitoring.windows import SliceFolder
+from stream_monitor.stats.correlation import pair_sums
 from stream_monitor.stats.sketches import WindowSketch
 
 
@@ -66,20 +66,9 @@ class ModelFolder:
             sketch.fold_categorical(0, rows.categorical, rows.new_values)
         if rows.unknown_fields:
             sketch.note_unknown_fields(name for _, name in rows.unknown_fields)
-        layout = self.layout
-        if layout.projection is not None and layout.multivariate_index is not None:
-            residuals = layout.projection.squared_residuals(rows.numeric)
-            error = residuals.sum(axis=1, keepdims=True)
-            codes = self._row_codes(rows.numeric_code[:, layout.projection.columns])
-            error[codes != 0] = np.nan
-            sketch.fold_numeric(layout.multivariate_index, error, codes)
-            sketch.fold_residuals(residuals[codes[:, 0] == 0])
-
-    @staticmethod
-    def _row_codes(codes: NDArray[np.int8]) -> NDArray[np.int8]:
-        """A PCA row is usable if at least one of its values is present (missing ones sit at the mean)."""
-        none_present = (codes != 0).all(axis=1, keepdims=True)
-        return np.where(none_present, np.int8(ABSENT), np.int8(0)).astype(np.int8)
+        corr = self.layout.correlation
+        if corr is not None:
+            sketch.fold_pair_sums(pair_sums(*corr.standardise(rows.numeric, rows.numeric_code)))
 
     # ---- predictions -----------------------------------------------------------------------------------------
     def ingest_predictions(

@@ -14,23 +14,19 @@ from stream_monitor.settings import DriftTest, ModelConfig
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile
 from stream_monitor.stats.sketches import CategoricalSignal, NumericSignal, SketchLayout
 
-MULTIVARIATE_SIGNAL = "pca_reconstruction_error"
+MULTIVARIATE_SIGNAL = "feature_correlations"
 
 
 @dataclass(frozen=True)
-class Projection:
-    """Standardise, project on the reference principal components, measure what is left."""
+class CorrelationInputs:
+    """Which numeric columns enter the correlation test, and how to standardise them."""
 
-    columns: NDArray[np.intp]  # positions of the PCA features among the numeric feature columns
+    columns: NDArray[np.intp]  # positions among the numeric feature columns
     mean: NDArray[np.float64]
     std: NDArray[np.float64]
-    components: NDArray[np.float64]
 
-    def squared_residuals(self, numeric: NDArray[np.float64]) -> NDArray[np.float64]:
-        z = (numeric[:, self.columns] - self.mean) / self.std
-        z = np.where(np.isnan(z), 0.0, z)  # a missing value sits at the reference mean
-        r = z - (z @ self.components.T) @ self.components
-        return np.asarray(r * r)
+    def standardise(self, numeric: NDArray[np.float64], codes: NDArray[np.int8]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        return (numeric[:, self.columns] - self.mean) / self.std, codes[:, self.columns] == 0
 
 
 @dataclass(frozen=True)
@@ -43,8 +39,7 @@ class ModelLayout:
     categorical_features: tuple[str, ...]
     boolean_features: tuple[str, ...]
     categories: dict[str, tuple[Any, ...]]
-    projection: Projection | None
-    multivariate_index: int | None  # numeric signal index of the PCA error
+    correlation: CorrelationInputs | None
     score_index: int | None
     prediction_numeric_index: int | None  # regression models
     prediction_categorical_index: int | None  # classifiers
@@ -55,8 +50,6 @@ class ModelLayout:
         cfg = self.config
         if role == "feature" and name in cfg.features:
             return cfg.features[name].test
-        if role == "multivariate":
-            return cfg.multivariate.test
         if role in ("prediction", "score"):
             return cfg.prediction.test
         return cfg.default_test
@@ -89,18 +82,16 @@ class ModelLayout:
                 cat_names.append(name)
                 if prof.type == "boolean":
                     bool_names.append(name)
-        projection = None
-        mv_index = None
+        correlation = None
         mv = profile.multivariate
-        if config.multivariate.enabled and mv is not None and set(mv.features) <= set(num_names):
-            projection = Projection(
-                columns=np.array([num_names.index(n) for n in mv.features], dtype=np.intp),
-                mean=mv.mean,
-                std=mv.std,
-                components=mv.components,
-            )
-            mv_index = len(numeric)
-            numeric.append(NumericSignal(MULTIVARIATE_SIGNAL, "multivariate", mv.error))
+        if config.multivariate.enabled and mv is not None:
+            present = [k for k, n in enumerate(mv.features) if n in num_names]
+            if len(present) >= 2:
+                correlation = CorrelationInputs(
+                    columns=np.array([num_names.index(mv.features[k]) for k in present], dtype=np.intp),
+                    mean=mv.mean[present],
+                    std=mv.std[present],
+                )
         score_index = pred_num = pred_cat = None
         classes: tuple[Any, ...] | None = None
         preds = profile.predictions
@@ -124,13 +115,12 @@ class ModelLayout:
             model_id=model_id,
             config=config,
             profile=profile,
-            sketch=SketchLayout(numeric, categorical, multivariate_width=len(mv.features) if projection and mv else 0),
+            sketch=SketchLayout(numeric, categorical, multivariate_width=len(correlation.columns) if correlation else 0),
             numeric_features=tuple(num_names),
             categorical_features=tuple(cat_names),
             boolean_features=tuple(bool_names),
             categories={s.name: s.profile.categories for s in categorical if s.role == "feature"},
-            projection=projection,
-            multivariate_index=mv_index,
+            correlation=correlation,
             score_index=score_index,
             prediction_numeric_index=pred_num,
             prediction_categorical_index=pred_cat,

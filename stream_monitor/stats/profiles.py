@@ -152,39 +152,33 @@ def signal_from_dict(raw: dict[str, Any]) -> SignalProfile:
 
 @dataclass(frozen=True)
 class MultivariateProfile:
-    """PCA of the standardised numeric features, for correlation changes that leave marginals alone.
-
-    ``error`` is the reference distribution of the squared reconstruction error, measured on a holdout half
-    that the components were not fitted on (an in-sample error would be optimistically small).
-    """
+    """Pairwise correlations of the numeric features (see :mod:`stream_monitor.stats.correlation`)."""
 
     features: tuple[str, ...]
     mean: NDArray[np.float64]
     std: NDArray[np.float64]
-    components: NDArray[np.float64]  # (k, d), orthonormal rows
-    error: NumericProfile
-    residual_mean: NDArray[np.float64]  # mean squared residual per feature on the holdout
+    correlation: NDArray[np.float64]  # (d, d)
+    counts: NDArray[np.float64]  # (d, d) rows behind each pair
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": "pca_reconstruction",
+            "method": "pairwise_correlation",
             "features": list(self.features),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
-            "components": self.components.tolist(),
-            "error": self.error.to_dict(),
-            "residual_mean": self.residual_mean.tolist(),
+            "correlation": np.where(np.isfinite(self.correlation), self.correlation, 0.0).round(6).tolist(),
+            "counts": self.counts.tolist(),
         }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> MultivariateProfile:
+        d = len(raw["features"])
         return cls(
             features=tuple(raw["features"]),
             mean=np.asarray(raw["mean"], dtype=np.float64),
             std=np.asarray(raw["std"], dtype=np.float64),
-            components=np.asarray(raw["components"], dtype=np.float64).reshape(-1, len(raw["features"])),
-            error=NumericProfile.from_dict(raw["error"]),
-            residual_mean=np.asarray(raw["residual_mean"], dtype=np.float64),
+            correlation=np.asarray(raw["correlation"], dtype=np.float64).reshape(d, d),
+            counts=np.asarray(raw["counts"], dtype=np.float64).reshape(d, d),
         )
 
 

@@ -1,6 +1,6 @@
 """Build a :class:`~stream_monitor.stats.profiles.ReferenceProfile` from training or validation events.
 
-Memory is bounded: numeric values and PCA rows come from a seeded reservoir sample of ``max_rows`` events per
+Memory is bounded: numeric values and correlation rows come from a seeded reservoir sample of ``max_rows`` events per
 model (exact below that), categorical frequencies from a pruned counter, counts and null rates are exact.
 
 >>> b = ReferenceBuilder(seed=0)
@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.errors import ReferenceProfileError
+from stream_monitor.stats.correlation import correlations, pair_sums
 from stream_monitor.stats.profiles import (
     CategoricalProfile,
     LabelProfile,
@@ -40,7 +41,7 @@ DEFAULT_TOP_K: Final = 50
 DEFAULT_MAX_ROWS: Final = 100_000
 _COUNTER_PRUNE_AT: Final = 100_000
 _COUNTER_KEEP: Final = 10_000
-PCA_EXPLAINED: Final = 0.9
+MAX_CORRELATED: Final = 64  # pairwise state grows with d^2: cap the features in the correlation test
 
 
 def _is_number(v: Any) -> bool:
@@ -268,7 +269,7 @@ class ReferenceBuilder:
                 invalid = tally.numbers + tally.bools + tally.strings + tally.other - sum(cats.values())
                 features[name] = categorical_profile(cats, tally.nulls, invalid, self.top_k, boolean=kind == "boolean")
         numeric_names = [n for n, p in features.items() if isinstance(p, NumericProfile)]
-        multivariate = self._pca(acc, numeric_names) if len(numeric_names) >= 2 else None
+        multivariate = self._correlations(acc, numeric_names[:MAX_CORRELATED]) if len(numeric_names) >= 2 else None
         predictions = self._predictions(acc)
         labels = self._labels(acc, predictions)
         start = acc.ts_min if math.isfinite(acc.ts_min) else 0.0
@@ -284,7 +285,7 @@ class ReferenceBuilder:
             labels=labels,
         )
 
-    def _pca(self, acc: _ModelAccumulator, names: list[str]) -> MultivariateProfile | None:
+    def _correlations(self, acc: _ModelAccumulator, names: list[str]) -> MultivariateProfile | None:
         rows = acc.reservoir.rows
         x = np.array([[_as_float(r.get(n)) for n in names] for r in rows], dtype=np.float64)
         if len(x) < 50:
@@ -292,23 +293,9 @@ class ReferenceBuilder:
         mean = np.nanmean(x, axis=0)
         std = np.nanstd(x, axis=0)
         std[~(std > 0)] = 1.0
-        z = np.nan_to_num((x - mean) / std, nan=0.0)
-        order = np.random.default_rng(self.seed).permutation(len(z))
-        fit, holdout = z[order[: len(z) // 2]], z[order[len(z) // 2 :]]
-        _, singular, vt = np.linalg.svd(fit - fit.mean(axis=0), full_matrices=False)
-        explained = np.cumsum(singular**2) / np.sum(singular**2)
-        k = int(min(np.searchsorted(explained, PCA_EXPLAINED) + 1, len(names) - 1))
-        components = vt[:k]
-        residual = squared_residuals(holdout, components)
-        error = residual.sum(axis=1)
-        return MultivariateProfile(
-            features=tuple(names),
-            mean=mean,
-            std=std,
-            components=components,
-            error=numeric_profile(error, 0, 0, self.bins),
-            residual_mean=residual.mean(axis=0),
-        )
+        valid = np.isfinite(x)
+        correlation, counts = correlations(pair_sums((x - mean) / std, valid))
+        return MultivariateProfile(tuple(names), mean, std, correlation, counts)
 
     def _predictions(self, acc: _ModelAccumulator) -> PredictionProfile | None:
         if not acc.predictions:
@@ -356,15 +343,6 @@ def infer_task(values: list[Any]) -> str:
     if kinds <= {int} and len(set(values)) <= 50:
         return "classification"
     return "regression"
-
-
-def squared_residuals(z: NDArray[np.float64], components: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Per-feature squared residual of each standardised row off the span of ``components`` (orthonormal rows).
-
-    Summed over a row it is the row's PCA reconstruction error.
-    """
-    residual = z - (z @ components.T) @ components
-    return np.asarray(residual * residual)
 
 
 def _as_float(value: Any) -> float:

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from stream_monitor.errors import SnapshotError
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
 
-SignalRole = Literal["feature", "prediction", "score", "multivariate"]
+SignalRole = Literal["feature", "prediction", "score"]
 STREAMS: Final = ("features", "predictions", "labels")
 N_NUMERIC_CODES: Final = 5  # ok, null, absent, wrong_type, infinite (see core.parsing)
 N_CAT_CODES: Final = 4  # ok, null, absent, wrong_type
@@ -109,8 +109,7 @@ class WindowSketch:
         "events",
         "late",
         "layout",
-        "mv_residual",
-        "mv_rows",
+        "mv_sums",
         "new_values",
         "num_codes",
         "num_hist",
@@ -134,8 +133,8 @@ class WindowSketch:
         self.num_min = np.full(n_num, np.inf)
         self.num_max = np.full(n_num, -np.inf)
         self.num_out = np.zeros((n_num, 2), dtype=np.int64)  # values below the reference min / above its max
-        self.mv_residual = np.zeros(layout.multivariate_width)  # per-feature squared PCA residual, summed
-        self.mv_rows = 0
+        width = layout.multivariate_width
+        self.mv_sums = np.zeros((4, width, width))  # pairwise sums for correlations (stats.correlation)
         self.cat_hist = np.zeros((n_cat, layout.cat_bins), dtype=np.int64)
         self.cat_codes = np.zeros((n_cat, N_CAT_CODES), dtype=np.int64)
         self.new_values: list[dict[str, int]] = [{} for _ in range(n_cat)]
@@ -178,10 +177,9 @@ class WindowSketch:
         self.num_out[first:stop, 0] += (values < layout.mins[first:stop]).sum(axis=0)
         self.num_out[first:stop, 1] += (values > layout.maxs[first:stop]).sum(axis=0)
 
-    def fold_residuals(self, squared_residuals: NDArray[np.float64]) -> None:
-        """Add per-feature squared PCA residuals of a block of rows (rows x multivariate features)."""
-        self.mv_residual += squared_residuals.sum(axis=0)
-        self.mv_rows += len(squared_residuals)
+    def fold_pair_sums(self, sums: NDArray[np.float64]) -> None:
+        """Add the (4, d, d) pairwise sums of a block of rows (see :func:`stats.correlation.pair_sums`)."""
+        self.mv_sums += sums
 
     def fold_categorical(self, first: int, slots: NDArray[np.int32], new_values: Sequence[Sequence[tuple[int, Any]]] = ()) -> None:
         """Fold (rows x signals) category slots (negative = null / absent / wrong type) into categorical signals."""
@@ -236,8 +234,7 @@ class WindowSketch:
         np.fmin(self.num_min, other.num_min, out=self.num_min)
         np.fmax(self.num_max, other.num_max, out=self.num_max)
         self.num_out += other.num_out
-        self.mv_residual += other.mv_residual
-        self.mv_rows += other.mv_rows
+        self.mv_sums += other.mv_sums
         self.cat_hist += other.cat_hist
         self.cat_codes += other.cat_codes
         for mine, theirs in zip(self.new_values, other.new_values, strict=True):
@@ -295,8 +292,7 @@ class WindowSketch:
                 "num_min": _finite_or_none(self.num_min),
                 "num_max": _finite_or_none(self.num_max),
                 "num_out": self.num_out,
-                "mv_residual": self.mv_residual,
-                "mv_rows": self.mv_rows,
+                "mv_sums": self.mv_sums,
                 "cat_hist": self.cat_hist,
                 "cat_codes": self.cat_codes,
                 "new_values": self.new_values,
@@ -326,8 +322,7 @@ class WindowSketch:
         sketch.num_min[...] = [np.inf if v is None else v for v in raw["num_min"]]
         sketch.num_max[...] = [-np.inf if v is None else v for v in raw["num_max"]]
         sketch.num_out[...] = np.asarray(raw["num_out"], dtype=np.int64).reshape(sketch.num_out.shape)
-        sketch.mv_residual[...] = raw["mv_residual"]
-        sketch.mv_rows = int(raw["mv_rows"])
+        sketch.mv_sums[...] = np.asarray(raw["mv_sums"], dtype=np.float64).reshape(sketch.mv_sums.shape)
         sketch.cat_hist[...] = np.asarray(raw["cat_hist"], dtype=np.int64).reshape(sketch.cat_hist.shape)
         sketch.cat_codes[...] = np.asarray(raw["cat_codes"], dtype=np.int64).reshape(sketch.cat_codes.shape)
         sketch.new_values = [dict(d) for d in raw["new_values"]]

@@ -1,0 +1,58 @@
+"""The one place that wires config, reference profiles and the engine together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stream_monitor.core.clock import Clock
+from stream_monitor.errors import ConfigError, ReferenceProfileError
+from stream_monitor.monitoring.engine import Engine
+from stream_monitor.monitoring.model_layout import ModelLayout
+from stream_monitor.settings import MonitorConfig, load_config
+from stream_monitor.stats.profiles import ModelProfile, ReferenceProfile
+
+
+def load_profiles(config: MonitorConfig) -> dict[str, ModelProfile]:
+    """Each model's profile from its reference file; every problem reported with its config path."""
+    problems: list[tuple[str, str]] = []
+    cache: dict[Path, ReferenceProfile] = {}
+    out: dict[str, ModelProfile] = {}
+    for model_id in config.models:
+        path = config.reference_path(model_id)
+        where = f"models.{model_id}.reference"
+        try:
+            if path not in cache:
+                cache[path] = ReferenceProfile.load(path)
+        except ReferenceProfileError as exc:
+            problems.append((where, str(exc)))
+            continue
+        models = cache[path].models
+        if model_id not in models:
+            problems.append((where, f"{path} has no model {model_id!r} (it has: {', '.join(sorted(models))})"))
+            continue
+        out[model_id] = models[model_id]
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def check_config(path: str | Path) -> MonitorConfig:
+    """Everything ``config validate`` checks: the schema, the reference files, and the layout of every model."""
+    config = load_config(path)
+    try:
+        profiles = load_profiles(config)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, str(path)) from None
+    problems: list[tuple[str, str]] = []
+    for model_id, mcfg in config.models.items():
+        try:
+            ModelLayout.build(model_id, mcfg, profiles[model_id])
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems, str(path))
+    return config
+
+
+def build_engine(config: MonitorConfig, clock: Clock | None = None) -> Engine:
+    return Engine(config, load_profiles(config), clock)

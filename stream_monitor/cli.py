@@ -1,0 +1,141 @@
+"""The ``stream-monitor`` command line (the contract is in DESIGN.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from stream_monitor.errors import ConfigError, StreamMonitorError
+
+EXIT_CONFIG = 2
+
+
+def _fail(exc: StreamMonitorError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stream-monitor")
+def main() -> None:
+    """Online drift, data-quality and performance monitoring for ML models on Kafka."""
+
+
+# ---- reference ---------------------------------------------------------------------------------------------------
+@main.group()
+def reference() -> None:
+    """Reference profiles: what normal looks like."""
+
+
+@reference.command("build")
+@click.option("--features", "features", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--bins", default=20, show_default=True, help="quantile bins per numeric feature")
+@click.option("--top-k", default=50, show_default=True, help="categories kept per categorical feature")
+@click.option("--max-rows", default=100_000, show_default=True, help="reservoir size per model for quantiles and PCA")
+@click.option("--seed", default=0, show_default=True)
+def reference_build(
+    features: Path, predictions: Path | None, labels: Path | None, out: Path, bins: int, top_k: int, max_rows: int, seed: int
+) -> None:
+    """Build a reference profile from the data the model was trained or validated on."""
+    from stream_monitor.adapters.files import read_jsonl_events
+    from stream_monitor.stats.reference_builder import ReferenceBuilder
+
+    try:
+        builder = ReferenceBuilder(bins=bins, top_k=top_k, max_rows=max_rows, seed=seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    bad: dict[str, int] = {}
+    builder.add_features(read_jsonl_events(features, bad))
+    if predictions:
+        builder.add_predictions(read_jsonl_events(predictions, bad))
+    if labels:
+        builder.add_labels(read_jsonl_events(labels, bad))
+    try:
+        profile = builder.build()
+    except StreamMonitorError as exc:
+        _fail(exc)
+    profile.save(out)
+    for reason, count in sorted({**bad, **builder.skipped}.items()):
+        click.echo(f"skipped {count} event(s): {reason}", err=True)
+    for model_id, m in profile.models.items():
+        kinds: dict[str, int] = {}
+        for p in m.features.values():
+            kinds[p.type] = kinds.get(p.type, 0) + 1
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+        click.echo(f"{model_id}: {m.events} events, {summary} features"
+                   f"{', predictions' if m.predictions else ''}{', labels' if m.labels else ''}")
+    click.echo(f"wrote {out}")
+
+
+# ---- config ------------------------------------------------------------------------------------------------------
+@main.group()
+def config() -> None:
+    """Generate and check config files."""
+
+
+@config.command("init")
+@click.option("--reference", "reference_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def config_init(reference_file: Path, out: Path) -> None:
+    """Write a complete, commented config for every model and feature in a reference profile."""
+    from stream_monitor.config_template import write_config
+
+    try:
+        write_config(reference_file, out)
+    except StreamMonitorError as exc:
+        _fail(exc)
+    click.echo(f"wrote {out}")
+
+
+@config.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def config_validate(path: Path) -> None:
+    """Report every problem in a config file with its path; exit 2 if there is any."""
+    from stream_monitor.bootstrap import check_config
+
+    try:
+        cfg = check_config(path)
+    except ConfigError as exc:
+        click.echo(f"{exc.source}: {len(exc.problems)} problem(s)", err=True)
+        for where, message in exc.problems:
+            click.echo(f"  {where}: {message}", err=True)
+        sys.exit(EXIT_CONFIG)
+    click.echo(f"{path}: OK ({len(cfg.models)} model(s))")
+
+
+# ---- replay ------------------------------------------------------------------------------------------------------
+@main.command("replay")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--features", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--alerts-out", required=True, help="JSON-lines file for every alert event ('-' for stdout)")
+@click.option("--dead-letters-out", help="JSON-lines file for every rejected input line, with its reason")
+@click.option("--progress/--no-progress", default=None, help="progress bar (default: when stderr is a terminal)")
+def replay_cmd(
+    config_path: Path,
+    features: Path | None,
+    predictions: Path | None,
+    labels: Path | None,
+    alerts_out: str,
+    dead_letters_out: str | None,
+    progress: bool | None,
+) -> None:
+    """Run the detection engine over files in event-time order and write every alert as JSON lines."""
+    from stream_monitor.adapters.replay import run_replay
+
+    if not (features or predictions or labels):
+        raise click.UsageError("give at least one of --features, --predictions, --labels")
+    try:
+        run_replay(config_path, features, predictions, labels, alerts_out, dead_letters_out, progress)
+    except StreamMonitorError as exc:
+        _fail(exc)
+
+
+if __name__ == "__main__":
+    main()

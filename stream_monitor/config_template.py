@@ -1,0 +1,144 @@
+"""``stream-monitor config init``: a complete, commented config for every model and feature of a reference."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from stream_monitor.settings import DEFAULT_FLOORS
+from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile, ReferenceProfile
+
+
+def window_defaults(events_per_second: float) -> tuple[int, float]:
+    """About 30 s of traffic per window on a busy stream (2k..50k events), at most 5 minutes on a quiet one."""
+    if events_per_second <= 0:
+        return 5000, 300.0
+    events = int(min(max(events_per_second * 30.0, 2000.0), 50_000.0))
+    return int(math.ceil(events / 1000.0) * 1000), 300.0
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _feature_comment(prof: NumericProfile | CategoricalProfile) -> str:
+    if isinstance(prof, NumericProfile):
+        return (f"numeric: mean {prof.mean:.4g}, sd {prof.std:.4g}, range [{prof.min:.4g}, {prof.max:.4g}], "
+                f"{prof.n_bins} bins, {prof.null_rate:.1%} null")
+    cats = ", ".join(repr(c) for c in prof.categories[:5])
+    more = f" (+{len(prof.categories) - 5} more)" if len(prof.categories) > 5 else ""
+    return f"{prof.type}: {len(prof.categories)} categories: {cats}{more}; {prof.null_rate:.1%} null"
+
+
+def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]:
+    max_events, max_seconds = window_defaults(prof.events_per_second)
+    w, c = DEFAULT_FLOORS["psi"]
+    lines = [
+        f"  {_q(model_id)}:",
+        f"    # Reference: {prof.events} feature events at {prof.events_per_second:.4g} events/s.",
+        f"    reference: {_q(reference)}",
+        "    # Where each field lives in an event (dotted paths).",
+        "    fields: {event_id: event_id, ts: ts, features: features, prediction: prediction, score: score,",
+        "             scores: scores, label: label}",
+        "    # auto | epoch_seconds | epoch_millis | iso8601 (auto: numbers above 1e11 are milliseconds)",
+        "    timestamp_format: auto",
+        "    # A window closes at max_events or max_seconds of event time, whichever comes first.",
+        "    window:",
+        f"      max_events: {max_events}",
+        f"      max_seconds: {max_seconds:g}",
+        "      allowed_lateness_seconds: 30     # events later than this go to the oldest open slice, counted as late",
+        "      min_events: 200                  # smaller windows are summarised but not tested",
+        "    # The false-alarm budget is per model, across all its features and tests.",
+        "    budget:",
+        "      false_alerts_per_day: 0.1        # about one false alert in ten days with no real drift",
+        "    # calibrated: thresholds fit the window's size and the budget, never below the levels below.",
+        "    # fixed: the levels below are the thresholds, whatever the window's size.",
+        "    thresholds: calibrated",
+        "    # statistic: psi | js | ks | wasserstein | chi2 (ks and wasserstein: numeric signals only).",
+        f"    default_test: {{statistic: psi, warning: {w}, critical: {c}}}",
+        "    sequential:                        # two-sided CUSUM on window means: catches slow ramps",
+        "      enabled: true",
+        "      min_effect_sd: 0.05              # mean shifts smaller than this never alert",
+        "    multivariate:                      # pairwise correlation changes (Fisher z, Bonferroni over pairs)",
+        f"      enabled: {'true' if prof.multivariate else 'false'}",
+        "      min_change_warning: 0.15         # smallest change of a correlation coefficient that may alert",
+        "      min_change_critical: 0.3",
+        "    prediction:                        # score distribution and predicted-class balance",
+        f"      enabled: {'true' if prof.predictions else 'false'}",
+        f"      test: {{statistic: psi, warning: {w}, critical: {c}}}",
+        "    data_quality:                      # rises over the reference's own rates",
+        "      enabled: true",
+        "      null_rate_warning: 0.05",
+        "      null_rate_critical: 0.2",
+        "      wrong_type_warning: 0.01",
+        "      wrong_type_critical: 0.05",
+        "      new_category_warning: 0.01",
+        "      new_category_critical: 0.05",
+        "      range_warning: 0.01",
+        "      range_critical: 0.05",
+        "    alerting:",
+        "      resolve_after_windows: 2         # clean windows in a row before 'resolved'",
+        "      hysteresis: 0.8                  # clean = below 0.8 x the warning level",
+        "      cooldown_seconds: 900            # event time before a resolved signal may fire again",
+        "    labels:",
+        "      ttl_seconds: 604800              # predictions wait this long for their label",
+        "      max_outstanding: 2000000",
+        "      freshness_sla_seconds: 172800    # labels older than this are counted as stale, not used",
+        "      min_coverage: 0.5",
+        "    features:",
+    ]
+    for name, fprof in prof.features.items():
+        stat = "psi"
+        lines.append(f"      # {_feature_comment(fprof)}")
+        lines.append(f"      {_q(name)}: {{enabled: true, sequential: {'true' if isinstance(fprof, NumericProfile) else 'false'}, "
+                     f"test: {{statistic: {stat}}}}}")
+    if not prof.features:
+        lines[-1] = "    features: {}"
+    return lines
+
+
+def render_config(reference: ReferenceProfile, reference_path: str) -> str:
+    out = [
+        "# stream-monitor configuration (generated by `stream-monitor config init`).",
+        "# Check it with `stream-monitor config validate FILE`; every key is documented in the README.",
+        "version: 1",
+        "kafka:",
+        "  bootstrap_servers: \"127.0.0.1:9092\"",
+        "  # librdkafka settings passed through unchanged, e.g. security.protocol: SASL_SSL,",
+        "  # sasl.mechanism: SCRAM-SHA-512, sasl.username: monitor, sasl.password: \"${KAFKA_PASSWORD}\"",
+        "  client: {}",
+        "topics:",
+        "  features: features",
+        "  predictions: predictions",
+        "  labels: labels",
+        "  features_batch: features-batch",
+        "  alerts: drift-alerts",
+        "  dlq: stream-monitor-dlq",
+        "  partials: stream-monitor-partials",
+        "  retraining: null                   # a topic name to publish retraining requests on critical concept drift",
+        "  partitions: 3",
+        "  replication_factor: 1",
+        "service:",
+        "  bind_host: 127.0.0.1                 # /metrics, /healthz, /readyz",
+        "  metrics_port: 9108",
+        "  consumer_group: stream-monitor",
+        "  max_message_bytes: 1048576",
+        "  model_id_field: model_id",
+        "  batch_max_events: 5000",
+        "  max_label_cardinality: 2000",
+        "models:",
+    ]
+    for model_id, prof in reference.models.items():
+        out.extend(_model_block(model_id, prof, reference_path))
+    return "\n".join(out) + "\n"
+
+
+def write_config(reference_file: Path, out: Path) -> str:
+    reference = ReferenceProfile.load(reference_file)
+    try:
+        rel = str(reference_file.resolve().relative_to(out.resolve().parent))
+    except ValueError:
+        rel = str(reference_file.resolve())
+    text = render_config(reference, rel)
+    out.write_text(text, encoding="utf-8")
+    return text
