@@ -90,17 +90,18 @@ class FeatureRows:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def take(self, rows: NDArray[np.intp]) -> FeatureRows:
-        keep = set(rows.tolist())
-        remap = {int(r): i for i, r in enumerate(rows)}
+    def permute(self, order: NDArray[np.intp]) -> FeatureRows:
+        """The same rows in another order (``order`` is a permutation of every row)."""
+        where = np.empty(len(order), dtype=np.intp)
+        where[order] = np.arange(len(order))
         return FeatureRows(
-            ts=self.ts[rows],
-            event_ids=[self.event_ids[i] for i in rows],
-            numeric=self.numeric[rows],
-            numeric_code=self.numeric_code[rows],
-            categorical=self.categorical[rows],
-            new_values=[[(remap[r], v) for r, v in col if r in keep] for col in self.new_values],
-            unknown_fields=[(remap[r], k) for r, k in self.unknown_fields if r in keep],
+            ts=self.ts[order],
+            event_ids=[self.event_ids[i] for i in order],
+            numeric=self.numeric[order],
+            numeric_code=self.numeric_code[order],
+            categorical=self.categorical[order],
+            new_values=[[(int(where[r]), v) for r, v in col] for col in self.new_values],
+            unknown_fields=[(int(where[r]), k) for r, k in self.unknown_fields],
         )
 
 
@@ -207,17 +208,22 @@ class FeatureParser:
             rows = [tuple(f.get(k, MISSING) for k in self.numeric) for f in feats]
         if width == 1:
             rows = [(r,) for r in rows]
-        if set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_OR_NULL:
-            values = np.array(rows, dtype=np.float64).reshape(n, width)  # None -> NaN
-            codes = np.zeros((n, width), dtype=np.int8)
-            nan = np.isnan(values)
-            if nan.any():
-                codes[nan] = NULL
-            inf = np.isinf(values)
-            if inf.any():
-                codes[inf] = INFINITE
-                values[inf] = np.nan
-            return values, codes
+        # One C-level pass converts the batch and discovers its types: float/int only gives a numeric array;
+        # a None gives an object array, a string a text array (both take the per-column path below).
+        block = np.array(rows)
+        if block.dtype.kind in "fi" and block.shape == (n, width):
+            values = block.astype(np.float64, copy=False)
+            # A boolean converts silently to 0/1; only columns holding an exact 0 or 1 need a type look.
+            zero_one = ((values == 0.0) | (values == 1.0)).any(axis=0)
+            suspects = [j for j in np.flatnonzero(zero_one) if bool in set(map(type, map(operator.itemgetter(j), rows)))]
+            if not suspects:
+                codes = np.zeros((n, width), dtype=np.int8)
+                bad = ~np.isfinite(values)
+                if bad.any():
+                    codes[np.isnan(values)] = NULL
+                    codes[np.isinf(values)] = INFINITE
+                    values = np.where(bad, np.nan, values)
+                return values, codes
         return self._numeric_slow(rows, n, width)
 
     @staticmethod
@@ -225,8 +231,13 @@ class FeatureParser:
         values = np.full((n, width), np.nan)
         codes = np.zeros((n, width), dtype=np.int8)
         for j, column in enumerate(zip(*rows, strict=True)):
-            if set(map(type, column)) <= _NUMBER_TYPES:
+            kinds = set(map(type, column))
+            if kinds <= _NUMBER_TYPES:
                 values[:, j] = column
+                bad = ~np.isfinite(values[:, j])
+                if bad.any():
+                    codes[bad, j] = np.where(np.isnan(values[bad, j]), NULL, INFINITE)
+                    values[bad, j] = np.nan
                 continue
             for i, v in enumerate(column):
                 kind = type(v)

@@ -25,7 +25,7 @@ from stream_monitor.core.parsing import (
 from stream_monitor.monitoring.model_layout import ModelLayout
 from stream_monitor.monitoring.windows import SliceFolder
 from stream_monitor.stats.correlation import pair_sums
-from stream_monitor.stats.sketches import WindowSketch
+from stream_monitor.stats.sketches import WindowSketch, fold_categorical_segments, fold_numeric_segments
 
 
 class ModelFolder:
@@ -54,21 +54,29 @@ class ModelFolder:
         rows, rejected = self.features.parse(events)
         if len(rows):
             ids, _ = folder.assign(rows.ts)
-            for slice_id, positions in folder.groups(ids):
-                part = rows if positions is None else rows.take(positions)
-                self.fold_features(folder.sketch(slice_id, self.new_sketch), part)
+            order, starts, slice_ids = folder.segments(ids)
+            if order is not None:
+                rows = rows.permute(order)
+            sketches = [folder.sketch(s, self.new_sketch) for s in slice_ids]
+            self.fold_features(sketches, starts, rows)
         return rows, rejected
 
-    def fold_features(self, sketch: WindowSketch, rows: FeatureRows) -> None:
-        sketch.count_events("features", rows.ts)
-        sketch.fold_numeric(0, rows.numeric, rows.numeric_code)
+    def fold_features(self, sketches: Sequence[WindowSketch], starts: NDArray[np.intp], rows: FeatureRows) -> None:
+        """Fold rows (sorted by slice; slice ``g`` starts at ``starts[g]``) into their slices' sketches."""
+        ends = [*starts[1:].tolist(), len(rows)]
+        for sk, lo, hi in zip(sketches, starts.tolist(), ends, strict=True):
+            sk.count_events("features", rows.ts[lo:hi])
+        fold_numeric_segments(sketches, starts, 0, rows.numeric, rows.numeric_code)
         if self._n_cat_features:
-            sketch.fold_categorical(0, rows.categorical, rows.new_values)
+            fold_categorical_segments(sketches, starts, 0, rows.categorical, rows.new_values)
         if rows.unknown_fields:
-            sketch.note_unknown_fields(name for _, name in rows.unknown_fields)
+            for sk, lo, hi in zip(sketches, starts.tolist(), ends, strict=True):
+                sk.note_unknown_fields(name for r, name in rows.unknown_fields if lo <= r < hi)
         corr = self.layout.correlation
         if corr is not None:
-            sketch.fold_pair_sums(pair_sums(*corr.standardise(rows.numeric, rows.numeric_code)))
+            z, valid = corr.standardise(rows.numeric, rows.numeric_code)
+            for sk, lo, hi in zip(sketches, starts.tolist(), ends, strict=True):
+                sk.fold_pair_sums(pair_sums(z[lo:hi], valid[lo:hi]))
 
     # ---- predictions -----------------------------------------------------------------------------------------
     def ingest_predictions(
@@ -77,24 +85,35 @@ class ModelFolder:
         rows, rejected = self.predictions.parse(events)
         if len(rows):
             ids, _ = folder.assign(rows.ts)
-            for slice_id, positions in folder.groups(ids):
-                sketch = folder.sketch(slice_id, self.new_sketch)
-                sel = slice(None) if positions is None else positions
-                self.fold_predictions(sketch, rows.ts[sel], rows.predicted[sel], rows.score[sel])
+            order, starts, slice_ids = folder.segments(ids)
+            ts, predicted, score = rows.ts, rows.predicted, rows.score
+            if order is not None:
+                ts, predicted, score = ts[order], predicted[order], score[order]
+            sketches = [folder.sketch(s, self.new_sketch) for s in slice_ids]
+            self.fold_predictions(sketches, starts, ts, predicted, score)
         return rows, rejected
 
     def fold_predictions(
-        self, sketch: WindowSketch, ts: NDArray[np.float64], predicted: NDArray[np.float64], score: NDArray[np.float64]
+        self,
+        sketches: Sequence[WindowSketch],
+        starts: NDArray[np.intp],
+        ts: NDArray[np.float64],
+        predicted: NDArray[np.float64],
+        score: NDArray[np.float64],
     ) -> None:
         layout = self.layout
-        sketch.count_events("predictions", ts)
+        ends = [*starts[1:].tolist(), len(ts)]
+        for sk, lo, hi in zip(sketches, starts.tolist(), ends, strict=True):
+            sk.count_events("predictions", ts[lo:hi])
         if layout.score_index is not None:
             codes = np.where(np.isnan(score), np.int8(NULL), np.int8(0)).astype(np.int8)[:, None]
-            sketch.fold_numeric(layout.score_index, score[:, None], codes)
+            fold_numeric_segments(sketches, starts, layout.score_index, score[:, None], codes)
         if layout.prediction_numeric_index is not None:
-            sketch.fold_numeric(layout.prediction_numeric_index, predicted[:, None], np.zeros((len(ts), 1), np.int8))
+            fold_numeric_segments(sketches, starts, layout.prediction_numeric_index, predicted[:, None],
+                                  np.zeros((len(ts), 1), np.int8))
         if layout.prediction_categorical_index is not None:
-            sketch.fold_categorical(layout.prediction_categorical_index, predicted.astype(np.int32)[:, None])
+            fold_categorical_segments(sketches, starts, layout.prediction_categorical_index,
+                                      predicted.astype(np.int32)[:, None])
 
     # ---- labels ----------------------------------------------------------------------------------------------
     def parse_labels(self, events: Sequence[dict[str, Any]]) -> tuple[LabelRows, list[Rejection]]:

@@ -10,8 +10,10 @@ event, one worker and many workers close identical windows. An event older than 
 into that slice and counted as late, never dropped.
 
 >>> folder = SliceFolder(slice_seconds=10.0, allowed_lateness=0.0)
->>> folder.slice_ids(np.array([5.0, 12.0, 3.0]))
+>>> ids = folder.slice_ids(np.array([5.0, 12.0, 3.0])); ids
 array([0, 1, 0])
+>>> order, starts, slices = folder.segments(ids); order.tolist(), starts.tolist(), slices
+([0, 2, 1], [0, 2], [0, 1])
 """
 
 from __future__ import annotations
@@ -67,12 +69,18 @@ class SliceFolder:
         self.max_ts = max(self.max_ts, float(ts.max()))
         return ids, n_late
 
-    def groups(self, ids: NDArray[np.int64]) -> list[tuple[int, NDArray[np.intp] | None]]:
-        """(slice id, row positions) per slice present; positions are None when every row is in one slice."""
-        first = int(ids[0])
-        if (ids == first).all():
-            return [(first, None)]
-        return [(int(s), np.flatnonzero(ids == s)) for s in np.unique(ids)]
+    @staticmethod
+    def segments(ids: NDArray[np.int64]) -> tuple[NDArray[np.intp] | None, NDArray[np.intp], list[int]]:
+        """Group rows by slice: a permutation that sorts them (None if they already are), the start of each
+        slice's run of rows in that order, and the slice ids in order."""
+        order: NDArray[np.intp] | None = None
+        if len(ids) > 1 and (np.diff(ids) < 0).any():
+            order = np.argsort(ids, kind="stable")
+            ids = ids[order]
+        if len(ids) == 0:
+            return order, np.zeros(0, dtype=np.intp), []
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(ids)) + 1)).astype(np.intp)
+        return order, starts, ids[starts].tolist()
 
     def sketch(self, slice_id: int, factory: Callable[[], WindowSketch]) -> WindowSketch:
         sk = self.open.get(slice_id)
