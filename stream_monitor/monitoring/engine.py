@@ -20,6 +20,7 @@ from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.events import Rejection, Stream, decode_batch
 from stream_monitor.core.parsing import route_by_model
+from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.detection import ModelMonitor
 from stream_monitor.monitoring.folding import ModelFolder
 from stream_monitor.monitoring.model_layout import ModelLayout
@@ -79,6 +80,25 @@ class ModelPipeline:
             raise ValueError(f"stream {stream.value} is not handled by the drift pipeline")
         return rejected
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a restarted process needs to continue exactly where this one stopped."""
+        return {
+            "v": 1,
+            "layout": self.layout.sketch.fingerprint,
+            "slices": self.slices.snapshot(),
+            "assembler": self.assembler.snapshot(),
+            "monitor": self.monitor.snapshot(),
+            "accepted": dict(self.accepted),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state.get("v") != 1 or state.get("layout") != self.layout.sketch.fingerprint:
+            raise SnapshotError("pipeline snapshot is of another version or reference profile")
+        self.slices.restore(state["slices"], self.layout.sketch)
+        self.assembler.restore(state["assembler"], self.layout.sketch)
+        self.monitor.restore(state["monitor"])
+        self.accepted = Counter(state["accepted"])
+
     def advance(self, final: bool = False) -> list[Alert]:
         alerts: list[Alert] = []
         for closed in self.slices.drain(final=final):
@@ -129,6 +149,22 @@ class Engine:
             self.rejected[(stream.value, r.reason.value)] += 1
         self._count(out.alerts)
         return out
+
+    def snapshot(self) -> bytes:
+        """Versioned plain-data snapshot of every pipeline (JSON bytes, never pickle)."""
+        import orjson
+
+        return orjson.dumps({"v": 1, "models": {m: p.snapshot() for m, p in self.pipelines.items()}})
+
+    def restore(self, data: bytes) -> None:
+        import orjson
+
+        raw = orjson.loads(data)
+        if raw.get("v") != 1:
+            raise SnapshotError(f"unsupported engine snapshot version {raw.get('v')!r}")
+        for model_id, state in raw["models"].items():
+            if model_id in self.pipelines:
+                self.pipelines[model_id].restore(state)
 
     def flush(self) -> list[Alert]:
         """End of input: close every open slice and window and test them."""

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.alerts import WindowInfo
-from stream_monitor.stats.sketches import WindowSketch
+from stream_monitor.stats.sketches import SketchLayout, WindowSketch
 
 
 @dataclass
@@ -88,6 +89,21 @@ class SliceFolder:
             sk = self.open[slice_id] = factory()
         return sk
 
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data: open slices as sketch bytes (hex), the watermark state and counters."""
+        return {
+            "open": {str(k): v.to_bytes().hex() for k, v in self.open.items()},
+            "max_ts": None if not np.isfinite(self.max_ts) else float(self.max_ts),
+            "next_slice": self.next_slice,
+            "late": self.late_events,
+        }
+
+    def restore(self, state: dict[str, Any], layout: SketchLayout) -> None:
+        self.open = {int(k): WindowSketch.from_bytes(bytes.fromhex(v), layout) for k, v in state["open"].items()}
+        self.max_ts = -np.inf if state["max_ts"] is None else float(state["max_ts"])
+        self.next_slice = int(state["next_slice"])
+        self.late_events = int(state["late"])
+
     def drain(self, final: bool = False) -> list[ClosedSlice]:
         """Slices the watermark has passed (all of them when ``final``), oldest first."""
         if final:
@@ -149,6 +165,19 @@ class WindowAssembler:
 
     def flush(self) -> list[ClosedWindow]:
         return [self._close()] if self.current is not None else []
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "current": None if self.current is None else self.current.to_bytes().hex(),
+            "start": self.start_slice,
+            "end": self.end_slice,
+            "last": self.last_slice,
+        }
+
+    def restore(self, state: dict[str, Any], layout: SketchLayout) -> None:
+        cur = state["current"]
+        self.current = None if cur is None else WindowSketch.from_bytes(bytes.fromhex(cur), layout)
+        self.start_slice, self.end_slice, self.last_slice = int(state["start"]), int(state["end"]), int(state["last"])
 
     def _close(self) -> ClosedWindow:
         assert self.current is not None
