@@ -1,0 +1,162 @@
+"""Plain-number service statistics, written by the processing loop and read by the metrics exporter.
+
+The processing thread updates a :class:`ServiceStats`; the Prometheus collector (``adapters/metrics.py``) reads
+:meth:`ServiceStats.snapshot` at scrape time, a deep copy taken under a lock, so the scrape thread never touches
+live detector objects. Label sets are bounded: past ``max_series`` distinct label sets per family, new ones are
+counted in ``overflow`` and folded into one ``"__overflow__"`` series instead of growing without bound.
+
+>>> s = ServiceStats(max_series=2)
+>>> s.count_events("m", "features", "accepted", 10)
+>>> s.count_dead_letter("not_json")
+>>> snap = s.snapshot(); snap.events[("m", "features", "accepted")], snap.dead_letters["not_json"]
+(10, 1)
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from stream_monitor.core.alerts import Alert, Severity
+from stream_monitor.monitoring.lifecycle import Observation
+
+OVERFLOW: Final = "__overflow__"
+# Seconds; event-to-processing latency spans milliseconds (live) to hours (a backlog being replayed).
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+BATCH_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class Histogram:
+    """Cumulative-ready fixed-bucket histogram (Prometheus semantics: ``le`` upper bounds plus +Inf)."""
+
+    buckets: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.buckets) + 1)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        import bisect
+
+        for v in values:
+            self.counts[bisect.bisect_left(self.buckets, v)] += 1
+            self.total += v
+            self.n += 1
+
+    def add_counts(self, counts: list[int], total: float) -> None:
+        """Add pre-bucketed counts (len(buckets) + 1), e.g. from a numpy bincount over a whole batch."""
+        for i, c in enumerate(counts):
+            self.counts[i] += int(c)
+        self.total += total
+        self.n += int(sum(counts))
+
+
+@dataclass
+class StatsSnapshot:
+    events: dict[tuple[str, str, str], int]  # (model, stream, outcome)
+    dead_letters: dict[str, int]  # reason
+    alerts: dict[tuple[str, str, str, str], int]  # (model, kind, severity, status)
+    alert_delivery_failures: int
+    drift_statistic: dict[tuple[str, str, str, str], float]  # (model, kind, signal, detector)
+    drift_threshold: dict[tuple[str, str, str, str], float]
+    drift_status: dict[tuple[str, str, str], int]  # (model, kind, signal) -> 0 ok, 1 warning, 2 critical
+    window_fill: dict[str, float]  # model -> events in the open window / max_events
+    windows_tested: dict[str, int]
+    consumer_lag: dict[tuple[str, int], int]  # (topic, partition)
+    latency: dict[str, Histogram]  # stream
+    batch_seconds: dict[str, Histogram]  # stage
+    agents_up: dict[str, bool]
+    restoring: bool
+    overflow: int
+
+
+class ServiceStats:
+    def __init__(self, max_series: int = 2000) -> None:
+        self.max_series = max_series
+        self._lock = threading.Lock()
+        self._snap = StatsSnapshot({}, {}, {}, 0, {}, {}, {}, {}, {}, {}, {}, {}, {}, True, 0)
+
+    # ---- writers (processing thread) -------------------------------------------------------------------------
+    def _key(self, family: dict[tuple[str, ...], object], key: tuple[str, ...]) -> tuple[str, ...]:
+        if key in family or len(family) < self.max_series:
+            return key
+        self._snap.overflow += 1
+        return tuple(OVERFLOW for _ in key)
+
+    def count_events(self, model: str, stream: str, outcome: str, n: int) -> None:
+        if n <= 0:
+            return
+        with self._lock:
+            fam = self._snap.events
+            k = self._key(fam, (model, stream, outcome))  # type: ignore[arg-type]
+            fam[k] = fam.get(k, 0) + n  # type: ignore[index]
+
+    def count_dead_letter(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self._snap.dead_letters[reason] = self._snap.dead_letters.get(reason, 0) + n
+
+    def count_alerts(self, alerts: Iterable[Alert]) -> None:
+        with self._lock:
+            fam = self._snap.alerts
+            for a in alerts:
+                k = self._key(fam, (a.model_id, a.kind.value, a.severity.value, a.status.value))  # type: ignore[arg-type]
+                fam[k] = fam.get(k, 0) + 1  # type: ignore[index]
+
+    def count_delivery_failure(self) -> None:
+        with self._lock:
+            self._snap.alert_delivery_failures += 1
+
+    def record_observations(self, model: str, observations: Iterable[Observation], firing: dict[tuple[str, str], str]) -> None:
+        """Latest statistic per (kind, signal, detector) and status per (kind, signal) after a window test."""
+        with self._lock:
+            stat, thr, status = self._snap.drift_statistic, self._snap.drift_threshold, self._snap.drift_status
+            for o in observations:
+                k = self._key(stat, (model, o.kind.value, o.signal, o.detector))  # type: ignore[arg-type]
+                stat[k] = o.statistic  # type: ignore[index]
+                thr[k] = o.warning_threshold  # type: ignore[index]
+                sk = self._key(status, (model, o.kind.value, o.signal))  # type: ignore[arg-type]
+                level = firing.get((o.kind.value, o.signal))
+                status[sk] = 0 if level is None else (2 if level == Severity.CRITICAL.value else 1)  # type: ignore[index]
+
+    def set_window(self, model: str, fill: float, tested: int) -> None:
+        with self._lock:
+            self._snap.window_fill[model] = fill
+            self._snap.windows_tested[model] = tested
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        with self._lock:
+            self._snap.consumer_lag[(topic, partition)] = lag
+
+    def observe_latency(self, stream: str, counts: list[int], total: float) -> None:
+        with self._lock:
+            h = self._snap.latency.setdefault(stream, Histogram(LATENCY_BUCKETS))
+            h.add_counts(counts, total)
+
+    def observe_batch(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self._snap.batch_seconds.setdefault(stage, Histogram(BATCH_BUCKETS)).observe_many([seconds])
+
+    def set_agent(self, name: str, up: bool) -> None:
+        with self._lock:
+            self._snap.agents_up[name] = up
+
+    def set_restoring(self, restoring: bool) -> None:
+        with self._lock:
+            self._snap.restoring = restoring
+
+    # ---- reader (scrape thread) ------------------------------------------------------------------------------
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            return copy.deepcopy(self._snap)
+
+    def ready(self) -> bool:
+        """``/readyz``: every agent up and no state being restored."""
+        with self._lock:
+            return not self._snap.restoring and bool(self._snap.agents_up) and all(self._snap.agents_up.values())
