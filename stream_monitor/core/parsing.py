@@ -210,7 +210,10 @@ class FeatureParser:
             rows = [(r,) for r in rows]
         # One C-level pass converts the batch and discovers its types: float/int only gives a numeric array;
         # a None gives an object array, a string a text array (both take the per-column path below).
-        block = np.array(rows)
+        try:
+            block = np.array(rows)
+        except (ValueError, TypeError):  # a list or object inside: ragged
+            block = np.empty(0, dtype=object)
         if block.dtype.kind in "fi" and block.shape == (n, width):
             values = block.astype(np.float64, copy=False)
             # A boolean converts silently to 0/1; only columns holding an exact 0 or 1 need a type look.

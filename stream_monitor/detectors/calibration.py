@@ -58,6 +58,10 @@ def grid_size(n: int) -> int:
     if n < 2:
         return 1
     j = math.floor(math.log2(n) * GRID_STEPS_PER_DOUBLING)
+    while int(2 ** ((j + 1) / GRID_STEPS_PER_DOUBLING)) <= n:  # guard against rounding in log2
+        j += 1
+    while int(2 ** (j / GRID_STEPS_PER_DOUBLING)) > n:
+        j -= 1
     return max(1, int(2 ** (j / GRID_STEPS_PER_DOUBLING)))
 
 

@@ -82,7 +82,9 @@ def wasserstein(counts: ArrayLike, ref_counts: ArrayLike, edges: ArrayLike, scal
 
 def chi2_divergence(counts: ArrayLike, ref_counts: ArrayLike) -> Array:
     """Pearson's chi-square divergence sum((p - q)^2 / q); times the window size it is the chi-square statistic."""
-    p, q = _raw_proportions(counts), _proportions(ref_counts)
+    r = np.asarray(ref_counts, dtype=np.float64)
+    p, q = _raw_proportions(counts), _raw_proportions(r)
+    q = np.maximum(q, SMOOTHING / max(float(r.sum()), 1.0))  # a bin the reference never saw
     return np.asarray(np.sum((p - q) ** 2 / q, axis=-1))
 
 

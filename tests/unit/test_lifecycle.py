@@ -1,0 +1,75 @@
+"""Alert episodes: fire, escalate, hold with hysteresis, resolve, cool down; ids are deterministic."""
+
+from __future__ import annotations
+
+from stream_monitor.core.alerts import AlertKind, Severity, Status, WindowInfo, alert_id_for, decode_alert, encode_alert
+from stream_monitor.monitoring.lifecycle import AlertLifecycle, Observation
+
+
+def _obs(stat: float, level: Severity | None, signal: str = "x", detector: str = "psi") -> Observation:
+    threshold = 0.25 if level is Severity.CRITICAL else 0.1
+    return Observation(AlertKind.COVARIATE_DRIFT, signal, level, detector, stat, threshold, 0.1, message=f"{signal} {stat}")
+
+
+def _window(i: int) -> WindowInfo:
+    return WindowInfo(i * 10.0, (i + 1) * 10.0, 500)
+
+
+def test_fire_escalate_hold_resolve() -> None:
+    life = AlertLifecycle("m", resolve_after_windows=2, hysteresis=0.8, cooldown_seconds=0)
+    events = []
+    script = [
+        (0.12, Severity.WARNING),
+        (0.13, Severity.WARNING),  # already firing: nothing new
+        (0.30, Severity.CRITICAL),  # escalation
+        (0.09, None),  # below warning but above 0.8 x warning: holds
+        (0.05, None),
+        (0.04, None),  # second clean window: resolved
+    ]
+    for i, (stat, level) in enumerate(script):
+        events.append([(a.status, a.severity) for a in life.observe(_window(i), [_obs(stat, level)], detected_at=i)])
+    assert events == [
+        [(Status.FIRING, Severity.WARNING)],
+        [],
+        [(Status.FIRING, Severity.CRITICAL)],
+        [],
+        [],
+        [(Status.RESOLVED, Severity.CRITICAL)],
+    ]
+
+
+def test_all_events_of_an_episode_share_the_deterministic_id() -> None:
+    life = AlertLifecycle("m", resolve_after_windows=1, hysteresis=0.8, cooldown_seconds=0)
+    a = life.observe(_window(0), [_obs(0.2, Severity.WARNING)], 0)[0]
+    b = life.observe(_window(1), [_obs(0.3, Severity.CRITICAL)], 1)[0]
+    c = life.observe(_window(2), [_obs(0.0, None)], 2)[0]
+    assert a.alert_id == b.alert_id == c.alert_id == alert_id_for("m", AlertKind.COVARIATE_DRIFT, "x", 10.0)
+    assert c.message.startswith("x back to normal")
+    assert decode_alert(encode_alert(c)) == c
+
+
+def test_cooldown_suppresses_a_quick_refire() -> None:
+    life = AlertLifecycle("m", resolve_after_windows=1, hysteresis=0.8, cooldown_seconds=25)
+    life.observe(_window(0), [_obs(0.2, Severity.WARNING)], 0)
+    life.observe(_window(1), [_obs(0.0, None)], 1)  # resolved at t=20
+    assert life.observe(_window(2), [_obs(0.2, Severity.WARNING)], 2) == []  # t=30 < 20 + 25
+    assert life.suppressed_by_cooldown == 1
+    fired = life.observe(_window(4), [_obs(0.2, Severity.WARNING)], 4)  # t=50: new episode, new id
+    assert fired and fired[0].alert_id == alert_id_for("m", AlertKind.COVARIATE_DRIFT, "x", 50.0)
+
+
+def test_the_strongest_detector_speaks_and_names_the_others() -> None:
+    life = AlertLifecycle("m", resolve_after_windows=1, hysteresis=0.8, cooldown_seconds=0)
+    alerts = life.observe(_window(0), [_obs(0.12, Severity.WARNING, detector="cusum"), _obs(0.3, Severity.CRITICAL)], 0)
+    assert len(alerts) == 1 and alerts[0].detector == "psi"
+    assert alerts[0].details["also_flagged_by"] == ["cusum"]
+
+
+def test_snapshot_restore_keeps_open_episodes() -> None:
+    life = AlertLifecycle("m", resolve_after_windows=1, hysteresis=0.8, cooldown_seconds=0)
+    first = life.observe(_window(0), [_obs(0.2, Severity.WARNING)], 0)[0]
+    twin = AlertLifecycle("m", resolve_after_windows=1, hysteresis=0.8, cooldown_seconds=0)
+    twin.restore(life.snapshot())
+    assert twin.observe(_window(1), [_obs(0.2, Severity.WARNING)], 1) == []  # still the same episode
+    resolved = twin.observe(_window(2), [_obs(0.0, None)], 2)[0]
+    assert resolved.alert_id == first.alert_id and resolved.status is Status.RESOLVED
