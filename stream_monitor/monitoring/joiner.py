@@ -399,6 +399,9 @@ class JoinedBatch:
         The predicted class (or value), its score (``nan`` when absent) and the label.
     stale_pred_ts : numpy.ndarray of float64
         Prediction times of pairs whose label came later than the staleness SLA: counted, not joined.
+    accepted : numpy.ndarray of bool
+        One flag per row given to the call: ``False`` for a duplicate (and for a label whose prediction was
+        already evicted).
     evicted : ExpiredBatch
         Predictions this call evicted to stay within ``max_outstanding`` (empty for :meth:`add_labels`).
     """
@@ -409,6 +412,7 @@ class JoinedBatch:
     score: FloatArray = dataclasses.field(default_factory=_no_floats)
     label: FloatArray = dataclasses.field(default_factory=_no_floats)
     stale_pred_ts: FloatArray = dataclasses.field(default_factory=_no_floats)
+    accepted: npt.NDArray[np.bool_] = dataclasses.field(default_factory=lambda: np.empty(0, bool))
     evicted: ExpiredBatch = dataclasses.field(default_factory=lambda: ExpiredBatch("capacity"))
 
     def __len__(self) -> int:
@@ -589,7 +593,8 @@ class PredictionLabelJoiner:
         Returns
         -------
         JoinedBatch
-            Pairs joined with labels that arrived first, and predictions evicted for capacity.
+            Pairs joined with labels that arrived first, which predictions were new (``accepted``: fold
+            exactly those into the window's prediction counts), and predictions evicted for capacity.
         """
         keys = hash_event_ids(event_ids)
         n = keys.size
@@ -602,6 +607,8 @@ class PredictionLabelJoiner:
         keep = first[(self._pred.find(keys[first]) < 0) & (self._retired.lookup(keys[first]) == 0)]
         self._n["duplicate_predictions"] += n - keep.size
         keys, ts_, pred, score = keys[keep], ts_[keep], pred[keep], score[keep]
+        accepted = np.zeros(n, bool)
+        accepted[keep] = True
 
         at = self._early.find(keys)
         waiting = at >= 0
@@ -615,8 +622,7 @@ class PredictionLabelJoiner:
         if new.any():
             self._pred.insert(keys[new], ts_[new], {"predicted": pred[new], "score": score[new]})
             self._pred_oldest = min(self._pred_oldest, float(ts_[new].min()))
-        evicted = self._enforce_capacity()
-        return dataclasses.replace(joined, evicted=evicted) if len(evicted) else joined
+        return dataclasses.replace(joined, accepted=accepted, evicted=self._enforce_capacity())
 
     def add_labels(self, event_ids: EventIds, ts: npt.ArrayLike, labels: npt.ArrayLike) -> JoinedBatch:
         """Add labels; join those whose prediction is waiting, hold the others for it.
@@ -633,7 +639,8 @@ class PredictionLabelJoiner:
         Returns
         -------
         JoinedBatch
-            The pairs joined, in the order of the labels.
+            The pairs joined, in the order of the labels; ``accepted`` marks the labels joined, found stale or
+            held for their prediction (not duplicates, nor labels of evicted predictions).
         """
         keys = hash_event_ids(event_ids)
         n = keys.size
@@ -642,10 +649,12 @@ class PredictionLabelJoiner:
         self._n["labels"] += n
         first = _first_occurrences(keys)
         self._n["duplicate_labels"] += n - first.size
-        keys, ts_, label = keys[first], ts_[first], label[first]
+        keys, ts_, label, rows = keys[first], ts_[first], label[first], first
+        accepted = np.zeros(n, bool)
 
         at = self._pred.find(keys)
         found = at >= 0
+        accepted[rows[found]] = True
         pos = at[found]
         pred_ts, pred = self._pred.ts[pos], self._pred.cols["predicted"][pos]
         score = self._pred.cols["score"][pos].astype(np.float64)
@@ -653,23 +662,24 @@ class PredictionLabelJoiner:
         joined = self._join(keys[found], pred_ts, pred, score, ts_[found], label[found])
 
         rest = ~found
-        keys, ts_, label = keys[rest], ts_[rest], label[rest]
+        keys, ts_, label, rows = keys[rest], ts_[rest], label[rest], rows[rest]
         retired = self._retired.lookup(keys)
         self._n["duplicate_labels"] += int(np.count_nonzero(retired == _JOINED))
         self._n["labels_after_eviction"] += int(np.count_nonzero(retired == _EVICTED))
         fresh = retired == 0
-        keys, ts_, label = keys[fresh], ts_[fresh], label[fresh]
+        keys, ts_, label, rows = keys[fresh], ts_[fresh], label[fresh], rows[fresh]
         known = self._early.find(keys) >= 0
         self._n["duplicate_labels"] += int(np.count_nonzero(known))
         if not known.all():
             new = ~known
+            accepted[rows[new]] = True
             self._early.insert(keys[new], ts_[new], {"label": label[new]})
             self._early_oldest = min(self._early_oldest, float(ts_[new].min()))
             excess = len(self._early) - self.max_early_labels
             if excess > 0:
                 self._early.delete(self._oldest_positions(self._early, excess))
                 self._n["early_labels_evicted_capacity"] += excess
-        return joined
+        return dataclasses.replace(joined, accepted=accepted)
 
     def _join(
         self,

@@ -86,8 +86,10 @@ def test_labels_before_predictions_are_held_and_joined_when_the_prediction_arriv
 
 def test_duplicates_are_ignored_and_counted() -> None:
     j = PredictionLabelJoiner()
-    j.add_predictions(ids("a", "a", "b"), [1.0, 2.0, 3.0], [1, 0, 1], [0.5, 0.5, 0.5])
-    j.add_predictions(ids("b"), [9.0], [0], [0.1])  # b is still waiting
+    batch = j.add_predictions(ids("a", "a", "b"), [1.0, 2.0, 3.0], [1, 0, 1], [0.5, 0.5, 0.5])
+    assert batch.accepted.tolist() == [True, False, True]  # fold these into the window's prediction counts
+    batch = j.add_predictions(ids("b"), [9.0], [0], [0.1])  # b is still waiting
+    assert batch.accepted.tolist() == [False]
     assert j.stats().duplicate_predictions == 2
     batch = j.add_labels(ids("a", "a"), [5.0, 6.0], [1, 0])
     assert batch.label.tolist() == [1.0]  # first occurrences win
@@ -258,6 +260,7 @@ class Reference:
     early: dict[str, tuple[float, float]] = field(default_factory=dict)
     retired: dict[str, str] = field(default_factory=dict)
     n: dict[str, int] = field(default_factory=dict)
+    accepted: list[bool] = field(default_factory=list)  # of the last call
 
     def count(self, name: str, k: int = 1) -> None:
         self.n[name] = self.n.get(name, 0) + k
@@ -280,8 +283,11 @@ class Reference:
     def add_predictions(self, names: list[str], ts: list[float], pred: list[float], score: list[float]):
         rows: list[tuple[float, float, float, float, float]] = []
         seen: set[str] = set()
+        self.accepted = []
         for name, t, p, s in zip(names, ts, pred, score, strict=True):
-            if name in seen or name in self.pred or name in self.retired:
+            new = not (name in seen or name in self.pred or name in self.retired)
+            self.accepted.append(new)
+            if not new:
                 self.count("dup_pred")
                 continue
             seen.add(name)
@@ -302,19 +308,23 @@ class Reference:
     def add_labels(self, names: list[str], ts: list[float], labels: list[float]):
         rows: list[tuple[float, float, float, float, float]] = []
         seen: set[str] = set()
+        self.accepted = []
         for name, t, y in zip(names, ts, labels, strict=True):
+            self.accepted.append(False)
             if name in seen:
                 self.count("dup_label")
                 continue
             seen.add(name)
             if name in self.pred:
                 self.join(rows, name, self.pred.pop(name), (t, y))
+                self.accepted[-1] = True
             elif self.retired.get(name) == "joined" or name in self.early:
                 self.count("dup_label")
             elif self.retired.get(name) == "evicted":
                 self.count("after_eviction")
             else:
                 self.early[name] = (t, y)
+                self.accepted[-1] = True
         if len(self.early) > self.max_early_labels:
             k = len(self.early) - self.max_early_labels
             for name in self.oldest(self.early, k):
@@ -375,11 +385,14 @@ def test_matches_a_per_event_reference(ops: list, max_outstanding: int, max_earl
             rows, evicted = ref.add_predictions(names, ts, pred, score)
             assert same(rows_of(batch), rows)
             assert same(triples(batch.evicted), evicted)
+            assert batch.accepted.tolist() == ref.accepted
         elif kind == "label":
             names = [a for a, _ in arg]
             ts = [float(t) for _, t in arg]
             labels = [float(t % 2) for _, t in arg]
-            assert same(rows_of(joiner.add_labels(names, ts, labels)), ref.add_labels(names, ts, labels))
+            batch = joiner.add_labels(names, ts, labels)
+            assert same(rows_of(batch), ref.add_labels(names, ts, labels))
+            assert batch.accepted.tolist() == ref.accepted
         else:
             assert same(triples(joiner.expire(float(arg))), ref.expire(float(arg)))
         s = joiner.stats()
