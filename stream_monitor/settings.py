@@ -201,6 +201,7 @@ class TopicsConfig(_Strict):
     alerts: str = "drift-alerts"
     dlq: str = "stream-monitor-dlq"
     partials: str = "stream-monitor-partials"
+    state: str = Field(default="stream-monitor-state", description="compacted topic of the service's state snapshots")
     retraining: str | None = None
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
@@ -214,6 +215,12 @@ class ServiceConfig(_Strict):
     model_id_field: str = "model_id"
     batch_max_events: int = Field(default=5000, ge=1)
     max_label_cardinality: int = Field(default=2000, ge=10)
+    snapshot_seconds: float = Field(
+        default=5.0, gt=0, description="wall-clock seconds between state snapshots of a partition (replay bound)"
+    )
+    idle_partition_seconds: float = Field(
+        default=10.0, gt=0, description="an input partition without messages this long stops holding windows open"
+    )
 
 
 class MonitorConfig(_Strict):
