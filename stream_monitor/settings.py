@@ -128,7 +128,7 @@ class AlertingConfig(_Strict):
 class BudgetConfig(_Strict):
     """How many false alerts a drift-free model may raise, in expectation, per day of event time."""
 
-    false_alerts_per_day: float = Field(default=0.1, gt=0, le=100)
+    false_alerts_per_day: float = Field(default=0.1, gt=0, le=10_000)
 
 
 class FieldsConfig(_Strict):

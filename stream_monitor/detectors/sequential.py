@@ -40,11 +40,14 @@ class Cusum:
         self._lower = 0.0
         self._drift = False
 
-    def update(self, z: float) -> None:
+    def update(self, z: float, k: float | None = None) -> None:
+        """Add one standardised figure; ``k`` overrides the reference value for this step (it may only be
+        raised above ``self.k``, which keeps the in-control run length at least what ``h`` was solved for)."""
         if not math.isfinite(z):
             raise ValueError(f"CUSUM input must be finite, got {z}")
-        self._upper = max(0.0, self._upper + z - self.k)
-        self._lower = max(0.0, self._lower - z - self.k)
+        step_k = self.k if k is None else max(self.k, k)
+        self._upper = max(0.0, self._upper + z - step_k)
+        self._lower = max(0.0, self._lower - z - step_k)
         self._drift = self._upper > self.h or self._lower > self.h
 
     @property

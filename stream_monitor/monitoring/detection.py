@@ -217,23 +217,33 @@ class ModelMonitor:
         return out
 
     def _cusum(self, i: int, name: str, prof: NumericProfile, mean: float, n: int) -> Observation:
+        """CUSUM on the window mean's shift, in units of the window's own standard error.
+
+        The reference mean is itself an estimate, and its error is shared by every window: fed as if it were
+        noise it would pile up in the CUSUM. So the allowance per step is the larger of half a standard error
+        (Page's k = 0.5) and the smallest relevant shift (``min_effect_sd``, at least four reference standard
+        errors) in window standard errors: a constant offset below that never accumulates.
+        """
         det = self._cusums[i]
         scale = prof.std if prof.std > 0 else 1.0
         effect = (mean - prof.mean) / scale
-        z = effect / math.sqrt(1.0 / n + 1.0 / max(prof.count, 1))
-        det.update(z)
-        relevant = abs(effect) >= self.layout.config.sequential.min_effect_sd
+        root_n = math.sqrt(n)
+        z = effect * root_n
+        tolerance = max(self.layout.config.sequential.min_effect_sd, 4.0 / math.sqrt(max(prof.count, 1)))
+        det.update(z, k=tolerance * root_n)
+        relevant = abs(effect) >= tolerance
         alarm = det.drift_detected and relevant
-        held = self._cusum_hold.get(i, False) and relevant and abs(z) > 2 * det.k
+        held = self._cusum_hold.get(i, False) and relevant
         statistic = det.statistic
         if det.drift_detected:
             det.reset()
         self._cusum_hold[i] = alarm or held
         level = Severity.WARNING if alarm or held else None
         direction = "up" if effect > 0 else "down"
-        details = {"standardised_mean_shift": z, "mean_shift_sd": effect, "direction": direction, "decision_interval": det.h}
+        details = {"mean_shift_sd": effect, "tolerance_sd": tolerance, "direction": direction,
+                   "decision_interval": det.h}
         message = f"{name} is drifting {direction}: CUSUM {_fmt(statistic)} > {_fmt(det.h)} (mean {effect:+.2f} sd)"
-        stat_for_lifecycle = statistic if not held else max(statistic, det.h)
+        stat_for_lifecycle = max(statistic, det.h) if held else statistic
         return Observation(AlertKind.COVARIATE_DRIFT, name, level, "cusum", stat_for_lifecycle, det.h, det.h,
                            None, details, message)
 
