@@ -28,11 +28,12 @@ good, so every adapter raises ``ValueError`` on a non-finite input.
 
 Cost per update
 ---------------
-Measured through the adapters with ``scripts/bench_join.py`` on a Bernoulli(0.1) error stream (one shared,
-loaded core; River's own cost in brackets): ddm 1.7 us (0.9), eddm 1.6 us (0.7), hddm_a 6.9 us (5.6),
-hddm_w 9.0 us (7.8), fhddm 1.6 us (0.6), adwin 1.5 us (0.5), page_hinkley 1.9 us (0.9). The adapter adds
-about 1 us (validation, bookkeeping, the amortised sliding restart). Never use River's ``KSWIN`` per event
-(about 390 us per update).
+Measured with ``scripts/bench_join.py``: CPU time per input through ``update_many`` over 200,000
+Bernoulli(0.1) error bits with the default ``history`` (sliding restarts included), River's own ``update`` in
+brackets, on a shared 2-core machine under load (expect +-30 %): ddm 1.9 us (0.65), eddm 1.1 us (0.37),
+hddm_a 9.7 us (5.7), hddm_w 9.7 us (8.7), fhddm 1.6 us (0.59), adwin 0.94 us (0.21), page_hinkley 1.5 us
+(0.84). A single ``update`` call costs about 0.3 us more. Never use River's ``KSWIN`` per event (about 390 us
+per update).
 """
 
 from __future__ import annotations
@@ -290,6 +291,12 @@ class DDMAdapter(RiverAdapter):
     history : int
         See :class:`RiverAdapter`.
 
+    Notes
+    -----
+    With River's defaults DDM signalled before the change in 48 of 100 seeded streams like the one below;
+    ``warm_start=500, warning_threshold=3, drift_threshold=4`` did in none of 200, and still caught the change
+    within 320 predictions.
+
     Examples
     --------
     An error rate that rises from 10 % to 40 % after 2000 predictions:
@@ -337,6 +344,12 @@ class EDDMAdapter(RiverAdapter):
         Warning and drift levels of the ratio to the best ``mean + 2 sd`` distance; ``0 < beta <= alpha < 1``.
     history : int
         See :class:`RiverAdapter`.
+
+    Notes
+    -----
+    Noisy on a stable stream: at a 10 % error rate it signalled about 3 times per 20,000 predictions even
+    with ``warm_start=250`` (in 96 of 100 seeded 2000-prediction streams with the defaults). Prefer DDM, HDDM
+    or ADWIN.
     """
 
     name = "eddm"
