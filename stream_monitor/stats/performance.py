@@ -98,6 +98,7 @@ class PerformanceSketch:
         self._sums: dict[str, float] = dict.fromkeys(self._sum_names(), 0.0)
         self._count = 0
         # Every prediction (labelled or not), for the label-free estimate: expected confusion counts.
+        self._n_predictions = 0
         self._predicted_counts: IntArray = np.zeros(k, np.int64)
         self._expected: dict[str, float] = dict.fromkeys(("n", "tp", "fp", "fn", "tn", "confidence"), 0.0)
 
@@ -188,14 +189,15 @@ class PerformanceSketch:
         Parameters
         ----------
         predicted : array_like
-            Predicted class indices (ignored for regression, where only the count is kept).
+            Predicted class indices (for regression only their number is kept).
         scores : array_like or None
             As in :meth:`fold`; predictions without a score are counted but not estimated.
         """
         if self.task == "regression":
-            self._expected["n"] += float(np.asarray(predicted).size)
+            self._n_predictions += int(np.asarray(predicted).size)
             return
         pc = self._classes("predicted", predicted)
+        self._n_predictions += int(pc.size)
         s = self._scores(scores, pc.size)
         self._predicted_counts += np.bincount(pc, minlength=self.n_classes)
         has = ~np.isnan(s)
@@ -225,6 +227,7 @@ class PerformanceSketch:
         """Add another sketch of the same shape into this one (in place)."""
         self._check_compatible(other)
         self._count += other._count
+        self._n_predictions += other._n_predictions
         self._confusion += other._confusion
         self._score_hist += other._score_hist
         self._score_sum += other._score_sum
@@ -243,6 +246,11 @@ class PerformanceSketch:
     def count(self) -> int:
         """Number of labelled pairs folded."""
         return self._count
+
+    @property
+    def prediction_count(self) -> int:
+        """Number of predictions folded by :meth:`fold_predictions`, labelled or not."""
+        return self._n_predictions
 
     def metrics(self) -> dict[str, float]:
         """Realised metrics of the labelled pairs; ``nan`` where undefined (e.g. no positives for AUC).
@@ -353,6 +361,7 @@ class PerformanceSketch:
             "n_classes": self.n_classes,
             "n_score_bins": self.n_score_bins,
             "count": self._count,
+            "prediction_count": self._n_predictions,
             "confusion": self._confusion.tolist(),
             "score_hist": self._score_hist.tolist(),
             "score_sum": self._score_sum.tolist(),
@@ -376,6 +385,7 @@ class PerformanceSketch:
         sk = cls(task, int(data["n_classes"]) if task != "regression" else 2, int(data["n_score_bins"]))
         try:
             sk._count = int(data["count"])
+            sk._n_predictions = int(data["prediction_count"])
             sk._confusion = np.asarray(data["confusion"], np.int64).reshape(sk._confusion.shape)
             sk._score_hist = np.asarray(data["score_hist"], np.int64).reshape(sk._score_hist.shape)
             sk._score_sum = np.asarray(data["score_sum"], np.float64).reshape(sk._score_sum.shape)

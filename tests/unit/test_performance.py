@@ -24,7 +24,7 @@ def exact_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def assert_same_state(a: PerformanceSketch, b: PerformanceSketch) -> None:
     da, db = a.to_dict(), b.to_dict()
-    for key in ("count", "confusion", "score_hist", "predicted_counts"):
+    for key in ("count", "prediction_count", "confusion", "score_hist", "predicted_counts"):
         assert da[key] == db[key], key
     np.testing.assert_allclose(da["score_sum"], db["score_sum"], rtol=1e-12, atol=1e-9)
     for group in ("sums", "expected"):
@@ -264,6 +264,8 @@ def test_expected_performance_by_hand() -> None:
     assert e["expected_recall"] == pytest.approx(1.5 / 1.7)
     assert e["expected_f1"] == pytest.approx(3.0 / (3.0 + 0.5 + 0.2))
     assert sk.predicted_counts().tolist() == [1, 3]
+    assert sk.prediction_count == 4
+    assert sk.count == 0
     assert expected_performance([1, 0, 1, 1], [0.9, 0.2, 0.6, np.nan]) == pytest.approx(e)
 
 
