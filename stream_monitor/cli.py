@@ -137,5 +137,16 @@ def replay_cmd(
         _fail(exc)
 
 
+@main.command("demo")
+@click.option("--offline", is_flag=True, help="replay the bundled examples through the engine, without Kafka")
+def demo(offline: bool) -> None:
+    """Run the whole thing locally on an embedded default and print alerts as they fire."""
+    from stream_monitor.demo_offline import run_offline_demo
+
+    if not offline:
+        click.echo("the Kafka demo is not wired yet; running the offline replay demo", err=True)
+    run_offline_demo()
+
+
 if __name__ == "__main__":
     main()

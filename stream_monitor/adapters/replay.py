@@ -120,6 +120,7 @@ def replay(
     alerts_out: IO[bytes] | None = None,
     dead_out: IO[bytes] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_alerts: Callable[[list[Alert]], None] | None = None,
 ) -> ReplayReport:
     """Merge the sources in event time, feed the engine block by block, write alerts as they fire."""
     report = ReplayReport()
@@ -132,6 +133,8 @@ def replay(
 
     def emit(alerts: list[Alert]) -> None:
         report.alerts.extend(alerts)
+        if alerts and on_alerts is not None:
+            on_alerts(alerts)
         if alerts_out is not None:
             for a in alerts:
                 alerts_out.write(encode_alert(a) + b"\n")
