@@ -14,10 +14,12 @@ Everything lives under :func:`cache_dir`::
 
 Examples
 --------
->>> from stream_monitor.devkafka.broker import LocalBroker
->>> with LocalBroker() as broker:  # doctest: +SKIP
-...     print(broker.bootstrap_servers)
-127.0.0.1:40123
+Starting a broker takes seconds and a JVM, so this example is not run as a doctest (the integration tests
+in ``tests/integration/test_local_broker.py`` exercise it)::
+
+    from stream_monitor.devkafka.broker import LocalBroker
+    with LocalBroker() as broker:
+        print(broker.bootstrap_servers)  # 127.0.0.1:40123
 """
 
 from __future__ import annotations
@@ -534,10 +536,11 @@ class LocalBroker:
 
     Examples
     --------
-    >>> broker = LocalBroker().start()  # doctest: +SKIP
-    >>> broker.bootstrap_servers  # doctest: +SKIP
-    '127.0.0.1:40123'
-    >>> broker.stop()  # doctest: +SKIP
+    ::
+
+        broker = LocalBroker().start()
+        broker.bootstrap_servers  # '127.0.0.1:40123'
+        broker.stop()
     """
 
     def __init__(
