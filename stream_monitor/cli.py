@@ -150,3 +150,53 @@ def demo(offline: bool) -> None:
 
 if __name__ == "__main__":
     main()
+# ---- Kafka service ---------------------------------------------------------------------------------------------
+_CONFIG_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@main.group()
+def topics() -> None:
+    """Kafka topics of a deployment."""
+
+
+@topics.command("create")
+@click.option("--config", "config_path", type=_CONFIG_FILE, required=True)
+def topics_create(config_path: Path) -> None:
+    """Create every topic the config names (inputs, alerts, DLQ, internal) with partitions and settings.
+
+    Idempotent: existing topics are reported and left as they are.
+    """
+    from confluent_kafka import KafkaException
+
+    from stream_monitor.adapters.topics import create_all
+    from stream_monitor.settings import load_config
+
+    try:
+        cfg = load_config(config_path)
+    except StreamMonitorError as exc:
+        _fail(exc)
+    try:
+        outcomes = create_all(cfg)
+    except KafkaException as exc:
+        where = cfg.kafka.bootstrap_servers
+        click.echo(f"error: cannot create topics on {where}: {type(exc).__name__}", err=True)
+        sys.exit(1)
+    for o in outcomes:
+        click.echo(f"{o.status:<8} {o.name}{': ' + o.message if o.message else ''}")
+    if any(o.status == "error" for o in outcomes):
+        sys.exit(1)
+
+
+@main.command("run")
+@click.option("--config", "config_path", type=_CONFIG_FILE, required=True)
+def run_cmd(config_path: Path) -> None:
+    """Run the monitor against Kafka until SIGTERM or Ctrl-C, then snapshot, commit and exit 0."""
+    from stream_monitor.service.run import run_service
+
+    try:
+        code = run_service(config_path)
+    except StreamMonitorError as exc:
+        _fail(exc)
+    sys.exit(code)
+
+

@@ -46,6 +46,34 @@ PRODUCER_DEFAULTS: Final[Mapping[str, Any]] = {
     # MB.
     "message.max.bytes": 16 * 1024 * 1024,
 }
+# Consumer-only librdkafka properties: users put them in ``kafka.client`` for the service's consumer; a
+# producer
+# or admin client would only warn about each of them, so they are left out of those clients' settings.
+CONSUMER_ONLY: Final = frozenset(
+    {
+        "group.id",
+        "group.instance.id",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "partition.assignment.strategy",
+        "auto.offset.reset",
+        "enable.auto.commit",
+        "auto.commit.interval.ms",
+        "enable.auto.offset.store",
+        "fetch.wait.max.ms",
+        "fetch.min.bytes",
+        "fetch.max.bytes",
+        "max.partition.fetch.bytes",
+        "isolation.level",
+        "enable.partition.eof",
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "check.crcs",
+        "group.protocol",
+        "group.remote.assignor",
+    }
+)
 MAX_DETAIL_CHARS: Final = 500
 BUFFER_FULL_POLL_S: Final = 0.05
 MAX_DELIVERY_ATTEMPTS: Final = 1_000_000  # effectively forever: an alert is retried until the broker takes it
@@ -79,10 +107,15 @@ def producer_settings(
 ) -> dict[str, Any]:
     """A new settings dict: our defaults, then the user's client settings, then what the service requires."""
     settings: dict[str, Any] = dict(PRODUCER_DEFAULTS)
-    settings.update(client_settings)
+    settings.update(without_consumer_settings(client_settings))
     settings.update(overrides or {})
     settings.update(PRODUCER_REQUIRED)
     return settings
+
+
+def without_consumer_settings(client_settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict of the settings a producer or admin client understands (security settings all pass)."""
+    return {k: v for k, v in client_settings.items() if k not in CONSUMER_ONLY}
 
 
 @dataclass

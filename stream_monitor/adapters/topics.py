@@ -167,5 +167,7 @@ def create_all(config: MonitorConfig) -> list[TopicOutcome]:
     """``topics create``: build an AdminClient from the config's client settings (SASL/TLS pass through)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(config.kafka.client_settings())
+    from stream_monitor.adapters.kafka_io import without_consumer_settings
+
+    admin = AdminClient(without_consumer_settings(config.kafka.client_settings()))
     return create_topics(admin, topic_specs(config), config.topics.replication_factor)

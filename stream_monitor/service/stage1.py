@@ -40,6 +40,7 @@ SNAPSHOT_VERSION: Final = 1
 # A partial message stays well under the partials topic's record limit however many slices close at once.
 MAX_PARTIAL_BYTES: Final = 4 * 1024 * 1024
 SLICED_STREAMS: Final = (Stream.FEATURES, Stream.PREDICTIONS)
+UNROUTED: Final = "unrouted"  # the model label of messages rejected before their model was known
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Stage1Result:
     partials: list[Partial] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     accepted: dict[str, int] = field(default_factory=dict)  # model -> events folded
+    rejected_by_model: dict[str, int] = field(default_factory=dict)  # model ("unrouted" if none) -> rejected
     event_ts: list[NDArray[np.float64]] = field(default_factory=list)  # accepted events' times, for latency
     skipped: int = 0  # messages below next_offset (already covered by the restored state)
 
@@ -106,12 +108,16 @@ class PartitionFolder:
         result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in rejected)
         groups, unrouted = route_by_model(events, self.model_id_field, self.models)
         result.rejections.extend(Rejection(kept[r.index] + skip, r.reason, r.detail) for r in unrouted)
+        if rejected or unrouted:
+            result.rejected_by_model[UNROUTED] = len(rejected) + len(unrouted)
         for model_id, members in groups.items():
             batch = events if len(members) == len(events) else [events[i] for i in members]
             ts, refused = self._ingest(model_id, batch)
             result.rejections.extend(
                 Rejection(kept[members[r.index]] + skip, r.reason, r.detail) for r in refused
             )
+            if refused:
+                result.rejected_by_model[model_id] = len(refused)
             if len(ts):
                 result.accepted[model_id] = result.accepted.get(model_id, 0) + len(ts)
                 result.event_ts.append(ts)
