@@ -87,7 +87,7 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(
         "stream_monitor_events_total",
         "counter",
-        "Input events by model, stream and outcome (accepted, rejected; rejected events have model=unknown).",
+        "Input events by model, stream and outcome (accepted, rejected); model 'unrouted': no model applies.",
         ("model", "stream", "outcome"),
         lambda s: _items(s.events),
     ),

@@ -34,9 +34,10 @@ from stream_monitor.monitoring.detection import ModelMonitor
 from stream_monitor.monitoring.engine import Engine, ModelPipeline, ProcessResult
 from stream_monitor.monitoring.service_stats import LATENCY_BUCKETS, ServiceStats
 
-#: ``model`` label of rejected events: an undecodable message or an unknown ``model_id`` names no configured
-#: model, so rejections are not attributed (their reasons are in ``dead_letters``).
-UNATTRIBUTED: Final = "unknown"
+#: ``model`` label of rejected events here. The engine does not say which model a rejection belonged to (an
+#: undecodable message or an unknown ``model_id`` names none), so all of them go under the label the Kafka
+#: service uses for messages routed to no model; their reasons are in ``dead_letters``.
+UNATTRIBUTED: Final = "unrouted"
 ACCEPTED: Final = "accepted"
 REJECTED: Final = "rejected"
 

@@ -53,7 +53,7 @@ def populated() -> ServiceStats:
     """Every family with known values."""
     s = ServiceStats()
     s.count_events("churn-v3", "features", "accepted", 7000)
-    s.count_events("unknown", "features", "rejected", 3)
+    s.count_events("unrouted", "features", "rejected", 3)
     s.count_dead_letter("not_json", 2)
     s.count_dead_letter("missing_field")
     s.count_alerts([_alert("churn-v3", Severity.CRITICAL, Status.FIRING)] * 2)
@@ -138,7 +138,7 @@ def test_values_are_the_snapshot() -> None:
     f = families(populated())
     ev = "stream_monitor_events_total"
     assert value(f, ev, model="churn-v3", stream="features", outcome="accepted") == 7000
-    assert value(f, ev, model="unknown", stream="features", outcome="rejected") == 3
+    assert value(f, ev, model="unrouted", stream="features", outcome="rejected") == 3
     assert value(f, "stream_monitor_dead_letters_total", reason="not_json") == 2
     assert value(f, "stream_monitor_dead_letters_total", reason="missing_field") == 1
     key = {"model": "churn-v3", "kind": "covariate_drift", "severity": "critical"}
