@@ -116,6 +116,7 @@ def config_validate(path: Path) -> None:
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--alerts-out", required=True, help="JSON-lines file for every alert event ('-' for stdout)")
 @click.option("--dead-letters-out", help="JSON-lines file for every rejected input line, with its reason")
+@click.option("--retraining-out", help="JSON-lines file for retraining requests (critical concept drift)")
 @click.option("--progress/--no-progress", default=None, help="progress bar (default: when stderr is a terminal)")
 def replay_cmd(
     config_path: Path,
@@ -124,6 +125,7 @@ def replay_cmd(
     labels: Path | None,
     alerts_out: str,
     dead_letters_out: str | None,
+    retraining_out: str | None,
     progress: bool | None,
 ) -> None:
     """Run the detection engine over files in event-time order and write every alert as JSON lines."""
@@ -132,7 +134,7 @@ def replay_cmd(
     if not (features or predictions or labels):
         raise click.UsageError("give at least one of --features, --predictions, --labels")
     try:
-        run_replay(config_path, features, predictions, labels, alerts_out, dead_letters_out, progress)
+        run_replay(config_path, features, predictions, labels, alerts_out, dead_letters_out, progress, retraining_out)
     except StreamMonitorError as exc:
         _fail(exc)
 
@@ -148,8 +150,6 @@ def demo(offline: bool) -> None:
     run_offline_demo()
 
 
-if __name__ == "__main__":
-    main()
 # ---- Kafka service ---------------------------------------------------------------------------------------------
 _CONFIG_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -200,3 +200,5 @@ def run_cmd(config_path: Path) -> None:
     sys.exit(code)
 
 
+if __name__ == "__main__":
+    main()

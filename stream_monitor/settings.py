@@ -148,6 +148,20 @@ class LabelsConfig(_Strict):
     min_coverage: float = Field(default=0.5, ge=0, le=1)
 
 
+class PerformanceConfig(_Strict):
+    """Concept drift from joined labels, and a label-free estimate for binary classifiers (CBPE-style)."""
+
+    enabled: bool = True
+    bucket_seconds: float = Field(default=900.0, gt=0, description="performance windows of prediction time")
+    min_labelled: int = Field(default=200, ge=10, description="labelled predictions before a window is judged")
+    accuracy_drop_warning: float = Field(default=0.02, gt=0, le=1)
+    accuracy_drop_critical: float = Field(default=0.05, gt=0, le=1)
+    mae_increase_warning: float = Field(default=0.1, gt=0, description="relative rise of MAE (regression)")
+    mae_increase_critical: float = Field(default=0.25, gt=0)
+    error_stream_detector: Literal["ddm", "eddm", "hddm_a", "hddm_w", "fhddm", "adwin", "page_hinkley", "none"] = "ddm"
+    estimate_without_labels: bool = True
+
+
 class ModelConfig(_Strict):
     reference: str = Field(description="path of the reference profile (relative to the config file)")
     fields: FieldsConfig = FieldsConfig()
@@ -163,6 +177,7 @@ class ModelConfig(_Strict):
     data_quality: DataQualityConfig = DataQualityConfig()
     alerting: AlertingConfig = AlertingConfig()
     labels: LabelsConfig = LabelsConfig()
+    performance: PerformanceConfig = PerformanceConfig()
 
 
 class KafkaConfig(_Strict):

@@ -16,7 +16,7 @@ from typing import IO, Any, Final
 import numpy as np
 import orjson
 
-from stream_monitor.core.alerts import Alert, encode_alert
+from stream_monitor.core.alerts import Alert, encode_alert, retraining_requests
 from stream_monitor.core.events import FieldPath, Rejection, Stream, decode_batch, parse_timestamps
 from stream_monitor.monitoring.engine import Engine
 
@@ -121,6 +121,7 @@ def replay(
     dead_out: IO[bytes] | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_alerts: Callable[[list[Alert]], None] | None = None,
+    retraining_out: IO[bytes] | None = None,
 ) -> ReplayReport:
     """Merge the sources in event time, feed the engine block by block, write alerts as they fire."""
     report = ReplayReport()
@@ -138,6 +139,9 @@ def replay(
         if alerts_out is not None:
             for a in alerts:
                 alerts_out.write(encode_alert(a) + b"\n")
+        if retraining_out is not None:
+            for r in retraining_requests(alerts):
+                retraining_out.write(orjson.dumps(r) + b"\n")
 
     by_stream = {s.stream: s for s in sources}
     iters = {s.stream: s.blocks(dead) for s in sources}
@@ -194,6 +198,7 @@ def run_replay(
     alerts_out: str,
     dead_letters_out: str | None,
     progress: bool | None,
+    retraining_out: str | None = None,
 ) -> ReplayReport:
     """``stream-monitor replay``: wire files, engine and outputs; print a summary to stderr."""
     import sys
@@ -217,11 +222,12 @@ def run_replay(
     show = sys.stderr.isatty() if progress is None else progress
     alerts_sink = open_text_sink(alerts_out)
     dead_sink = open_text_sink(dead_letters_out)
+    retrain_sink = open_text_sink(retraining_out)
     try:
         with tqdm(total=total, unit="B", unit_scale=True, desc="replay", disable=not show, file=sys.stderr) as bar:
-            report = replay(engine, sources, alerts_sink, dead_sink, on_progress=bar.update)
+            report = replay(engine, sources, alerts_sink, dead_sink, on_progress=bar.update, retraining_out=retrain_sink)
     finally:
-        for sink in (alerts_sink, dead_sink):
+        for sink in (alerts_sink, dead_sink, retrain_sink):
             if sink is not None:
                 sink.flush()
                 if sink.fileno() != 1:

@@ -145,3 +145,43 @@ def decode_alert(data: bytes | str) -> Alert:
             "window": WindowInfo(**window),
         }
     )
+
+
+RETRAINING_SCHEMA = "stream-monitor.retraining-request/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainingRequest:
+    """Published once when concept drift turns critical, for a training pipeline to subscribe to."""
+
+    schema: str
+    request_id: str  # the alert id of the episode: one request per episode
+    model_id: str
+    window: WindowInfo
+    event_ts: float
+    requested_at: float
+    reason: str
+    evidence: dict[str, Any]
+
+    @classmethod
+    def from_alert(cls, alert: Alert) -> RetrainingRequest:
+        return cls(
+            schema=RETRAINING_SCHEMA,
+            request_id=alert.alert_id,
+            model_id=alert.model_id,
+            window=alert.window,
+            event_ts=alert.event_ts,
+            requested_at=alert.detected_at,
+            reason=alert.message,
+            evidence={"kind": alert.kind.value, "signal": alert.signal, "detector": alert.detector,
+                      "statistic": alert.statistic, "threshold": alert.threshold, **alert.details},
+        )
+
+
+def retraining_requests(alerts: list[Alert]) -> list[RetrainingRequest]:
+    """A request for every concept-drift alert that fires at critical severity (at most one per episode)."""
+    return [
+        RetrainingRequest.from_alert(a)
+        for a in alerts
+        if a.kind is AlertKind.CONCEPT_DRIFT and a.severity is Severity.CRITICAL and a.status is Status.FIRING
+    ]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from stream_monitor.core.alerts import Alert
+from stream_monitor.core.alerts import Alert, RetrainingRequest, retraining_requests
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.events import Rejection, Stream, decode_batch
 from stream_monitor.core.parsing import route_by_model
@@ -24,6 +24,7 @@ from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.detection import ModelMonitor
 from stream_monitor.monitoring.folding import ModelFolder
 from stream_monitor.monitoring.model_layout import ModelLayout
+from stream_monitor.monitoring.performance_monitor import PerformanceMonitor
 from stream_monitor.monitoring.windows import SliceFolder, WindowAssembler
 from stream_monitor.settings import MonitorConfig
 from stream_monitor.stats.profiles import ModelProfile
@@ -50,6 +51,10 @@ class ProcessResult:
     alerts: list[Alert] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)  # indices refer to the messages handed in
 
+    @property
+    def retraining(self) -> list[RetrainingRequest]:
+        return retraining_requests(self.alerts)
+
 
 class ModelPipeline:
     """Every stage for one model, in one process."""
@@ -64,17 +69,29 @@ class ModelPipeline:
         self.slices = SliceFolder(self.slice_seconds, w.allowed_lateness_seconds)
         self.assembler = WindowAssembler(self.slice_seconds, w.max_events, w.max_seconds)
         self.monitor = ModelMonitor(layout, clock)
+        self.performance = (
+            PerformanceMonitor(layout, self.monitor.alpha_warning, self.monitor.alpha_critical)
+            if layout.config.performance.enabled and layout.profile.predictions is not None
+            else None
+        )
         self.accepted: Counter[str] = Counter()
+        self.duplicates = 0
 
     def ingest(self, stream: Stream, events: Sequence[dict[str, Any]]) -> list[Rejection]:
         if stream is Stream.FEATURES:
             rows, rejected = self.folder.ingest_features(self.slices, events)
             self.accepted[stream.value] += len(rows)
         elif stream is Stream.PREDICTIONS:
-            prows, rejected = self.folder.ingest_predictions(self.slices, events)
-            self.accepted[stream.value] += len(prows)
+            prows, rejected = self.folder.predictions.parse(events)
+            keep = self.performance.add_predictions(prows) if self.performance is not None else None
+            self.folder.fold_prediction_rows(self.slices, prows, keep)
+            fresh = len(prows) if keep is None else int(keep.sum())
+            self.accepted[stream.value] += fresh
+            self.duplicates += len(prows) - fresh
         elif stream is Stream.LABELS:
             lrows, rejected = self.folder.parse_labels(events)
+            if self.performance is not None:
+                self.performance.add_labels(lrows)
             self.accepted[stream.value] += len(lrows)
         else:
             raise ValueError(f"stream {stream.value} is not handled by the drift pipeline")
@@ -88,7 +105,9 @@ class ModelPipeline:
             "slices": self.slices.snapshot(),
             "assembler": self.assembler.snapshot(),
             "monitor": self.monitor.snapshot(),
+            "performance": self.performance.snapshot() if self.performance is not None else None,
             "accepted": dict(self.accepted),
+            "duplicates": self.duplicates,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -97,7 +116,10 @@ class ModelPipeline:
         self.slices.restore(state["slices"], self.layout.sketch)
         self.assembler.restore(state["assembler"], self.layout.sketch)
         self.monitor.restore(state["monitor"])
+        if self.performance is not None and state.get("performance") is not None:
+            self.performance.restore(state["performance"])
         self.accepted = Counter(state["accepted"])
+        self.duplicates = int(state.get("duplicates", 0))
 
     def advance(self, final: bool = False) -> list[Alert]:
         alerts: list[Alert] = []
@@ -107,6 +129,11 @@ class ModelPipeline:
         windows = self.assembler.flush() if final else self.assembler.advance(self.slices.watermark)
         for window in windows:
             alerts.extend(self.monitor.test(window))
+        if self.performance is not None:
+            horizon = self.slices.max_ts if final else self.slices.watermark
+            for judged in self.performance.evaluate(horizon):
+                self.monitor.last_observations = [*self.monitor.last_observations, *judged.observations]
+                alerts.extend(self.monitor.lifecycle.observe(judged.window, judged.observations, self.monitor.clock.now()))
         return alerts
 
 

@@ -79,18 +79,27 @@ class ModelFolder:
                 sk.fold_pair_sums(pair_sums(z[lo:hi], valid[lo:hi]))
 
     # ---- predictions -----------------------------------------------------------------------------------------
+    def fold_prediction_rows(
+        self, folder: SliceFolder, rows: PredictionRows, keep: NDArray[np.bool_] | None = None
+    ) -> None:
+        """Fold parsed predictions (those flagged in ``keep``: duplicates are not new predictions) into slices."""
+        ts, predicted, score = rows.ts, rows.predicted, rows.score
+        if keep is not None and not keep.all():
+            ts, predicted, score = ts[keep], predicted[keep], score[keep]
+        if len(ts) == 0:
+            return
+        ids, _ = folder.assign(ts)
+        order, starts, slice_ids = folder.segments(ids)
+        if order is not None:
+            ts, predicted, score = ts[order], predicted[order], score[order]
+        sketches = [folder.sketch(s, self.new_sketch) for s in slice_ids]
+        self.fold_predictions(sketches, starts, ts, predicted, score)
+
     def ingest_predictions(
         self, folder: SliceFolder, events: Sequence[dict[str, Any]]
     ) -> tuple[PredictionRows, list[Rejection]]:
         rows, rejected = self.predictions.parse(events)
-        if len(rows):
-            ids, _ = folder.assign(rows.ts)
-            order, starts, slice_ids = folder.segments(ids)
-            ts, predicted, score = rows.ts, rows.predicted, rows.score
-            if order is not None:
-                ts, predicted, score = ts[order], predicted[order], score[order]
-            sketches = [folder.sketch(s, self.new_sketch) for s in slice_ids]
-            self.fold_predictions(sketches, starts, ts, predicted, score)
+        self.fold_prediction_rows(folder, rows)
         return rows, rejected
 
     def fold_predictions(
