@@ -7,13 +7,26 @@ The model has 4 numeric and 2 categorical features at 200 events/s of event time
 from __future__ import annotations
 
 import functools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from stream_monitor.core.alerts import Alert, decode_alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.monitoring.engine import Engine
+from stream_monitor.service.messages import decode_snapshot
 from stream_monitor.settings import MonitorConfig, parse_config
 from stream_monitor.stats.profiles import ReferenceProfile
 from stream_monitor.stats.reference_builder import ReferenceBuilder
@@ -94,3 +107,212 @@ def write_config(directory: Path, bootstrap: str, topics: dict[str, str], **serv
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+# ---- a deployment on a real broker: topics, worker subprocesses, producing and reading ---------------------
+TOPIC_KEYS = ("features", "predictions", "labels", "features_batch", "alerts", "dlq", "partials", "state")
+
+
+class WorkerProcess:
+    """``python -m stream_monitor.cli run --config ...`` as a subprocess, its log in a file."""
+
+    def __init__(self, config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_monitor.cli", "run", "--config", str(config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metrics_url(self, timeout: float = 30.0) -> str:
+        found = wait_for(
+            lambda: re.search(r"metrics on (http://\S+)/metrics", self.log()),
+            timeout,
+            f"metrics URL in {self.log_path}",
+        )
+        return found.group(1)
+
+    def scrape(self, path: str = "/metrics") -> str:
+        with urllib.request.urlopen(self.metrics_url() + path, timeout=5) as resp:
+            return resp.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for line in self.scrape().splitlines():
+            m = re.match(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
+            if not m:
+                continue
+            have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+            if all(have.get(k) == v for k, v in labels.items()):
+                total += float(m.group(2))
+        return total
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 10.0) -> tuple[int, float]:
+        """SIGTERM; returns (exit code, seconds to exit)."""
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - started
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+def wait_for(condition: Any, timeout: float, what: str, every: float = 0.2) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)  # polling an external process: there is nothing to block on
+
+
+class Deployment:
+    """Unique topics and consumer group on the session broker, a config for them, and the workers started."""
+
+    def __init__(self, directory: Path, bootstrap: str, **service: Any) -> None:
+        suffix = uuid.uuid4().hex[:10]
+        self.bootstrap = bootstrap
+        self.directory = directory
+        self.topics = {k: f"{k}-{suffix}" for k in TOPIC_KEYS}
+        defaults: dict[str, Any] = {
+            "metrics_port": 0,
+            "consumer_group": f"sm-{suffix}",
+            "snapshot_seconds": 1.0,
+            "idle_partition_seconds": 2.0,
+        }
+        self.config_path = write_config(directory, bootstrap, self.topics, **{**defaults, **service})
+        self.workers: list[WorkerProcess] = []
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "enable.idempotence": True,
+            }
+        )
+
+    def create_topics(self) -> str:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stream_monitor.cli",
+                "topics",
+                "create",
+                "--config",
+                str(self.config_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return out.stdout
+
+    def start_worker(self, env: dict[str, str] | None = None) -> WorkerProcess:
+        w = WorkerProcess(self.config_path, self.directory / f"worker-{len(self.workers)}.log", env)
+        self.workers.append(w)
+        return w
+
+    def produce(
+        self,
+        topic_key: str,
+        values: list[bytes | None],
+        keys: list[bytes | None] | None = None,
+        partitions: list[int] | None = None,
+    ) -> None:
+        topic = self.topics[topic_key]
+        for i, value in enumerate(values):
+            kwargs: dict[str, Any] = {}
+            if keys is not None:
+                kwargs["key"] = keys[i]
+            if partitions is not None:
+                kwargs["partition"] = partitions[i]
+            while True:
+                try:
+                    self._producer.produce(topic, value, **kwargs)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            self._producer.poll(0)
+        assert self._producer.flush(30) == 0
+
+    def produce_events(self, events: list[dict[str, Any]], n_partitions: int = 3) -> None:
+        self.produce(
+            "features",
+            [orjson.dumps(e) for e in events],
+            partitions=[partition_of(e, n_partitions) for e in events],
+        )
+
+    def read(self, topic_key: str, timeout: float = 5.0) -> list[Any]:
+        """Every message of the topic now (from the beginning to its current end)."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        topic = self.topics[topic_key]
+        try:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            todo = set()
+            parts = []
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if high > low:
+                    todo.add(p)
+                    parts.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+            out: list[Any] = []
+            if not todo:
+                return out
+            consumer.assign(parts)
+            deadline = time.monotonic() + timeout
+            while todo and time.monotonic() < deadline:
+                for msg in consumer.consume(500, timeout=0.2):
+                    if msg.error() is None:
+                        out.append(msg)
+                    elif msg.error().code() == KafkaError._PARTITION_EOF:
+                        todo.discard(msg.partition())
+            return out
+        finally:
+            consumer.close()
+
+    def alerts(self) -> list[Alert]:
+        return [decode_alert(m.value()) for m in self.read("alerts")]
+
+    def latest_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Newest state snapshot per key starting with ``prefix`` (``s1|`` or ``s2|``)."""
+        out: dict[str, dict[str, Any]] = {}
+        for msg in self.read("state"):
+            key = (msg.key() or b"").decode()
+            if key.startswith(prefix) and msg.value():
+                out[key] = decode_snapshot(msg.value())
+        return out
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+def partition_of(event: dict[str, Any], n: int) -> int:
+    return zlib.crc32(str(event["event_id"]).encode()) % n
