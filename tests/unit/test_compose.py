@@ -233,3 +233,18 @@ def test_dockerfile_copies_only_what_exists() -> None:
 def test_our_services_build_the_local_image(service: str) -> None:
     assert SERVICES[service]["image"] == "stream-monitor:local"
     assert SERVICES[service]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+
+
+def test_the_compose_reference_profile_is_built_from_the_examples(tmp_path: Path) -> None:
+    out = tmp_path / "reference.json"
+    ref = REPO / "examples" / "reference"
+    args = ["reference", "build", "--out", str(out)]
+    for stream in ("features", "predictions", "labels"):
+        args += [f"--{stream}", str(ref / f"{stream}.jsonl")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == (REPO / "config" / "reference.json").read_bytes(), (
+        "config/reference.json is stale: rerun `stream-monitor reference build --features "
+        "examples/reference/features.jsonl --predictions examples/reference/predictions.jsonl "
+        "--labels examples/reference/labels.jsonl --out config/reference.json`"
+    )
