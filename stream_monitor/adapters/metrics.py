@@ -316,7 +316,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._reply(200, encoder(self.server.registry), content_type)
+            try:
+                body = encoder(self.server.registry)
+            except Exception as exc:  # a failing collector must not take the endpoint down
+                self._reply(500, f"scrape failed: {type(exc).__name__}\n".encode())
+                return
+            self._reply(200, body, content_type)
         elif path == "/healthz":
             self._reply(200, b"ok\n")
         elif path == "/readyz":

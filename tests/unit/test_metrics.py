@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -410,3 +411,15 @@ def test_writer_is_not_blocked_by_concurrent_scrapes() -> None:
     # snapshot copy (and the GIL's switch interval).
     assert scrapes >= 3
     assert p99 < 0.02, f"writer p99 wait {p99 * 1000:.1f} ms over {len(waits)} writes and {scrapes} scrapes"
+
+
+def test_a_failing_collector_is_a_500_not_a_dead_endpoint() -> None:
+    class Broken(ServiceStats):
+        def snapshot(self) -> Any:
+            raise RuntimeError("boom")
+
+    stats = Broken()
+    with start_metrics_server(stats, "127.0.0.1", 0) as srv:
+        status, _, body = get(f"{srv.url}/metrics")
+        assert (status, body.strip()) == (500, "scrape failed: RuntimeError")
+        assert get(f"{srv.url}/healthz")[0] == 200
