@@ -31,9 +31,16 @@ Array = NDArray[np.float64]
 def pair_sums(z: Array, valid: NDArray[np.bool_]) -> Array:
     """(4, d, d) sums of rows ``z`` (missing cells ignored): cross products, sums of i, sums of i^2, counts,
     each over the rows where both i and j are present."""
+    d = z.shape[1]
+    out = np.empty((4, d, d))
+    if valid.all():  # the common case: one product; the other sums do not depend on the pair
+        out[0] = z.T @ z
+        out[1] = z.sum(axis=0)[:, None]
+        out[2] = (z * z).sum(axis=0)[:, None]
+        out[3] = float(len(z))
+        return out
     v = valid.astype(np.float64)
     z0 = np.where(valid, z, 0.0)
-    out = np.empty((4, z.shape[1], z.shape[1]))
     out[0] = z0.T @ z0
     out[1] = z0.T @ v
     out[2] = (z0 * z0).T @ v

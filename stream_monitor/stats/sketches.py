@@ -324,9 +324,10 @@ def fold_numeric_segments(
     codes: NDArray[np.int8],
 ) -> None:
     """Fold rows, grouped in consecutive segments (segment ``g`` starts at row ``starts[g]``), into
-    ``sketches[g]``: one searchsorted per column and one bincount for the whole batch, whatever the segments.
+    ``sketches[g]``: the whole batch is binned and summed at once, whatever the number of segments.
 
-    ``values`` is NaN wherever ``codes`` is not 0.
+    ``values`` is NaN wherever ``codes`` is not 0. A batch with no missing value (the common case) skips the
+    masking passes.
     """
     n, width = values.shape
     if n == 0 or width == 0:
@@ -336,31 +337,40 @@ def fold_numeric_segments(
     stop = first + width
     bins = layout.num_bins
     stride = width * (bins + 1)
-    segment = np.zeros(n, dtype=np.int64)
-    if g > 1:
-        segment[starts[1:]] = 1
-        np.cumsum(segment, out=segment)
+    lengths = np.diff(np.append(starts, n))
+    segment = np.repeat(np.arange(g, dtype=np.int64), lengths) if g > 1 else None
+    all_valid = not codes.any()
     # bin = number of edges <= x (searchsorted side="right"), counted with one comparison per edge row,
     # which beats a per-column binary search on a few dozen edges.
     small = np.zeros((n, width), dtype=np.int8)
     for row in layout.edge_matrix[:, first:stop]:
         small += (values >= row).view(np.int8)
     slots = small.astype(np.int64)
-    valid = codes == 0
-    slots += np.arange(width, dtype=np.int64) * (bins + 1) + (segment * stride)[:, None]
-    slots[~valid] = g * stride  # a dump slot past every segment
+    slots += np.arange(width, dtype=np.int64) * (bins + 1)
+    if segment is not None:
+        slots += (segment * stride)[:, None]
+    if all_valid:
+        cells = np.zeros((g, width, N_NUMERIC_CODES), dtype=np.int64)
+        cells[:, :, 0] = lengths[:, None]
+        d = values - layout.means[first:stop]
+        mins = np.minimum.reduceat(values, starts, axis=0)
+        maxs = np.maximum.reduceat(values, starts, axis=0)
+    else:
+        valid = codes == 0
+        slots[~valid] = g * stride  # a dump slot past every segment
+        cell = codes.astype(np.int64) + np.arange(width, dtype=np.int64) * N_NUMERIC_CODES
+        if segment is not None:
+            cell += (segment * width * N_NUMERIC_CODES)[:, None]
+        cells = np.bincount(cell.ravel(), minlength=g * width * N_NUMERIC_CODES).reshape(g, width, N_NUMERIC_CODES)
+        d = np.where(valid, values - layout.means[first:stop], 0.0)
+        mins = np.fmin.reduceat(values, starts, axis=0)
+        maxs = np.fmax.reduceat(values, starts, axis=0)
     hist = np.bincount(slots.ravel(), minlength=g * stride + 1)[: g * stride].reshape(g, width, bins + 1)
-    cell = (codes.astype(np.int64) + np.arange(width, dtype=np.int64) * N_NUMERIC_CODES
-            + (segment * width * N_NUMERIC_CODES)[:, None])
-    cells = np.bincount(cell.ravel(), minlength=g * width * N_NUMERIC_CODES).reshape(g, width, N_NUMERIC_CODES)
-    z = (values - layout.means[first:stop]) / layout.scales[first:stop]
-    zero = np.where(valid, z, 0.0)
-    sums = np.add.reduceat(zero, starts, axis=0)
-    squares = np.add.reduceat(zero * zero, starts, axis=0)
-    mins = np.fmin.reduceat(values, starts, axis=0)
-    maxs = np.fmax.reduceat(values, starts, axis=0)
-    below = np.add.reduceat((values < layout.mins[first:stop]).astype(np.int64), starts, axis=0)
-    above = np.add.reduceat((values > layout.maxs[first:stop]).astype(np.int64), starts, axis=0)
+    scale = layout.scales[first:stop]
+    sums = np.add.reduceat(d, starts, axis=0) / scale
+    squares = np.add.reduceat(d * d, starts, axis=0) / (scale * scale)
+    below = np.add.reduceat((values < layout.mins[first:stop]).view(np.int8), starts, axis=0, dtype=np.int64)
+    above = np.add.reduceat((values > layout.maxs[first:stop]).view(np.int8), starts, axis=0, dtype=np.int64)
     for k, sk in enumerate(sketches):
         sk.num_hist[first:stop] += hist[k, :, :bins]
         sk.num_codes[first:stop] += cells[k]
