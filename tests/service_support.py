@@ -316,3 +316,64 @@ class Deployment:
 
 def partition_of(event: dict[str, Any], n: int) -> int:
     return zlib.crc32(str(event["event_id"]).encode()) % n
+
+
+# ---- comparing the service's state with a one-process recomputation ----------------------------------------
+def sentinel_ts(events: list[dict[str, Any]]) -> float:
+    """A time past which every real slice is behind every partition's watermark, the window still open."""
+    return max(e["ts"] for e in events) + WINDOW["allowed_lateness_seconds"] + 2 * WINDOW["slice_seconds"]
+
+
+def sentinel_events(events: list[dict[str, Any]], n_partitions: int) -> list[dict[str, Any]]:
+    ts = sentinel_ts(events)
+    return [{**events[-1], "event_id": f"sentinel-{p}", "ts": ts} for p in range(n_partitions)]
+
+
+def expected_boundary(events: list[dict[str, Any]]) -> int:
+    """The slice boundary stage 2 reaches once every partition has seen its sentinel."""
+    return int((sentinel_ts(events) - WINDOW["allowed_lateness_seconds"]) // WINDOW["slice_seconds"])
+
+
+def engine_run(events: list[dict[str, Any]], batch: int = 500) -> tuple[Any, list[Alert]]:
+    """The replay engine over ``events`` in order: its pipeline (state) and every alert."""
+    from stream_monitor.core.events import Stream
+
+    eng = engine()
+    alerts: list[Alert] = []
+    for i in range(0, len(events), batch):
+        alerts.extend(eng.process_events(Stream.FEATURES, events[i : i + batch]).alerts)
+    return eng.pipelines[MODEL], alerts
+
+
+def wire(alerts: list[Alert]) -> list[tuple[Any, ...]]:
+    """What identifies an alert event, without its processing time (``detected_at``)."""
+    return [(a.alert_id, a.status.value, a.severity.value, a.kind.value, a.signal, a.window) for a in alerts]
+
+
+def assert_same_sketch(a: Any, b: Any) -> None:
+    """Counts equal exactly; float sums (whose rounding depends on batch boundaries) to 1e-9."""
+    import numpy as np
+
+    assert (a is None) == (b is None)
+    if a is None or b is None:
+        return
+    for name in ("num_hist", "num_codes", "num_out", "cat_hist", "cat_codes", "events"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for name in ("num_sum", "num_sumsq", "mv_sums", "num_min", "num_max"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-9, err_msg=name)
+    assert (a.ts_min, a.ts_max, a.new_values, a.unknown_fields) == (
+        b.ts_min,
+        b.ts_max,
+        b.new_values,
+        b.unknown_fields,
+    )
+
+
+def assert_merger_matches(merger: Any, pipeline: Any) -> None:
+    """Stage-2 state of the model equals the one-process pipeline's: windows, open window, alert episodes."""
+    assert merger.monitor.windows_tested == pipeline.monitor.windows_tested
+    assert merger.monitor.windows_skipped == pipeline.monitor.windows_skipped
+    assert merger.assembler.start_slice == pipeline.assembler.start_slice
+    assert merger.assembler.last_slice == pipeline.assembler.last_slice
+    assert_same_sketch(merger.assembler.current, pipeline.assembler.current)
+    assert merger.monitor.lifecycle.firing == pipeline.monitor.lifecycle.firing

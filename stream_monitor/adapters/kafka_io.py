@@ -159,8 +159,7 @@ class TrackedProducer:
         self.delivery_failures = 0
         self.delivered = 0
 
-    # ---- producing
-    # -------------------------------------------------------------------------------------------
+    # ---- producing ----------------------------------------------------------------------------------------
     def produce(
         self,
         topic: str,
@@ -232,8 +231,7 @@ class TrackedProducer:
 
         return delivered
 
-    # ---- progress
-    # ----------------------------------------------------------------------------------------------
+    # ---- progress -----------------------------------------------------------------------------------------
     @property
     def last_seq(self) -> int:
         """Sequence number of the newest message produced (0 before the first)."""

@@ -151,6 +151,7 @@ class Worker:
         self.to_commit: dict[tuple[str, int], TopicPartition] = {}
         self.batches = 0
         self._closing = False
+        self._stop = threading.Event()
         self._last_lag = 0.0
 
     def _check_topics(self) -> None:
@@ -169,6 +170,7 @@ class Worker:
     # ---- the loop ------------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then finish the batch, write final snapshots, commit and leave."""
+        self._stop = stop
         t = self.config.topics
         topics = [name for name in (t.features, t.predictions, t.labels) if self.reader.partitions(name)]
         self.consumer.subscribe(
@@ -374,14 +376,18 @@ class Worker:
             if high is not None and high >= 0 and position is not None:
                 self.stats.set_lag(topic, partition, max(int(high) - position, 0))
 
-    # ---- rebalances
-    # ------------------------------------------------------------------------------------------
+    # ---- rebalances ---------------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.stats.set_restoring(True)
-        try:
-            self._restore(partitions)
-        finally:
-            self.stats.set_restoring(False)
+        if self._stop.is_set():
+            # Shutting down: take the partitions (the protocol requires it) but neither restore nor process
+            # them; nothing is snapshotted or committed for them, so their next owner starts where we would.
+            log.info("stopping: %d partition(s) assigned meanwhile are left untouched", len(partitions))
+        else:
+            self.stats.set_restoring(True)
+            try:
+                self._restore(partitions)
+            finally:
+                self.stats.set_restoring(False)
         if self._cooperative:
             consumer.incremental_assign(partitions)
         else:

@@ -12,7 +12,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import orjson
 import pytest
 
@@ -99,8 +98,7 @@ class Cluster:
         self.alerts.extend(result.alerts)
         self.stage2_position = offsets[-1] + 1
 
-    # ---- crash and restore, the worker's way
-    # ------------------------------------------------------------------
+    # ---- crash and restore, the worker's way --------------------------------------------------------------
     def snapshot1(self, p: int) -> None:
         self.snapshots1[p] = (decode_snapshot(encode_snapshot(self.folders[p].snapshot())), self.positions[p])
 
@@ -160,43 +158,16 @@ def run(cluster: Cluster, crashes: float = 0.0) -> None:
 
 
 def engine_run(events: list[dict[str, Any]]) -> Any:
-    eng = ss.engine()
-    alerts: list[Alert] = []
-    ordered = events + [e for extra in sentinels(events) for e in extra]
-    for i in range(0, len(ordered), 500):
-        alerts.extend(eng.process_events(Stream.FEATURES, ordered[i : i + 500]).alerts)
-    return eng.pipelines[ss.MODEL], alerts
+    return ss.engine_run(events + [e for extra in sentinels(events) for e in extra])
 
 
-def wire(alerts: list[Alert]) -> list[tuple[Any, ...]]:
-    return [(a.alert_id, a.status.value, a.severity.value, a.kind.value, a.signal, a.window) for a in alerts]
-
-
-def assert_same_sketch(a: WindowSketch | None, b: WindowSketch | None) -> None:
-    assert (a is None) == (b is None)
-    if a is None or b is None:
-        return
-    for name in ("num_hist", "num_codes", "num_out", "cat_hist", "cat_codes", "events"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
-    for name in ("num_sum", "num_sumsq", "mv_sums", "num_min", "num_max"):
-        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-9, err_msg=name)
-    assert (a.ts_min, a.ts_max, a.new_values, a.unknown_fields) == (
-        b.ts_min,
-        b.ts_max,
-        b.new_values,
-        b.unknown_fields,
-    )
+wire = ss.wire
 
 
 def assert_matches_engine(cluster: Cluster, events: list[dict[str, Any]]) -> None:
     pipeline, engine_alerts = engine_run(events)
-    merger = cluster.merge.mergers[ss.MODEL]
     assert wire(cluster.alerts) == wire(engine_alerts)
-    assert merger.monitor.windows_tested == pipeline.monitor.windows_tested
-    assert merger.assembler.start_slice == pipeline.assembler.start_slice
-    assert merger.assembler.last_slice == pipeline.assembler.last_slice
-    assert_same_sketch(merger.assembler.current, pipeline.assembler.current)
-    assert merger.monitor.lifecycle.firing == pipeline.monitor.lifecycle.firing
+    ss.assert_merger_matches(cluster.merge.mergers[ss.MODEL], pipeline)
 
 
 @pytest.fixture(scope="module")
