@@ -70,6 +70,7 @@ class MetricSpec:
 
     @property
     def family(self) -> str:
+        """The metric family's name: counters without ``_total`` (prometheus_client adds it to the sample)."""
         return self.name.removesuffix("_total") if self.kind == "counter" else self.name
 
 
@@ -228,6 +229,7 @@ class ServiceCollector(Collector):
             yield _family(spec)
 
     def collect(self) -> Iterator[Metric]:
+        """Every family of :data:`METRICS`, filled from one snapshot taken now."""
         snap = self.stats.snapshot()
         for spec in METRICS:
             family = _family(spec)
@@ -368,6 +370,7 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
+        """``http://host:port`` of the server (IPv6 hosts in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
