@@ -256,7 +256,7 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--lateness", type=float, default=2.0, help="allowed_lateness_seconds of the model")
-    ap.add_argument("--snapshot-seconds", type=float, default=1.0)
+    ap.add_argument("--snapshot-seconds", type=float, default=5.0, help="service.snapshot_seconds")
     ap.add_argument("--latency-events", type=int, default=200_000)
     ap.add_argument("--latency-pace", type=float, default=20_000.0, help="events/s produced in the latency phase")
     ap.add_argument("--role", choices=["floor", "worker"], help=argparse.SUPPRESS)

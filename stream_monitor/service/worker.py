@@ -78,6 +78,7 @@ CONSUMER_REQUIRED: Final[dict[str, Any]] = {
     "auto.offset.reset": "earliest",
 }
 HANDOFF_FLUSH_S: Final = 5.0
+QUIET_SNAPSHOT_S: Final = 0.5  # a partition without messages this long is snapshotted (if changed) right away
 LAG_EVERY_S: Final = 2.0
 ALERT_TAIL_MAX: Final = 100_000  # alerts read back per partition when a stage 2 starts without a snapshot
 _LATENCY_EDGES: Final = np.asarray(LATENCY_BUCKETS)
@@ -91,6 +92,7 @@ class _Owned:
     stage: PartitionFolder | MergePartition
     key: str
     last_snapshot: float
+    last_message: float = 0.0
     failed: bool = False
     pending: bool = False  # a snapshot of it is waiting for its barrier or its acknowledgement
 
@@ -190,18 +192,27 @@ class Worker:
             self._shutdown()
 
     def _handle(self, messages: Sequence[Message]) -> None:
-        groups: dict[tuple[str, int], list[Message]] = {}
+        groups: dict[tuple[str | None, int | None], list[Message]] = {}
+        last: tuple[str | None, int | None] = (None, None)
+        group: list[Message] = []
         for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", self.redactor.scrub(err.str()))
+            key = (msg.topic(), msg.partition())
+            if key != last:  # a batch holds runs of one partition: look the run up once
+                group = groups.setdefault(key, [])
+                last = key
+            group.append(msg)
+        mono = time.monotonic()
+        for (topic, partition), group in groups.items():
+            owned = self.owned.get((topic or "", partition or 0))
+            good = [m for m in group if m.error() is None]
+            if len(good) < len(group):
+                for m in group:
+                    err = m.error()
+                    if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error: %s", self.redactor.scrub(err.str()))
+            if owned is None or owned.failed or not good:
                 continue
-            groups.setdefault((msg.topic() or "", msg.partition() or 0), []).append(msg)
-        for key, group in groups.items():
-            owned = self.owned.get(key)
-            if owned is None or owned.failed:
-                continue
+            owned.last_message = mono
             stage = "stage2" if isinstance(owned.stage, MergePartition) else "stage1"
             started = time.perf_counter()
             try:
@@ -209,19 +220,19 @@ class Worker:
                 if self.fault_after_batches is not None and self.batches > self.fault_after_batches:
                     raise RuntimeError("injected fault (STREAM_MONITOR_FAULT_AFTER_BATCHES)")
                 if isinstance(owned.stage, PartitionFolder):
-                    self._stage1(owned.stage, group)
+                    self._stage1(owned.stage, good)
                 else:
-                    self._stage2(owned.stage, group)
+                    self._stage2(owned.stage, good)
             except Exception as exc:  # the loop must survive anything a stage does
                 self._fail(owned, stage, exc)
                 continue
             self.stats.observe_batch(stage, time.perf_counter() - started)
 
     def _stage1(self, folder: PartitionFolder, group: list[Message]) -> None:
-        offsets = [int(m.offset() or 0) for m in group]
+        offsets = [m.offset() for m in group]
         values = [m.value() for m in group]
         now = time.time()
-        result = folder.process(offsets, values, time.monotonic())
+        result = folder.process(offsets, values, time.monotonic())  # type: ignore[arg-type]
         for partial in result.partials:
             self._publish_partial(partial)
         for r in result.rejections:
@@ -233,7 +244,7 @@ class Worker:
                 r.detail,
                 folder.topic,
                 folder.partition,
-                offsets[r.index],
+                offsets[r.index] or 0,
                 _headers(msg),
                 now,
             )
@@ -317,7 +328,7 @@ class Worker:
                 and not owned.pending
                 and owned.stage.changed
                 and owned.stage.next_offset is not None
-                and mono - owned.last_snapshot >= every
+                and self._snapshot_due(owned, mono, every)
             ):
                 self._take_snapshot(owned, mono)
         self._advance_snapshots()
@@ -329,6 +340,13 @@ class Worker:
         if mono - self._last_lag >= LAG_EVERY_S:
             self._last_lag = mono
             self._record_lag()
+
+    @staticmethod
+    def _snapshot_due(owned: _Owned, mono: float, every: float) -> bool:
+        """Every ``snapshot_seconds`` while a partition is busy; soon after it goes quiet, so a paused or
+        caught-up stream has its offsets committed promptly instead of a whole interval later."""
+        since = mono - owned.last_snapshot
+        return since >= every or (since >= QUIET_SNAPSHOT_S and mono - owned.last_message >= QUIET_SNAPSHOT_S)
 
     def _take_snapshot(self, owned: _Owned, mono: float) -> None:
         stage = owned.stage
