@@ -1,0 +1,52 @@
+"""The Faust runtime without a broker: a factory (no module-level app), raw-bytes topics, the web server off or
+bound to the configured address, and agent steps that never raise."""
+
+from __future__ import annotations
+
+import orjson
+
+from stream_monitor.adapters import faust_app
+from stream_monitor.adapters.faust_app import Incoming, StageRuntime, create_app
+from stream_monitor.core.clock import ManualClock
+from stream_monitor.monitoring.service_stats import ServiceStats
+from stream_monitor.service.wiring import build_models
+from tests import service_support as ss
+
+
+def runtime() -> StageRuntime:
+    cfg = ss.config(bind_host="127.0.0.2")
+    return StageRuntime(
+        cfg, build_models(cfg, ss.profile().models, ManualClock(0.0)), ServiceStats(), ["features:0"]
+    )
+
+
+def test_no_module_level_app_and_safe_web_settings() -> None:
+    import faust
+
+    assert not any(isinstance(v, faust.App) for v in vars(faust_app).values())
+    rt = runtime()
+    off = create_app(rt.config, rt.models, rt.stats, rt.sources)
+    assert off.conf.web_enabled is False
+    assert off.conf.stream_wait_empty is False
+    assert off.conf.topic_allow_declare is False
+    on = create_app(rt.config, rt.models, rt.stats, rt.sources, web_enabled=True)
+    assert on.conf.web_bind == "127.0.0.2"
+    assert set(on.agents) >= {"stage1", "stage2"}
+    assert off is not on
+
+
+def test_stage_steps_route_dead_letters_and_never_raise() -> None:
+    rt = runtime()
+    events = ss.live_events(50, drifting=False)
+    batch = [Incoming("features", 0, i, None, orjson.dumps(e)) for i, e in enumerate(events)]
+    batch.append(Incoming("features", 0, 50, b"k", b"{nope"))
+    out = rt.guard("stage1", rt.stage1, batch)
+    dead = [o for o in out if o.topic == rt.config.topics.dlq]
+    assert [(o.key, o.value) for o in dead] == [(b"k", b"{nope")]
+    assert dict(dead[0].headers or [])["reason"] == b"not_json"
+
+    def boom(_: list[Incoming]) -> list[faust_app.Outgoing]:
+        raise ValueError("bad")
+
+    assert rt.guard("stage2", boom, batch) == []
+    assert rt.stats.snapshot().agents_up["stage2"] is False
