@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import socket
@@ -27,7 +28,14 @@ from stream_monitor.adapters.metrics import (
 )
 from stream_monitor.core.alerts import Alert, AlertKind, Severity, Status, WindowInfo
 from stream_monitor.monitoring.lifecycle import Observation
-from stream_monitor.monitoring.service_stats import BATCH_BUCKETS, LATENCY_BUCKETS, OVERFLOW, ServiceStats
+from stream_monitor.monitoring.service_stats import (
+    BATCH_BUCKETS,
+    LATENCY_BUCKETS,
+    OVERFLOW,
+    Histogram,
+    ServiceStats,
+    StatsSnapshot,
+)
 from stream_monitor.settings import ServiceConfig
 
 LABELS = {spec.name: spec.labels for spec in METRICS}
@@ -423,3 +431,16 @@ def test_a_failing_collector_is_a_500_not_a_dead_endpoint() -> None:
         status, _, body = get(f"{srv.url}/metrics")
         assert (status, body.strip()) == (500, "scrape failed: RuntimeError")
         assert get(f"{srv.url}/healthz")[0] == 200
+
+
+def test_snapshot_is_a_full_independent_copy() -> None:
+    stats = populated()
+    snap, live = stats.snapshot(), stats._snap
+    for f in dataclasses.fields(StatsSnapshot):  # a field added later must be copied too
+        copied, original = getattr(snap, f.name), getattr(live, f.name)
+        assert copied == original, f.name
+        if isinstance(original, dict):
+            assert copied is not original, f.name
+            for key, value in original.items():
+                if isinstance(value, Histogram):
+                    assert copied[key] is not value, f.name
