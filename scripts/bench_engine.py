@@ -17,7 +17,6 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,8 +34,17 @@ RATE = 20_000.0  # events/s of event time: windows of 5000 events close every qu
 
 
 def _engine() -> Engine:
-    ref = generate(StreamSpec(n_numeric=N_NUMERIC, n_categorical=N_CATEGORICAL, seed=1, events_per_second=RATE,
-                              with_predictions=False, with_labels=False), 50_000)
+    ref = generate(
+        StreamSpec(
+            n_numeric=N_NUMERIC,
+            n_categorical=N_CATEGORICAL,
+            seed=1,
+            events_per_second=RATE,
+            with_predictions=False,
+            with_labels=False,
+        ),
+        50_000,
+    )
     builder = ReferenceBuilder(seed=0)
     builder.add_features(ref.features)
     profile = builder.build()
@@ -45,8 +53,15 @@ def _engine() -> Engine:
 
 
 def _live_spec() -> tuple[StreamSpec, list[Drift]]:
-    spec = StreamSpec(n_numeric=N_NUMERIC, n_categorical=N_CATEGORICAL, seed=2, events_per_second=RATE,
-                      start_ts=1763766000.0 + 86400, with_predictions=False, with_labels=False)
+    spec = StreamSpec(
+        n_numeric=N_NUMERIC,
+        n_categorical=N_CATEGORICAL,
+        seed=2,
+        events_per_second=RATE,
+        start_ts=1763766000.0 + 86400,
+        with_predictions=False,
+        with_labels=False,
+    )
     drift = [Drift("mean_shift", "num_03", start_ts=spec.start_ts + 30.0, magnitude=0.5)]
     return spec, drift
 
@@ -103,8 +118,13 @@ def peak_rss_child(n_events: int, batch: int) -> float:
         f"b.run_engine({n_events}, {batch}, False); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -112,7 +132,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--long-events", type=int, default=10_000_000)
-    ap.add_argument("--river-events", type=int, default=200_000, help="the baseline is slow: a prefix suffices")
+    ap.add_argument(
+        "--river-events", type=int, default=200_000, help="the baseline is slow: a prefix suffices"
+    )
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
@@ -134,12 +156,14 @@ def main() -> None:
     if not args.skip_memory:
         short = peak_rss_child(args.events, args.batch)
         long = peak_rss_child(args.long_events, args.batch)
-        figures.update({
-            "peak_rss_mib_short": round(short, 1),
-            "peak_rss_mib_long": round(long, 1),
-            "long_events": args.long_events,
-            "memory_growth_ratio": round(long / short, 3),
-        })
+        figures.update(
+            {
+                "peak_rss_mib_short": round(short, 1),
+                "peak_rss_mib_long": round(long, 1),
+                "long_events": args.long_events,
+                "memory_growth_ratio": round(long / short, 3),
+            }
+        )
     figures["cpu_seconds_self"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_utime, 1)
     print(json.dumps(figures))
 

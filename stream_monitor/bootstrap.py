@@ -28,7 +28,9 @@ def load_profiles(config: MonitorConfig) -> dict[str, ModelProfile]:
             continue
         models = cache[path].models
         if model_id not in models:
-            problems.append((where, f"{path} has no model {model_id!r} (it has: {', '.join(sorted(models))})"))
+            problems.append(
+                (where, f"{path} has no model {model_id!r} (it has: {', '.join(sorted(models))})")
+            )
             continue
         out[model_id] = models[model_id]
     if problems:

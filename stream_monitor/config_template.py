@@ -23,8 +23,10 @@ def _q(text: str) -> str:
 
 def _feature_comment(prof: NumericProfile | CategoricalProfile) -> str:
     if isinstance(prof, NumericProfile):
-        return (f"numeric: mean {prof.mean:.4g}, sd {prof.std:.4g}, range [{prof.min:.4g}, {prof.max:.4g}], "
-                f"{prof.n_bins} bins, {prof.null_rate:.1%} null")
+        return (
+            f"numeric: mean {prof.mean:.4g}, sd {prof.std:.4g}, range [{prof.min:.4g}, {prof.max:.4g}], "
+            f"{prof.n_bins} bins, {prof.null_rate:.1%} null"
+        )
     cats = ", ".join(repr(c) for c in prof.categories[:5])
     more = f" (+{len(prof.categories) - 5} more)" if len(prof.categories) > 5 else ""
     return f"{prof.type}: {len(prof.categories)} categories: {cats}{more}; {prof.null_rate:.1%} null"
@@ -90,8 +92,10 @@ def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]
     for name, fprof in prof.features.items():
         stat = "psi"
         lines.append(f"      # {_feature_comment(fprof)}")
-        lines.append(f"      {_q(name)}: {{enabled: true, sequential: {'true' if isinstance(fprof, NumericProfile) else 'false'}, "
-                     f"test: {{statistic: {stat}}}}}")
+        sequential = "true" if isinstance(fprof, NumericProfile) else "false"
+        lines.append(
+            f"      {_q(name)}: {{enabled: true, sequential: {sequential}, test: {{statistic: {stat}}}}}"
+        )
     if not prof.features:
         lines[-1] = "    features: {}"
     return lines
@@ -103,9 +107,9 @@ def render_config(reference: ReferenceProfile, reference_path: str) -> str:
         "# Check it with `stream-monitor config validate FILE`; every key is documented in the README.",
         "version: 1",
         "kafka:",
-        "  bootstrap_servers: \"127.0.0.1:9092\"",
+        '  bootstrap_servers: "127.0.0.1:9092"',
         "  # librdkafka settings passed through unchanged, e.g. security.protocol: SASL_SSL,",
-        "  # sasl.mechanism: SCRAM-SHA-512, sasl.username: monitor, sasl.password: \"${KAFKA_PASSWORD}\"",
+        '  # sasl.mechanism: SCRAM-SHA-512, sasl.username: monitor, sasl.password: "${KAFKA_PASSWORD}"',
         "  client: {}",
         "topics:",
         "  features: features",

@@ -20,7 +20,9 @@ from stream_monitor.core.alerts import Alert, Status
 def examples_dir() -> Path:
     here = Path(__file__).resolve().parent.parent / "examples"
     if not (here / "reference" / "features.jsonl").exists():
-        raise click.ClickException(f"the bundled examples are not at {here}: run the demo from a source checkout")
+        raise click.ClickException(
+            f"the bundled examples are not at {here}: run the demo from a source checkout"
+        )
     return here
 
 
@@ -52,10 +54,19 @@ def run_offline_demo(echo: Callable[[str], None] = click.echo) -> list[Alert]:
         write_config(work / "reference.json", work / "config.yaml")
         echo(f"reference profile and config written to {work} (config init defaults)")
         engine = build_engine(load_config(work / "config.yaml"))
-        sources = [JsonlSource(ex / "stream" / f"{s.value}.jsonl", s) for s in (Stream.FEATURES, Stream.PREDICTIONS, Stream.LABELS)]
-        echo("replaying examples/stream: clean for 10 minutes, then a mean shift, a new category, a score shift")
+        sources = [
+            JsonlSource(ex / "stream" / f"{s.value}.jsonl", s)
+            for s in (Stream.FEATURES, Stream.PREDICTIONS, Stream.LABELS)
+        ]
+        echo(
+            "replaying examples/stream: clean for 10 minutes, then a mean shift, a new category, a score shift"
+        )
 
-        report = replay(engine, sources, on_alerts=lambda alerts: [echo(format_alert(a)) for a in alerts])
+        def show(alerts: list[Alert]) -> None:
+            for a in alerts:
+                echo(format_alert(a))
+
+        report = replay(engine, sources, on_alerts=show)
         events = sum(report.events.values())
         echo(f"{events} events replayed, {len(report.alerts)} alert event(s)")
         return report.alerts

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stream_monitor.errors import ConfigError
 
@@ -73,14 +81,18 @@ class SequentialConfig(_Strict):
     """Two-sided CUSUM on each numeric signal's standardised window mean, for slow ramps."""
 
     enabled: bool = True
-    min_effect_sd: float = Field(default=0.05, ge=0, description="ignore mean shifts smaller than this (in sd)")
+    min_effect_sd: float = Field(
+        default=0.05, ge=0, description="ignore mean shifts smaller than this (in sd)"
+    )
 
 
 class MultivariateConfig(_Strict):
     """Pairwise correlation changes that leave every marginal unchanged (see stats/correlation.py)."""
 
     enabled: bool = True
-    min_change_warning: float = Field(default=0.15, gt=0, le=2, description="smallest |change| of a correlation")
+    min_change_warning: float = Field(
+        default=0.15, gt=0, le=2, description="smallest |change| of a correlation"
+    )
     min_change_critical: float = Field(default=0.3, gt=0, le=2)
 
 
@@ -91,13 +103,21 @@ class PredictionConfig(_Strict):
 
 class DataQualityConfig(_Strict):
     enabled: bool = True
-    null_rate_warning: float = Field(default=0.05, gt=0, le=1, description="rise in null share over reference")
+    null_rate_warning: float = Field(
+        default=0.05, gt=0, le=1, description="rise in null share over reference"
+    )
     null_rate_critical: float = Field(default=0.2, gt=0, le=1)
-    wrong_type_warning: float = Field(default=0.01, gt=0, le=1, description="share of values of the wrong type")
+    wrong_type_warning: float = Field(
+        default=0.01, gt=0, le=1, description="share of values of the wrong type"
+    )
     wrong_type_critical: float = Field(default=0.05, gt=0, le=1)
-    new_category_warning: float = Field(default=0.01, gt=0, le=1, description="share of values unseen in reference")
+    new_category_warning: float = Field(
+        default=0.01, gt=0, le=1, description="share of values unseen in reference"
+    )
     new_category_critical: float = Field(default=0.05, gt=0, le=1)
-    range_warning: float = Field(default=0.01, gt=0, le=1, description="share outside the reference's observed range")
+    range_warning: float = Field(
+        default=0.01, gt=0, le=1, description="share outside the reference's observed range"
+    )
     range_critical: float = Field(default=0.05, gt=0, le=1)
 
 
@@ -106,7 +126,9 @@ class WindowConfig(_Strict):
 
     max_events: int = Field(default=5000, ge=10)
     max_seconds: float = Field(default=300.0, gt=0)
-    slice_seconds: float | None = Field(default=None, gt=0, description="partial-sketch granularity; derived if unset")
+    slice_seconds: float | None = Field(
+        default=None, gt=0, description="partial-sketch granularity; derived if unset"
+    )
     allowed_lateness_seconds: float = Field(default=30.0, ge=0)
     min_events: int = Field(default=200, ge=1, description="smaller windows are summarised, not tested")
 
@@ -120,9 +142,15 @@ class WindowConfig(_Strict):
 
 
 class AlertingConfig(_Strict):
-    resolve_after_windows: int = Field(default=2, ge=1, description="clean windows in a row before 'resolved'")
-    hysteresis: float = Field(default=0.8, gt=0, le=1, description="resolve below this fraction of the warning level")
-    cooldown_seconds: float = Field(default=900.0, ge=0, description="event time before the same signal may re-fire")
+    resolve_after_windows: int = Field(
+        default=2, ge=1, description="clean windows in a row before 'resolved'"
+    )
+    hysteresis: float = Field(
+        default=0.8, gt=0, le=1, description="resolve below this fraction of the warning level"
+    )
+    cooldown_seconds: float = Field(
+        default=900.0, ge=0, description="event time before the same signal may re-fire"
+    )
 
 
 class BudgetConfig(_Strict):
@@ -153,12 +181,16 @@ class PerformanceConfig(_Strict):
 
     enabled: bool = True
     bucket_seconds: float = Field(default=900.0, gt=0, description="performance windows of prediction time")
-    min_labelled: int = Field(default=200, ge=10, description="labelled predictions before a window is judged")
+    min_labelled: int = Field(
+        default=200, ge=10, description="labelled predictions before a window is judged"
+    )
     accuracy_drop_warning: float = Field(default=0.02, gt=0, le=1)
     accuracy_drop_critical: float = Field(default=0.05, gt=0, le=1)
     mae_increase_warning: float = Field(default=0.1, gt=0, description="relative rise of MAE (regression)")
     mae_increase_critical: float = Field(default=0.25, gt=0)
-    error_stream_detector: Literal["ddm", "eddm", "hddm_a", "hddm_w", "fhddm", "adwin", "page_hinkley", "none"] = "ddm"
+    error_stream_detector: Literal[
+        "ddm", "eddm", "hddm_a", "hddm_w", "fhddm", "adwin", "page_hinkley", "none"
+    ] = "ddm"
     estimate_without_labels: bool = True
 
 
@@ -216,7 +248,9 @@ class TopicsConfig(_Strict):
     alerts: str = "drift-alerts"
     dlq: str = "stream-monitor-dlq"
     partials: str = "stream-monitor-partials"
-    state: str = Field(default="stream-monitor-state", description="compacted topic of the service's state snapshots")
+    state: str = Field(
+        default="stream-monitor-state", description="compacted topic of the service's state snapshots"
+    )
     retraining: str | None = None
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
@@ -231,10 +265,14 @@ class ServiceConfig(_Strict):
     batch_max_events: int = Field(default=5000, ge=1)
     max_label_cardinality: int = Field(default=2000, ge=10)
     snapshot_seconds: float = Field(
-        default=5.0, gt=0, description="wall-clock seconds between state snapshots of a partition (replay bound)"
+        default=5.0,
+        gt=0,
+        description="wall-clock seconds between state snapshots of a partition (replay bound)",
     )
     idle_partition_seconds: float = Field(
-        default=10.0, gt=0, description="an input partition without messages this long stops holding windows open"
+        default=10.0,
+        gt=0,
+        description="an input partition without messages this long stops holding windows open",
     )
 
 

@@ -18,7 +18,10 @@ def read_jsonl_events(path: Path, bad: dict[str, int], block_lines: int = 4096) 
     """Every JSON object in ``path``; lines that are not become ``bad[f"{file}: {reason}"]`` counts."""
     size = path.stat().st_size
     show = size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty()
-    with path.open("rb") as fh, tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=not show) as bar:
+    with (
+        path.open("rb") as fh,
+        tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=not show) as bar,
+    ):
         while True:
             lines = fh.readlines(block_lines * 256)
             if not lines:

@@ -82,8 +82,14 @@ class JsonlSource:
                 yield _Block(events, [numbers[i] for i in kept], keys)
 
     def _dead(self, line: int, r: Rejection, raw: bytes) -> DeadLetter:
-        return DeadLetter(self.stream.value, str(self.path), line, r.reason.value, r.detail,
-                          raw[:2000].decode("utf-8", errors="replace"))
+        return DeadLetter(
+            self.stream.value,
+            str(self.path),
+            line,
+            r.reason.value,
+            r.detail,
+            raw[:2000].decode("utf-8", errors="replace"),
+        )
 
 
 def _take(fh: IO[bytes], n: int) -> Iterator[bytes]:
@@ -215,7 +221,11 @@ def run_replay(
     max_bytes = config.service.max_message_bytes
     sources = [
         JsonlSource(path, stream, ts_path, max_bytes)
-        for path, stream in ((features, Stream.FEATURES), (predictions, Stream.PREDICTIONS), (labels, Stream.LABELS))
+        for path, stream in (
+            (features, Stream.FEATURES),
+            (predictions, Stream.PREDICTIONS),
+            (labels, Stream.LABELS),
+        )
         if path is not None
     ]
     total = sum(s.path.stat().st_size for s in sources)
@@ -224,8 +234,12 @@ def run_replay(
     dead_sink = open_text_sink(dead_letters_out)
     retrain_sink = open_text_sink(retraining_out)
     try:
-        with tqdm(total=total, unit="B", unit_scale=True, desc="replay", disable=not show, file=sys.stderr) as bar:
-            report = replay(engine, sources, alerts_sink, dead_sink, on_progress=bar.update, retraining_out=retrain_sink)
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc="replay", disable=not show, file=sys.stderr
+        ) as bar:
+            report = replay(
+                engine, sources, alerts_sink, dead_sink, on_progress=bar.update, retraining_out=retrain_sink
+            )
     finally:
         for sink in (alerts_sink, dead_sink, retrain_sink):
             if sink is not None:

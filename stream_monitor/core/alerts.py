@@ -173,8 +173,14 @@ class RetrainingRequest:
             event_ts=alert.event_ts,
             requested_at=alert.detected_at,
             reason=alert.message,
-            evidence={"kind": alert.kind.value, "signal": alert.signal, "detector": alert.detector,
-                      "statistic": alert.statistic, "threshold": alert.threshold, **alert.details},
+            evidence={
+                "kind": alert.kind.value,
+                "signal": alert.signal,
+                "detector": alert.detector,
+                "statistic": alert.statistic,
+                "threshold": alert.threshold,
+                **alert.details,
+            },
         )
 
 

@@ -68,7 +68,10 @@ def _classify_decode_error(raw: bytes, exc: orjson.JSONDecodeError) -> tuple[Rej
     if "depth limit" in text or "recursion" in text.lower():
         return RejectReason.TOO_DEEP, "JSON nesting is deeper than the decoder allows (1024)"
     if "infinity" in text or _NON_FINITE.search(raw):
-        return RejectReason.NON_FINITE_NUMBER, "NaN or Infinity is not valid JSON; send null for a missing value"
+        return (
+            RejectReason.NON_FINITE_NUMBER,
+            "NaN or Infinity is not valid JSON; send null for a missing value",
+        )
     return RejectReason.NOT_JSON, f"not valid JSON: {text}"
 
 
@@ -86,7 +89,9 @@ def decode_batch(
             continue
         if len(raw) > max_bytes:
             rejected.append(
-                Rejection(i, RejectReason.TOO_LARGE, f"message of {len(raw)} bytes exceeds the {max_bytes} cap")
+                Rejection(
+                    i, RejectReason.TOO_LARGE, f"message of {len(raw)} bytes exceeds the {max_bytes} cap"
+                )
             )
             continue
         try:
@@ -96,7 +101,9 @@ def decode_batch(
             rejected.append(Rejection(i, reason, detail))
             continue
         if type(obj) is not dict:
-            rejected.append(Rejection(i, RejectReason.NOT_OBJECT, f"JSON root is {type(obj).__name__}, not an object"))
+            rejected.append(
+                Rejection(i, RejectReason.NOT_OBJECT, f"JSON root is {type(obj).__name__}, not an object")
+            )
             continue
         events.append(obj)
         kept.append(i)
@@ -122,10 +129,14 @@ class FieldPath:
 
     def __init__(self, path: str) -> None:
         if not path or any(not part for part in path.split(".")):
-            raise ValueError(f"invalid field path {path!r}: use dotted keys such as 'features' or 'payload.ts'")
+            raise ValueError(
+                f"invalid field path {path!r}: use dotted keys such as 'features' or 'payload.ts'"
+            )
         self.path = path
         self._parts = tuple(path.split("."))
-        self._single: Callable[[Any], Any] | None = operator.itemgetter(path) if len(self._parts) == 1 else None
+        self._single: Callable[[Any], Any] | None = (
+            operator.itemgetter(path) if len(self._parts) == 1 else None
+        )
 
     def get(self, event: Any) -> Any:
         value = event
@@ -158,7 +169,9 @@ def _iso_to_epoch(value: str) -> float:
     return parsed.timestamp()
 
 
-def parse_timestamps(values: list[Any], fmt: TimestampFormat) -> tuple[NDArray[np.float64], list[tuple[int, str]]]:
+def parse_timestamps(
+    values: list[Any], fmt: TimestampFormat
+) -> tuple[NDArray[np.float64], list[tuple[int, str]]]:
     """Epoch seconds for every value, NaN where invalid, plus ``(position, why)`` for each invalid one."""
     n = len(values)
     kinds = set(map(type, values))
@@ -172,9 +185,12 @@ def parse_timestamps(values: list[Any], fmt: TimestampFormat) -> tuple[NDArray[n
         bad = ~np.isfinite(out) | (out < _MIN_EPOCH_S) | (out > _MAX_EPOCH_S)
         if not bad.any():
             return out, []
-        errors = [(int(i), f"timestamp {values[i]!r} is outside 2001..2286 in {fmt} format") for i in np.flatnonzero(bad)]
+        out_of_range = [
+            (int(i), f"timestamp {values[i]!r} is outside 2001..2286 in {fmt} format")
+            for i in np.flatnonzero(bad)
+        ]
         out[bad] = np.nan
-        return out, errors
+        return out, out_of_range
     out = np.empty(n, dtype=np.float64)
     errors: list[tuple[int, str]] = []
     for i, value in enumerate(values):
@@ -194,7 +210,11 @@ def _one_timestamp(value: Any, fmt: TimestampFormat) -> float | str:
     if kind in (int, float):
         if fmt == "iso8601":
             return f"timestamp {value!r} is a number; config says iso8601"
-        seconds = float(value) / 1000.0 if fmt == "epoch_millis" or (fmt == "auto" and value > _MAX_EPOCH_S * 10) else float(value)
+        seconds = (
+            float(value) / 1000.0
+            if fmt == "epoch_millis" or (fmt == "auto" and value > _MAX_EPOCH_S * 10)
+            else float(value)
+        )
     elif kind is str:
         if fmt in ("epoch_seconds", "epoch_millis"):
             return f"timestamp {value!r} is a string; config says {fmt}"

@@ -10,7 +10,6 @@ a detector (one NaN blinds River's ADWIN and PageHinkley for good).
 
 from __future__ import annotations
 
-import itertools
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -23,8 +22,8 @@ from numpy.typing import NDArray
 from stream_monitor.core.events import (
     MISSING,
     FieldPath,
-    RejectReason,
     Rejection,
+    RejectReason,
     TimestampFormat,
     parse_timestamps,
 )
@@ -121,7 +120,9 @@ def _envelope(
                 ids[i] = str(value)
             elif type(value) is not str:
                 bad[i] = Rejection(
-                    i, RejectReason.WRONG_TYPE, f"{paths.event_id!r} is {type(value).__name__}, expected string"
+                    i,
+                    RejectReason.WRONG_TYPE,
+                    f"{paths.event_id!r} is {type(value).__name__}, expected string",
                 )
     raw_ts = FieldPath(paths.ts).get_all(events)
     ts, ts_errors = parse_timestamps(raw_ts, ts_format)
@@ -218,7 +219,11 @@ class FeatureParser:
             values = block.astype(np.float64, copy=False)
             # A boolean converts silently to 0/1; only columns holding an exact 0 or 1 need a type look.
             zero_one = ((values == 0.0) | (values == 1.0)).any(axis=0)
-            suspects = [j for j in np.flatnonzero(zero_one) if bool in set(map(type, map(operator.itemgetter(j), rows)))]
+            suspects = [
+                j
+                for j in np.flatnonzero(zero_one)
+                if bool in set(map(type, map(operator.itemgetter(j), rows)))
+            ]
             if not suspects:
                 codes = np.zeros((n, width), dtype=np.int8)
                 bad = ~np.isfinite(values)
@@ -230,7 +235,9 @@ class FeatureParser:
         return self._numeric_slow(rows, n, width)
 
     @staticmethod
-    def _numeric_slow(rows: list[tuple[Any, ...]], n: int, width: int) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+    def _numeric_slow(
+        rows: list[tuple[Any, ...]], n: int, width: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
         values = np.full((n, width), np.nan)
         codes = np.zeros((n, width), dtype=np.int8)
         for j, column in enumerate(zip(*rows, strict=True)):
@@ -257,11 +264,15 @@ class FeatureParser:
                     codes[i, j] = WRONG_TYPE
         return values, codes
 
-    def _categorical(self, feats: list[dict[str, Any]]) -> tuple[NDArray[np.int32], list[list[tuple[int, Any]]]]:
+    def _categorical(
+        self, feats: list[dict[str, Any]]
+    ) -> tuple[NDArray[np.int32], list[list[tuple[int, Any]]]]:
         n = len(feats)
         out = np.empty((n, len(self.categorical)), dtype=np.int32)
         new_values: list[list[tuple[int, Any]]] = []
-        for j, (name, getter, index) in enumerate(zip(self.categorical, self._get_categorical, self._indexes, strict=True)):
+        for j, (name, getter, index) in enumerate(
+            zip(self.categorical, self._get_categorical, self._indexes, strict=True)
+        ):
             try:
                 column = list(map(getter, feats))
             except KeyError:
@@ -271,7 +282,9 @@ class FeatureParser:
                 slots = np.fromiter(map(index.__getitem__, column), dtype=np.int32, count=n)
             else:
                 slots = np.fromiter(
-                    (index[v] if type(v) in valid else CAT_WRONG_TYPE for v in column), dtype=np.int32, count=n
+                    (index[v] if type(v) in valid else CAT_WRONG_TYPE for v in column),
+                    dtype=np.int32,
+                    count=n,
                 )
             out[:, j] = slots
             others = np.flatnonzero(slots == index.other)
@@ -315,7 +328,9 @@ class _OutcomeColumn:
         self.path = FieldPath(path)
         self.index = CategoryIndex(list(classes)) if classes is not None else None
 
-    def read(self, events: Sequence[dict[str, Any]], bad: dict[int, Rejection]) -> tuple[list[Any], NDArray[np.float64]]:
+    def read(
+        self, events: Sequence[dict[str, Any]], bad: dict[int, Rejection]
+    ) -> tuple[list[Any], NDArray[np.float64]]:
         raw = self.path.get_all(events)
         for i, v in enumerate(raw):
             if i in bad:
@@ -343,7 +358,10 @@ class PredictionParser:
     """Parses prediction events; ``classes`` is None for a regression model."""
 
     def __init__(
-        self, classes: Sequence[Any] | None, paths: FieldPaths | None = None, ts_format: TimestampFormat = "auto"
+        self,
+        classes: Sequence[Any] | None,
+        paths: FieldPaths | None = None,
+        ts_format: TimestampFormat = "auto",
     ) -> None:
         self.paths = paths or FieldPaths()
         self.ts_format = ts_format
@@ -362,7 +380,9 @@ class PredictionParser:
         )
         return rows, sorted(bad.values(), key=lambda r: r.index)
 
-    def _read_scores(self, events: Sequence[dict[str, Any]], bad: dict[int, Rejection]) -> NDArray[np.float64]:
+    def _read_scores(
+        self, events: Sequence[dict[str, Any]], bad: dict[int, Rejection]
+    ) -> NDArray[np.float64]:
         single = self._score.get_all(events)
         kinds = set(map(type, single))
         if kinds <= _NUMBER_TYPES:
@@ -380,11 +400,15 @@ class PredictionParser:
                     if len(values) == len(multi):
                         out[i] = max(values)  # confidence of the most likely class
                     elif i not in bad:
-                        bad[i] = Rejection(i, RejectReason.WRONG_TYPE, f"{self.paths.scores!r} values must be numbers")
+                        bad[i] = Rejection(
+                            i, RejectReason.WRONG_TYPE, f"{self.paths.scores!r} values must be numbers"
+                        )
                 elif multi is not MISSING and multi is not None and i not in bad:
                     bad[i] = Rejection(i, RejectReason.WRONG_TYPE, f"{self.paths.scores!r} must be an object")
             elif i not in bad:
-                bad[i] = Rejection(i, RejectReason.WRONG_TYPE, f"{self.paths.score!r} must be a finite number")
+                bad[i] = Rejection(
+                    i, RejectReason.WRONG_TYPE, f"{self.paths.score!r} must be a finite number"
+                )
         return out
 
 
@@ -392,7 +416,10 @@ class LabelParser:
     """Parses label (ground-truth) events; ``classes`` is None for a regression model."""
 
     def __init__(
-        self, classes: Sequence[Any] | None, paths: FieldPaths | None = None, ts_format: TimestampFormat = "auto"
+        self,
+        classes: Sequence[Any] | None,
+        paths: FieldPaths | None = None,
+        ts_format: TimestampFormat = "auto",
     ) -> None:
         self.paths = paths or FieldPaths()
         self.ts_format = ts_format

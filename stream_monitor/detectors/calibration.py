@@ -83,7 +83,9 @@ class ThresholdCalibrator:
         if statistic not in STATISTICS:
             raise ValueError(f"unknown statistic {statistic!r}; valid: {', '.join(sorted(STATISTICS))}")
         if not 0 < alpha_critical <= alpha_warning < 1:
-            raise ValueError(f"need 0 < alpha_critical <= alpha_warning < 1, got {alpha_critical}, {alpha_warning}")
+            raise ValueError(
+                f"need 0 < alpha_critical <= alpha_warning < 1, got {alpha_critical}, {alpha_warning}"
+            )
         self.statistic = statistic
         self.ref_counts = np.asarray(ref_counts, dtype=np.float64)
         self.alpha_warning = alpha_warning
@@ -91,7 +93,9 @@ class ThresholdCalibrator:
         self.floors = floors
         self.seed = seed
         self.n_simulations = n_simulations
-        self._fn: Callable[[ArrayLike, ArrayLike], NDArray[np.float64]] = statistic_function(statistic, edges, scale)
+        self._fn: Callable[[ArrayLike, ArrayLike], NDArray[np.float64]] = statistic_function(
+            statistic, edges, scale
+        )
         self._squared = STATISTICS[statistic].squared
         self._cache: dict[int, Thresholds] = {}
 

@@ -6,6 +6,7 @@ value ``k`` (half the smallest shift worth catching, in those units) and signals
 ``h`` is solved from the false-alarm budget with Siegmund's approximation of the in-control run length, so the
 same budget that sets the window thresholds sets this detector too.
 
+>>> import numpy as np
 >>> rng = np.random.default_rng(7)
 >>> det = Cusum(k=0.5, h=Cusum.h_for_run_length(10_000, k=0.5))
 >>> flagged = []
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import math
 from typing import Any
-
-import numpy as np
 
 
 class Cusum:

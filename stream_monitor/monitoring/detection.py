@@ -20,14 +20,16 @@ from stream_monitor.detectors.sequential import Cusum
 from stream_monitor.errors import ConfigError, SnapshotError
 from stream_monitor.monitoring.lifecycle import AlertLifecycle, Observation
 from stream_monitor.monitoring.model_layout import MULTIVARIATE_SIGNAL, ModelLayout
-from stream_monitor.stats.correlation import correlation_test
 from stream_monitor.monitoring.windows import ClosedWindow
+from stream_monitor.stats.correlation import correlation_test
 from stream_monitor.stats.divergences import STATISTICS, chi2_p_value, statistic_function
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
 from stream_monitor.stats.sketches import WindowSketch
 
 SNAPSHOT_VERSION: Final = 1
-CRITICAL_ALPHA_RATIO: Final = 10.0  # the critical level is ten times less likely by chance than the warning level
+CRITICAL_ALPHA_RATIO: Final = (
+    10.0  # the critical level is ten times less likely by chance than the warning level
+)
 CUSUM_K: Final = 0.5
 _RESCALE_FACTORS: Final = (10.0, 100.0, 1000.0, 1e6, 60.0, 3600.0, 2.54, 1.609344, 0.45359237, 0.3048)
 _ROLE_KIND: Final = {
@@ -43,7 +45,9 @@ _CATEGORICAL_FEATURE_TESTS: Final = 6
 class FixedThresholds:
     """``thresholds: fixed``: the configured levels, whatever the window's size."""
 
-    def __init__(self, statistic: str, ref: NumericProfile | CategoricalProfile, warning: float, critical: float) -> None:
+    def __init__(
+        self, statistic: str, ref: NumericProfile | CategoricalProfile, warning: float, critical: float
+    ) -> None:
         edges = ref.edges if isinstance(ref, NumericProfile) else None
         scale = ref.std if isinstance(ref, NumericProfile) and ref.std > 0 else 1.0
         self.statistic = statistic
@@ -72,7 +76,9 @@ class ModelMonitor:
         cfg = layout.config
         sk = layout.sketch
         rate = layout.profile.events_per_second
-        window_s = min(cfg.window.max_seconds, cfg.window.max_events / rate) if rate > 0 else cfg.window.max_seconds
+        window_s = (
+            min(cfg.window.max_seconds, cfg.window.max_events / rate) if rate > 0 else cfg.window.max_seconds
+        )
         self.windows_per_day = 86400.0 / window_s
         n_tests = (
             _NUMERIC_FEATURE_TESTS * len(layout.numeric_features)
@@ -84,7 +90,9 @@ class ModelMonitor:
         self.n_tests = n_tests
         self.alpha_warning = per_test_alpha(cfg.budget.false_alerts_per_day, self.windows_per_day, n_tests)
         self.alpha_critical = self.alpha_warning / CRITICAL_ALPHA_RATIO
-        self._numeric_cal = [self._calibrator(s.role, s.name, s.profile, seed + i) for i, s in enumerate(sk.numeric)]
+        self._numeric_cal = [
+            self._calibrator(s.role, s.name, s.profile, seed + i) for i, s in enumerate(sk.numeric)
+        ]
         self._categorical_cal = [
             self._calibrator(s.role, s.name, s.profile, seed + 1000 + i) for i, s in enumerate(sk.categorical)
         ]
@@ -115,8 +123,12 @@ class ModelMonitor:
         test = self.layout.test_for(role, name)
         if STATISTICS[test.statistic].ordinal_only and isinstance(profile, CategoricalProfile):
             raise ConfigError(
-                [(f"models.{self.layout.model_id}.features.{name}.test.statistic",
-                  f"{test.statistic} needs ordered bins; use psi, js or chi2 for a categorical signal")]
+                [
+                    (
+                        f"models.{self.layout.model_id}.features.{name}.test.statistic",
+                        f"{test.statistic} needs ordered bins; use psi, js or chi2 for a categorical signal",
+                    )
+                ]
             )
         warning, critical = test.levels()
         if self.layout.config.thresholds == "fixed":
@@ -144,9 +156,13 @@ class ModelMonitor:
         self.windows_tested += 1
         observations: list[Observation] = []
         for i, signal in enumerate(self.layout.sketch.numeric):
-            observations.extend(self._numeric(i, signal.role, signal.name, signal.profile, sketch, min_events))
+            observations.extend(
+                self._numeric(i, signal.role, signal.name, signal.profile, sketch, min_events)
+            )
         for j, csignal in enumerate(self.layout.sketch.categorical):
-            observations.extend(self._categorical(j, csignal.role, csignal.name, csignal.profile, sketch, min_events))
+            observations.extend(
+                self._categorical(j, csignal.role, csignal.name, csignal.profile, sketch, min_events)
+            )
         observations.extend(self._correlation(sketch))
         observations.extend(self._schema(sketch))
         self.last_observations = observations
@@ -164,7 +180,9 @@ class ModelMonitor:
         test_name = cal.statistic
         stat = cal.statistic_of(counts)
         thr = cal.thresholds(n)
-        level = Severity.CRITICAL if stat >= thr.critical else Severity.WARNING if stat >= thr.warning else None
+        level = (
+            Severity.CRITICAL if stat >= thr.critical else Severity.WARNING if stat >= thr.warning else None
+        )
         threshold = thr.critical if level is Severity.CRITICAL else thr.warning
         details: dict[str, Any] = {
             "window_values": n,
@@ -176,7 +194,18 @@ class ModelMonitor:
         op = ">=" if level else "<"
         label = level.value if level else "ok"
         message = f"{name} shifted: {test_name.upper()} {_fmt(stat)} {op} {_fmt(threshold)} ({label})"
-        obs = Observation(kind, name, level, test_name, stat, threshold, thr.warning, details.get("p_value"), details, message)
+        obs = Observation(
+            kind,
+            name,
+            level,
+            test_name,
+            stat,
+            threshold,
+            thr.warning,
+            details.get("p_value"),
+            details,
+            message,
+        )
         return obs, thr
 
     def _numeric(
@@ -200,19 +229,51 @@ class ModelMonitor:
             if dq.enabled:
                 codes = sk.num_codes[i]
                 missing = int(codes[1] + codes[2] + codes[4])
-                out.append(self._rate(AlertKind.DATA_QUALITY, name, "null_rate", missing, total,
-                                      prof.null_rate, dq.null_rate_warning, dq.null_rate_critical))
+                out.append(
+                    self._rate(
+                        AlertKind.DATA_QUALITY,
+                        name,
+                        "null_rate",
+                        missing,
+                        total,
+                        prof.null_rate,
+                        dq.null_rate_warning,
+                        dq.null_rate_critical,
+                    )
+                )
                 ref_bad = prof.invalid / max(prof.count + prof.nulls + prof.invalid, 1)
-                out.append(self._rate(AlertKind.SCHEMA_DRIFT, name, "wrong_type", int(codes[3]), total,
-                                      ref_bad, dq.wrong_type_warning, dq.wrong_type_critical))
+                out.append(
+                    self._rate(
+                        AlertKind.SCHEMA_DRIFT,
+                        name,
+                        "wrong_type",
+                        int(codes[3]),
+                        total,
+                        ref_bad,
+                        dq.wrong_type_warning,
+                        dq.wrong_type_critical,
+                    )
+                )
                 if n >= min_events:
                     outside = int(sk.num_out[i].sum())
-                    obs = self._rate(AlertKind.DATA_QUALITY, name, "out_of_range", outside, n,
-                                     0.0, dq.range_warning, dq.range_critical)
-                    obs.details.update({"below_reference_min": int(sk.num_out[i, 0]),
-                                        "above_reference_max": int(sk.num_out[i, 1]),
-                                        "reference_range": [prof.min, prof.max],
-                                        "window_range": [_finite(sk.num_min[i]), _finite(sk.num_max[i])]})
+                    obs = self._rate(
+                        AlertKind.DATA_QUALITY,
+                        name,
+                        "out_of_range",
+                        outside,
+                        n,
+                        0.0,
+                        dq.range_warning,
+                        dq.range_critical,
+                    )
+                    obs.details.update(
+                        {
+                            "below_reference_min": int(sk.num_out[i, 0]),
+                            "above_reference_max": int(sk.num_out[i, 1]),
+                            "reference_range": [prof.min, prof.max],
+                            "window_range": [_finite(sk.num_min[i]), _finite(sk.num_max[i])],
+                        }
+                    )
                     out.append(obs)
         return out
 
@@ -240,15 +301,39 @@ class ModelMonitor:
         self._cusum_hold[i] = alarm or held
         level = Severity.WARNING if alarm or held else None
         direction = "up" if effect > 0 else "down"
-        details = {"mean_shift_sd": effect, "tolerance_sd": tolerance, "direction": direction,
-                   "decision_interval": det.h}
-        message = f"{name} is drifting {direction}: CUSUM {_fmt(statistic)} > {_fmt(det.h)} (mean {effect:+.2f} sd)"
+        details = {
+            "mean_shift_sd": effect,
+            "tolerance_sd": tolerance,
+            "direction": direction,
+            "decision_interval": det.h,
+        }
+        message = (
+            f"{name} is drifting {direction}: CUSUM {_fmt(statistic)} > {_fmt(det.h)} (mean {effect:+.2f} sd)"
+        )
         stat_for_lifecycle = max(statistic, det.h) if held else statistic
-        return Observation(AlertKind.COVARIATE_DRIFT, name, level, "cusum", stat_for_lifecycle, det.h, det.h,
-                           None, details, message)
+        return Observation(
+            AlertKind.COVARIATE_DRIFT,
+            name,
+            level,
+            "cusum",
+            stat_for_lifecycle,
+            det.h,
+            det.h,
+            None,
+            details,
+            message,
+        )
 
     def _rate(
-        self, kind: AlertKind, name: str, detector: str, hits: int, n: int, ref_rate: float, warn: float, crit: float
+        self,
+        kind: AlertKind,
+        name: str,
+        detector: str,
+        hits: int,
+        n: int,
+        ref_rate: float,
+        warn: float,
+        crit: float,
     ) -> Observation:
         """A share that should stay near the reference: flagged when it rose by ``warn`` / ``crit`` *and* the
         rise is beyond chance for a window of ``n`` values at the budget's rates."""
@@ -262,11 +347,25 @@ class ModelMonitor:
         elif rise >= warn and p_value < self.alpha_warning:
             level = Severity.WARNING
         threshold = ref_rate + (crit if level is Severity.CRITICAL else warn)
-        what = {"null_rate": "missing values", "wrong_type": "values of the wrong type",
-                "out_of_range": "values outside the reference range", "new_category": "unseen categories"}[detector]
+        what = {
+            "null_rate": "missing values",
+            "wrong_type": "values of the wrong type",
+            "out_of_range": "values outside the reference range",
+            "new_category": "unseen categories",
+        }[detector]
         message = f"{name}: {rate:.1%} {what} (reference {ref_rate:.1%})"
-        return Observation(kind, name, level, detector, rate, threshold, ref_rate + warn, p_value,
-                           {"count": hits, "of": n, "reference_rate": ref_rate}, message)
+        return Observation(
+            kind,
+            name,
+            level,
+            detector,
+            rate,
+            threshold,
+            ref_rate + warn,
+            p_value,
+            {"count": hits, "of": n, "reference_rate": ref_rate},
+            message,
+        )
 
     def _categorical(
         self, j: int, role: str, name: str, prof: CategoricalProfile, sk: WindowSketch, min_events: int
@@ -284,8 +383,16 @@ class ModelMonitor:
         dq = self.layout.config.data_quality
         if n >= min_events:
             ref_other = prof.counts[-1] / max(prof.count, 1)
-            obs = self._rate(AlertKind.COVARIATE_DRIFT, name, "new_category", int(counts[-1]), n,
-                             float(ref_other), dq.new_category_warning, dq.new_category_critical)
+            obs = self._rate(
+                AlertKind.COVARIATE_DRIFT,
+                name,
+                "new_category",
+                int(counts[-1]),
+                n,
+                float(ref_other),
+                dq.new_category_warning,
+                dq.new_category_critical,
+            )
             new_values = sorted(sk.new_values[j].items(), key=lambda kv: -kv[1])
             obs.details["new_values"] = [{"value": v, "count": c} for v, c in new_values]
             if obs.level is not None and new_values:
@@ -295,14 +402,36 @@ class ModelMonitor:
             out.append(self._vanished(name, prof, counts, n))
         if dq.enabled:
             codes = sk.cat_codes[j]
-            out.append(self._rate(AlertKind.DATA_QUALITY, name, "null_rate", int(codes[1] + codes[2]), total,
-                                  prof.null_rate, dq.null_rate_warning, dq.null_rate_critical))
+            out.append(
+                self._rate(
+                    AlertKind.DATA_QUALITY,
+                    name,
+                    "null_rate",
+                    int(codes[1] + codes[2]),
+                    total,
+                    prof.null_rate,
+                    dq.null_rate_warning,
+                    dq.null_rate_critical,
+                )
+            )
             ref_bad = prof.invalid / max(prof.count + prof.nulls + prof.invalid, 1)
-            out.append(self._rate(AlertKind.SCHEMA_DRIFT, name, "wrong_type", int(codes[3]), total,
-                                  ref_bad, dq.wrong_type_warning, dq.wrong_type_critical))
+            out.append(
+                self._rate(
+                    AlertKind.SCHEMA_DRIFT,
+                    name,
+                    "wrong_type",
+                    int(codes[3]),
+                    total,
+                    ref_bad,
+                    dq.wrong_type_warning,
+                    dq.wrong_type_critical,
+                )
+            )
         return out
 
-    def _vanished(self, name: str, prof: CategoricalProfile, counts: np.ndarray[Any, Any], n: int) -> Observation:
+    def _vanished(
+        self, name: str, prof: CategoricalProfile, counts: np.ndarray[Any, Any], n: int
+    ) -> Observation:
         """A reference category absent from a window big enough that its absence is not chance."""
         shares = prof.counts[:-1] / max(prof.count, 1)
         # P(no occurrence in n draws) = (1 - q)^n; flag categories where that is below the budget's rate.
@@ -312,8 +441,18 @@ class ModelMonitor:
         vanished_share = float(shares[gone].sum()) if gone else 0.0
         cats = [prof.categories[k] for k in gone]
         message = f"{name}: categories {cats[:5]!r} (reference share {vanished_share:.1%}) vanished"
-        return Observation(AlertKind.COVARIATE_DRIFT, name, level, "vanished_category", vanished_share,
-                           1e-12, 1e-12, None, {"vanished": cats[:20]}, message)
+        return Observation(
+            AlertKind.COVARIATE_DRIFT,
+            name,
+            level,
+            "vanished_category",
+            vanished_share,
+            1e-12,
+            1e-12,
+            None,
+            {"vanished": cats[:20]},
+            message,
+        )
 
     def _schema(self, sk: WindowSketch) -> list[Observation]:
         n = sk.events[0]
@@ -323,9 +462,20 @@ class ModelMonitor:
         unknown = sorted(sk.unknown_fields.items(), key=lambda kv: -kv[1])
         share = unknown[0][1] / n if unknown else 0.0
         level = Severity.WARNING if share >= 0.01 else None
-        out.append(Observation(AlertKind.SCHEMA_DRIFT, "schema", level, "unknown_fields", share, 0.01, 0.01, None,
-                               {"unknown_fields": [{"field": k, "events": c} for k, c in unknown]},
-                               f"features not in the reference: {[k for k, _ in unknown][:5]}"))
+        out.append(
+            Observation(
+                AlertKind.SCHEMA_DRIFT,
+                "schema",
+                level,
+                "unknown_fields",
+                share,
+                0.01,
+                0.01,
+                None,
+                {"unknown_fields": [{"field": k, "events": c} for k, c in unknown]},
+                f"features not in the reference: {[k for k, _ in unknown][:5]}",
+            )
+        )
         absent = sk.num_codes[: len(self.layout.numeric_features), 2]
         cat_absent = sk.cat_codes[: len(self.layout.categorical_features), 2]
         names = list(self.layout.numeric_features) + list(self.layout.categorical_features)
@@ -333,9 +483,20 @@ class ModelMonitor:
         missing = [(names[k], float(shares[k])) for k in np.flatnonzero(shares >= 0.5)]
         worst = max((s for _, s in missing), default=float(shares.max()) if len(shares) else 0.0)
         level = Severity.CRITICAL if missing else None
-        out.append(Observation(AlertKind.SCHEMA_DRIFT, "schema", level, "missing_fields", worst, 0.5, 0.5, None,
-                               {"missing_fields": [{"field": f, "share": s} for f, s in missing]},
-                               f"expected features missing: {[f for f, _ in missing][:5]}"))
+        out.append(
+            Observation(
+                AlertKind.SCHEMA_DRIFT,
+                "schema",
+                level,
+                "missing_fields",
+                worst,
+                0.5,
+                0.5,
+                None,
+                {"missing_fields": [{"field": f, "share": s} for f, s in missing]},
+                f"expected features missing: {[f for f, _ in missing][:5]}",
+            )
+        )
         return out
 
     def _correlation(self, sk: WindowSketch) -> list[Observation]:
@@ -348,22 +509,47 @@ class ModelMonitor:
         keep = [mv.features.index(n) for n in cols]
         ref_r = mv.correlation[np.ix_(keep, keep)]
         ref_n = mv.counts[np.ix_(keep, keep)]
-        result = correlation_test(sk.mv_sums, ref_r, ref_n, self.alpha_warning, self.alpha_critical,
-                                  (cfg.min_change_warning, cfg.min_change_critical),
-                                  min_rows=self.layout.config.window.min_events)
+        result = correlation_test(
+            sk.mv_sums,
+            ref_r,
+            ref_n,
+            self.alpha_warning,
+            self.alpha_critical,
+            (cfg.min_change_warning, cfg.min_change_critical),
+            min_rows=self.layout.config.window.min_events,
+        )
         level = {0: None, 1: Severity.WARNING, 2: Severity.CRITICAL}[result.level]
-        pairs = [{"features": [cols[p.i], cols[p.j]], "reference": round(p.reference, 4),
-                  "window": round(p.window, 4), "z": round(p.z, 2)} for p in result.pairs]
+        pairs = [
+            {
+                "features": [cols[p.i], cols[p.j]],
+                "reference": round(p.reference, 4),
+                "window": round(p.window, 4),
+                "z": round(p.z, 2),
+            }
+            for p in result.pairs
+        ]
         threshold = cfg.min_change_critical if level is Severity.CRITICAL else cfg.min_change_warning
         if result.pairs:
             p = result.pairs[0]
-            message = (f"correlation of {cols[p.i]} and {cols[p.j]} changed: "
-                       f"{p.reference:+.2f} -> {p.window:+.2f}")
+            message = (
+                f"correlation of {cols[p.i]} and {cols[p.j]} changed: {p.reference:+.2f} -> {p.window:+.2f}"
+            )
         else:
             message = "feature correlations as in the reference"
-        return [Observation(AlertKind.MULTIVARIATE_DRIFT, MULTIVARIATE_SIGNAL, level, "correlation",
-                            result.largest_change, threshold, cfg.min_change_warning, None,
-                            {"pairs": pairs, "pairs_tested": len(cols) * (len(cols) - 1) // 2}, message)]
+        return [
+            Observation(
+                AlertKind.MULTIVARIATE_DRIFT,
+                MULTIVARIATE_SIGNAL,
+                level,
+                "correlation",
+                result.largest_change,
+                threshold,
+                cfg.min_change_warning,
+                None,
+                {"pairs": pairs, "pairs_tested": len(cols) * (len(cols) - 1) // 2},
+                message,
+            )
+        ]
 
     # ---- state ----------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -394,7 +580,9 @@ def _with_message(obs: Observation, message: str) -> Observation:
     return Observation(**{**obs.__dict__, "message": message})
 
 
-def _top_bins(counts: np.ndarray[Any, Any], ref: NumericProfile | CategoricalProfile, top: int = 3) -> list[dict[str, Any]]:
+def _top_bins(
+    counts: np.ndarray[Any, Any], ref: NumericProfile | CategoricalProfile, top: int = 3
+) -> list[dict[str, Any]]:
     """The bins whose share moved most, each with its range (numeric) or category, and both shares."""
     live = counts / max(counts.sum(), 1)
     base = ref.counts / max(ref.counts.sum(), 1)
@@ -409,7 +597,9 @@ def _top_bins(counts: np.ndarray[Any, Any], ref: NumericProfile | CategoricalPro
         else:
             label = ref.categories[k] if k < len(ref.categories) else "(other)"
             key = "category"
-        out.append({key: label, "reference_share": round(float(base[k]), 6), "live_share": round(float(live[k]), 6)})
+        out.append(
+            {key: label, "reference_share": round(float(base[k]), 6), "live_share": round(float(live[k]), 6)}
+        )
     return out
 
 

@@ -33,7 +33,9 @@ SLICES_PER_WINDOW_AT_REFERENCE_RATE: Final = 10
 MIN_SLICE_SECONDS: Final = 0.05
 
 
-def slice_seconds_for(max_events: int, max_seconds: float, events_per_second: float, configured: float | None = None) -> float:
+def slice_seconds_for(
+    max_events: int, max_seconds: float, events_per_second: float, configured: float | None = None
+) -> float:
     """Slice length: about a tenth of the time the reference rate needs to fill ``max_events``, dividing
     ``max_seconds`` evenly, so a count-closed window overshoots ``max_events`` by at most about a tenth."""
     if configured is not None:
@@ -133,14 +135,20 @@ class ModelPipeline:
             horizon = self.slices.max_ts if final else self.slices.watermark
             for judged in self.performance.evaluate(horizon):
                 self.monitor.last_observations = [*self.monitor.last_observations, *judged.observations]
-                alerts.extend(self.monitor.lifecycle.observe(judged.window, judged.observations, self.monitor.clock.now()))
+                alerts.extend(
+                    self.monitor.lifecycle.observe(
+                        judged.window, judged.observations, self.monitor.clock.now()
+                    )
+                )
         return alerts
 
 
 class Engine:
     """Routes raw messages of every configured model through its :class:`ModelPipeline`."""
 
-    def __init__(self, config: MonitorConfig, profiles: Mapping[str, ModelProfile], clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: MonitorConfig, profiles: Mapping[str, ModelProfile], clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.pipelines = {
@@ -172,7 +180,7 @@ class Engine:
             out.alerts.extend(self.pipelines[model_id].advance())
         for r in rejected:
             self.rejected[(stream.value, r.reason.value)] += 1
-        for r in out.rejections[len(rejected):]:
+        for r in out.rejections[len(rejected) :]:
             self.rejected[(stream.value, r.reason.value)] += 1
         self._count(out.alerts)
         return out

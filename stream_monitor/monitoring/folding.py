@@ -50,7 +50,9 @@ class ModelFolder:
         return WindowSketch(self.layout.sketch)
 
     # ---- features --------------------------------------------------------------------------------------------
-    def ingest_features(self, folder: SliceFolder, events: Sequence[dict[str, Any]]) -> tuple[FeatureRows, list[Rejection]]:
+    def ingest_features(
+        self, folder: SliceFolder, events: Sequence[dict[str, Any]]
+    ) -> tuple[FeatureRows, list[Rejection]]:
         rows, rejected = self.features.parse(events)
         if len(rows):
             ids, _ = folder.assign(rows.ts)
@@ -61,7 +63,9 @@ class ModelFolder:
             self.fold_features(sketches, starts, rows)
         return rows, rejected
 
-    def fold_features(self, sketches: Sequence[WindowSketch], starts: NDArray[np.intp], rows: FeatureRows) -> None:
+    def fold_features(
+        self, sketches: Sequence[WindowSketch], starts: NDArray[np.intp], rows: FeatureRows
+    ) -> None:
         """Fold rows (sorted by slice; slice ``g`` starts at ``starts[g]``) into their slices' sketches."""
         ends = [*starts[1:].tolist(), len(rows)]
         for sk, lo, hi in zip(sketches, starts.tolist(), ends, strict=True):
@@ -118,11 +122,17 @@ class ModelFolder:
             codes = np.where(np.isnan(score), np.int8(NULL), np.int8(0)).astype(np.int8)[:, None]
             fold_numeric_segments(sketches, starts, layout.score_index, score[:, None], codes)
         if layout.prediction_numeric_index is not None:
-            fold_numeric_segments(sketches, starts, layout.prediction_numeric_index, predicted[:, None],
-                                  np.zeros((len(ts), 1), np.int8))
+            fold_numeric_segments(
+                sketches,
+                starts,
+                layout.prediction_numeric_index,
+                predicted[:, None],
+                np.zeros((len(ts), 1), np.int8),
+            )
         if layout.prediction_categorical_index is not None:
-            fold_categorical_segments(sketches, starts, layout.prediction_categorical_index,
-                                      predicted.astype(np.int32)[:, None])
+            fold_categorical_segments(
+                sketches, starts, layout.prediction_categorical_index, predicted.astype(np.int32)[:, None]
+            )
 
     # ---- labels ----------------------------------------------------------------------------------------------
     def parse_labels(self, events: Sequence[dict[str, Any]]) -> tuple[LabelRows, list[Rejection]]:

@@ -63,7 +63,9 @@ def _pick(observations: list[Observation]) -> Observation:
 
 
 class AlertLifecycle:
-    def __init__(self, model_id: str, resolve_after_windows: int, hysteresis: float, cooldown_seconds: float) -> None:
+    def __init__(
+        self, model_id: str, resolve_after_windows: int, hysteresis: float, cooldown_seconds: float
+    ) -> None:
         if resolve_after_windows < 1:
             raise ValueError("resolve_after_windows must be >= 1")
         if not 0 < hysteresis <= 1:
@@ -78,9 +80,13 @@ class AlertLifecycle:
     @property
     def firing(self) -> dict[tuple[str, str], str]:
         """(kind, signal) -> severity of every open episode."""
-        return {(k.value, s): e.severity.value for (k, s), e in self._episodes.items() if e.severity is not None}
+        return {
+            (k.value, s): e.severity.value for (k, s), e in self._episodes.items() if e.severity is not None
+        }
 
-    def observe(self, window: WindowInfo, observations: Iterable[Observation], detected_at: float) -> list[Alert]:
+    def observe(
+        self, window: WindowInfo, observations: Iterable[Observation], detected_at: float
+    ) -> list[Alert]:
         grouped: dict[tuple[AlertKind, str], list[Observation]] = {}
         for obs in observations:
             grouped.setdefault((obs.kind, obs.signal), []).append(obs)
@@ -92,24 +98,29 @@ class AlertLifecycle:
                 alerts.append(alert)
         return alerts
 
-    def _step(self, ep: _Episode, group: list[Observation], window: WindowInfo, detected_at: float) -> Alert | None:
+    def _step(
+        self, ep: _Episode, group: list[Observation], window: WindowInfo, detected_at: float
+    ) -> Alert | None:
         top = _pick(group)
-        if top.level is not None:
+        level = top.level
+        if level is not None:
             if len(group) > 1:
                 others = [o.detector for o in group if o.level is not None and o is not top]
                 if others:
-                    top = Observation(**{**top.__dict__, "details": {**top.details, "also_flagged_by": others}})
+                    top = Observation(
+                        **{**top.__dict__, "details": {**top.details, "also_flagged_by": others}}
+                    )
             ep.clean_windows = 0
             if ep.severity is None:
                 if ep.resolved_at is not None and window.end_ts - ep.resolved_at < self.cooldown_seconds:
                     self.suppressed_by_cooldown += 1
                     return None
-                ep.severity, ep.start_ts, ep.last = top.level, window.end_ts, top
-                return self._alert(top, top.level, Status.FIRING, ep, window, detected_at)
+                ep.severity, ep.start_ts, ep.last = level, window.end_ts, top
+                return self._alert(top, level, Status.FIRING, ep, window, detected_at)
             ep.last = top
-            if top.level.rank > ep.severity.rank:
-                ep.severity = top.level
-                return self._alert(top, top.level, Status.FIRING, ep, window, detected_at)
+            if level.rank > ep.severity.rank:
+                ep.severity = level
+                return self._alert(top, level, Status.FIRING, ep, window, detected_at)
             return None
         if ep.severity is None:
             return None
@@ -122,11 +133,20 @@ class AlertLifecycle:
         return self._alert(top, severity, Status.RESOLVED, ep, window, detected_at)
 
     def _alert(
-        self, obs: Observation, severity: Severity, status: Status, ep: _Episode, window: WindowInfo, detected_at: float
+        self,
+        obs: Observation,
+        severity: Severity,
+        status: Status,
+        ep: _Episode,
+        window: WindowInfo,
+        detected_at: float,
     ) -> Alert:
         message = obs.message
         if status is Status.RESOLVED:
-            message = f"{obs.signal} back to normal: {obs.detector} {obs.statistic:.4g} (warning level {obs.warning_threshold:.4g})"
+            message = (
+                f"{obs.signal} back to normal: {obs.detector} {obs.statistic:.4g} "
+                f"(warning level {obs.warning_threshold:.4g})"
+            )
         return Alert.build(
             model_id=self.model_id,
             kind=obs.kind,

@@ -25,7 +25,9 @@ class CorrelationInputs:
     mean: NDArray[np.float64]
     std: NDArray[np.float64]
 
-    def standardise(self, numeric: NDArray[np.float64], codes: NDArray[np.int8]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    def standardise(
+        self, numeric: NDArray[np.float64], codes: NDArray[np.int8]
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         return (numeric[:, self.columns] - self.mean) / self.std, codes[:, self.columns] == 0
 
 
@@ -63,7 +65,10 @@ class ModelLayout:
         unknown = sorted(set(config.features) - set(profile.features))
         if unknown:
             raise ConfigError(
-                [(f"models.{model_id}.features.{n}", "not a feature of the reference profile") for n in unknown]
+                [
+                    (f"models.{model_id}.features.{n}", "not a feature of the reference profile")
+                    for n in unknown
+                ]
             )
         numeric: list[NumericSignal] = []
         categorical: list[CategoricalSignal] = []
@@ -115,7 +120,9 @@ class ModelLayout:
             model_id=model_id,
             config=config,
             profile=profile,
-            sketch=SketchLayout(numeric, categorical, multivariate_width=len(correlation.columns) if correlation else 0),
+            sketch=SketchLayout(
+                numeric, categorical, multivariate_width=len(correlation.columns) if correlation else 0
+            ),
             numeric_features=tuple(num_names),
             categorical_features=tuple(cat_names),
             boolean_features=tuple(bool_names),

@@ -79,7 +79,9 @@ class PerformanceMonitor:
         self.alpha_warning = alpha_warning
         self.alpha_critical = alpha_critical
         classes = layout.classes
-        self.task: Task = "regression" if classes is None else ("binary" if len(classes) == 2 else "multiclass")
+        self.task: Task = (
+            "regression" if classes is None else ("binary" if len(classes) == 2 else "multiclass")
+        )
         self.n_classes = 2 if classes is None else max(len(classes), 2)
         # Class slots (reference frequency order) -> the sketch's class index; for a binary model the positive
         # class (the score's class) is the larger of the two in natural order: 1, True, "yes" over 0, False, "no".
@@ -142,8 +144,13 @@ class PerformanceMonitor:
         batch = self.joiner.add_labels(rows.event_ids, rows.ts, self._classes(rows.label))
         self._fold_pairs(batch.pred_ts, batch.predicted, batch.score, batch.label)
 
-    def _fold_pairs(self, pred_ts: NDArray[np.float64], predicted: NDArray[np.float64],
-                    score: NDArray[np.float64], label: NDArray[np.float64]) -> None:
+    def _fold_pairs(
+        self,
+        pred_ts: NDArray[np.float64],
+        predicted: NDArray[np.float64],
+        score: NDArray[np.float64],
+        label: NDArray[np.float64],
+    ) -> None:
         if len(pred_ts) == 0:
             return
         order = np.argsort(pred_ts, kind="stable")
@@ -182,8 +189,10 @@ class PerformanceMonitor:
                 obs.extend(self._estimate(b))
             coverage = b.sketch.count / b.sketch.prediction_count if b.sketch.prediction_count else 0.0
             sla_passed = self.watermark >= end + sla
-            if not b.judged and b.sketch.count >= self.cfg.min_labelled and (
-                coverage >= self.labels_cfg.min_coverage or sla_passed
+            if (
+                not b.judged
+                and b.sketch.count >= self.cfg.min_labelled
+                and (coverage >= self.labels_cfg.min_coverage or sla_passed)
             ):
                 b.judged = True
                 obs.extend(self._judge(b, coverage))
@@ -197,7 +206,9 @@ class PerformanceMonitor:
             del self.buckets[bucket_id]
         return out
 
-    def _drop_test(self, value: float, n: int, baseline: float, n_ref: int) -> tuple[Severity | None, float, float]:
+    def _drop_test(
+        self, value: float, n: int, baseline: float, n_ref: int
+    ) -> tuple[Severity | None, float, float]:
         """(level, drop, z) for a fall of an accuracy-like share from ``baseline``."""
         drop = baseline - value
         var = baseline * (1 - baseline)
@@ -220,20 +231,49 @@ class PerformanceMonitor:
         if n < self.layout.config.window.min_events or not math.isfinite(acc):
             return []
         level, drop, z = self._drop_test(acc, n, baseline, self.reference_n)
-        details = {"estimate": True, "method": "confidence-based (CBPE)", "expected": expected,
-                   "reference_accuracy": baseline, "drop": drop, "z": z, "predictions": n}
-        threshold = baseline - (self.cfg.accuracy_drop_critical if level is Severity.CRITICAL else self.cfg.accuracy_drop_warning)
-        message = (f"estimated accuracy {acc:.1%} vs reference {baseline:.1%} "
-                   f"(from scores, before labels; {n} predictions)")
-        return [Observation(AlertKind.CONCEPT_DRIFT, ESTIMATE_SIGNAL, level, "cbpe", drop,
-                            self.cfg.accuracy_drop_critical if level is Severity.CRITICAL else self.cfg.accuracy_drop_warning,
-                            self.cfg.accuracy_drop_warning, None, {**details, "accuracy_floor": threshold}, message)]
+        details = {
+            "estimate": True,
+            "method": "confidence-based (CBPE)",
+            "expected": expected,
+            "reference_accuracy": baseline,
+            "drop": drop,
+            "z": z,
+            "predictions": n,
+        }
+        threshold = baseline - (
+            self.cfg.accuracy_drop_critical if level is Severity.CRITICAL else self.cfg.accuracy_drop_warning
+        )
+        message = (
+            f"estimated accuracy {acc:.1%} vs reference {baseline:.1%} "
+            f"(from scores, before labels; {n} predictions)"
+        )
+        return [
+            Observation(
+                AlertKind.CONCEPT_DRIFT,
+                ESTIMATE_SIGNAL,
+                level,
+                "cbpe",
+                drop,
+                self.cfg.accuracy_drop_critical
+                if level is Severity.CRITICAL
+                else self.cfg.accuracy_drop_warning,
+                self.cfg.accuracy_drop_warning,
+                None,
+                {**details, "accuracy_floor": threshold},
+                message,
+            )
+        ]
 
     def _judge(self, b: _Bucket, coverage: float) -> list[Observation]:
         metrics = b.sketch.metrics()
         n = b.sketch.count
-        details: dict[str, Any] = {"metrics": metrics, "labelled": n, "predictions": b.sketch.prediction_count,
-                                   "label_coverage": coverage, "reference": self.reference}
+        details: dict[str, Any] = {
+            "metrics": metrics,
+            "labelled": n,
+            "predictions": b.sketch.prediction_count,
+            "label_coverage": coverage,
+            "reference": self.reference,
+        }
         if self.task == "binary" and self.cfg.estimate_without_labels:
             details["estimated"] = b.sketch.expected_performance()
         if b.unknown_labels:
@@ -252,26 +292,66 @@ class PerformanceMonitor:
                     level = Severity.CRITICAL
                 elif rise >= self.cfg.mae_increase_warning and z > _z(self.alpha_warning):
                     level = Severity.WARNING
-                thr = self.cfg.mae_increase_critical if level is Severity.CRITICAL else self.cfg.mae_increase_warning
-                obs.append(Observation(AlertKind.CONCEPT_DRIFT, PERFORMANCE_SIGNAL, level, "mae_increase", rise, thr,
-                                       self.cfg.mae_increase_warning, None, {**details, "z": z},
-                                       f"MAE {mae:.4g} vs reference {base:.4g} ({rise:+.1%}; {coverage:.0%} of labels in)"))
+                thr = (
+                    self.cfg.mae_increase_critical
+                    if level is Severity.CRITICAL
+                    else self.cfg.mae_increase_warning
+                )
+                obs.append(
+                    Observation(
+                        AlertKind.CONCEPT_DRIFT,
+                        PERFORMANCE_SIGNAL,
+                        level,
+                        "mae_increase",
+                        rise,
+                        thr,
+                        self.cfg.mae_increase_warning,
+                        None,
+                        {**details, "z": z},
+                        f"MAE {mae:.4g} vs reference {base:.4g} ({rise:+.1%}; {coverage:.0%} of labels in)",
+                    )
+                )
         else:
             base = self.reference.get("accuracy")
             acc = metrics.get("accuracy", math.nan)
             if base is not None and math.isfinite(acc):
                 level, drop, z = self._drop_test(acc, n, base, self.reference_n)
-                thr = self.cfg.accuracy_drop_critical if level is Severity.CRITICAL else self.cfg.accuracy_drop_warning
-                obs.append(Observation(AlertKind.CONCEPT_DRIFT, PERFORMANCE_SIGNAL, level, "accuracy_drop", drop, thr,
-                                       self.cfg.accuracy_drop_warning, None, {**details, "z": z},
-                                       f"accuracy {acc:.1%} vs reference {base:.1%} "
-                                       f"({n} labelled, {coverage:.0%} of labels in)"))
+                thr = (
+                    self.cfg.accuracy_drop_critical
+                    if level is Severity.CRITICAL
+                    else self.cfg.accuracy_drop_warning
+                )
+                obs.append(
+                    Observation(
+                        AlertKind.CONCEPT_DRIFT,
+                        PERFORMANCE_SIGNAL,
+                        level,
+                        "accuracy_drop",
+                        drop,
+                        thr,
+                        self.cfg.accuracy_drop_warning,
+                        None,
+                        {**details, "z": z},
+                        f"accuracy {acc:.1%} vs reference {base:.1%} "
+                        f"({n} labelled, {coverage:.0%} of labels in)",
+                    )
+                )
         if self._error_detector is not None:
             name = self.cfg.error_stream_detector
-            obs.append(Observation(AlertKind.CONCEPT_DRIFT, PERFORMANCE_SIGNAL,
-                                   Severity.WARNING if b.error_alarm else None, name, 1.0 if b.error_alarm else 0.0,
-                                   1.0, 1.0, None, {"labelled": n, "label_coverage": coverage},
-                                   f"{name} saw the error rate change in this window of predictions"))
+            obs.append(
+                Observation(
+                    AlertKind.CONCEPT_DRIFT,
+                    PERFORMANCE_SIGNAL,
+                    Severity.WARNING if b.error_alarm else None,
+                    name,
+                    1.0 if b.error_alarm else 0.0,
+                    1.0,
+                    1.0,
+                    None,
+                    {"labelled": n, "label_coverage": coverage},
+                    f"{name} saw the error rate change in this window of predictions",
+                )
+            )
         return obs
 
     def _label_health(self, b: _Bucket, coverage: float) -> Observation:
@@ -279,15 +359,37 @@ class PerformanceMonitor:
         sla = self.labels_cfg.freshness_sla_seconds
         late = math.isfinite(stats.lag_p95) and stats.lag_p95 > sla
         short = coverage < self.labels_cfg.min_coverage
-        level = Severity.WARNING if (late or short) and b.sketch.prediction_count >= self.cfg.min_labelled else None
-        details = {"label_coverage": coverage, "min_coverage": self.labels_cfg.min_coverage,
-                   "lag_p50_seconds": stats.lag_p50, "lag_p95_seconds": stats.lag_p95, "sla_seconds": sla,
-                   "stale_labels": stats.stale_labels, "outstanding": stats.outstanding}
-        message = (f"labels: {coverage:.0%} of predictions labelled within the {sla:.0f}s SLA "
-                   f"(need {self.labels_cfg.min_coverage:.0%}); lag p95 {stats.lag_p95:.0f}s")
+        level = (
+            Severity.WARNING
+            if (late or short) and b.sketch.prediction_count >= self.cfg.min_labelled
+            else None
+        )
+        details = {
+            "label_coverage": coverage,
+            "min_coverage": self.labels_cfg.min_coverage,
+            "lag_p50_seconds": stats.lag_p50,
+            "lag_p95_seconds": stats.lag_p95,
+            "sla_seconds": sla,
+            "stale_labels": stats.stale_labels,
+            "outstanding": stats.outstanding,
+        }
+        message = (
+            f"labels: {coverage:.0%} of predictions labelled within the {sla:.0f}s SLA "
+            f"(need {self.labels_cfg.min_coverage:.0%}); lag p95 {stats.lag_p95:.0f}s"
+        )
         shortfall = max(self.labels_cfg.min_coverage - coverage, 0.0)
-        return Observation(AlertKind.LABEL_LAG, LABELS_SIGNAL, level, "label_coverage", shortfall, 1e-9, 1e-9,
-                           None, details, message)
+        return Observation(
+            AlertKind.LABEL_LAG,
+            LABELS_SIGNAL,
+            level,
+            "label_coverage",
+            shortfall,
+            1e-9,
+            1e-9,
+            None,
+            details,
+            message,
+        )
 
     # ---- state ---------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -297,8 +399,14 @@ class PerformanceMonitor:
             "watermark": None if not math.isfinite(self.watermark) else self.watermark,
             "detector": self._error_detector.snapshot() if self._error_detector is not None else None,
             "buckets": {
-                str(k): {"sketch": b.sketch.to_dict(), "estimated": b.estimated, "judged": b.judged,
-                         "lag": b.lag_checked, "alarm": b.error_alarm, "unknown": b.unknown_labels}
+                str(k): {
+                    "sketch": b.sketch.to_dict(),
+                    "estimated": b.estimated,
+                    "judged": b.judged,
+                    "lag": b.lag_checked,
+                    "alarm": b.error_alarm,
+                    "unknown": b.unknown_labels,
+                }
                 for k, b in self.buckets.items()
             },
         }
@@ -311,8 +419,13 @@ class PerformanceMonitor:
         if self._error_detector is not None and state["detector"] is not None:
             self._error_detector.restore(state["detector"])
         self.buckets = {
-            int(k): _Bucket(PerformanceSketch.from_dict(v["sketch"]), v["estimated"], v["judged"], v["lag"],
-                            v["alarm"], v["unknown"])
+            int(k): _Bucket(
+                PerformanceSketch.from_dict(v["sketch"]),
+                v["estimated"],
+                v["judged"],
+                v["lag"],
+                v["alarm"],
+                v["unknown"],
+            )
             for k, v in state["buckets"].items()
         }
-

@@ -25,7 +25,23 @@ from stream_monitor.monitoring.lifecycle import Observation
 OVERFLOW: Final = "__overflow__"
 _K = TypeVar("_K", bound=tuple[str, ...])
 # Seconds; event-to-processing latency spans milliseconds (live) to hours (a backlog being replayed).
-LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+LATENCY_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    3600.0,
+)
 BATCH_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -116,10 +132,16 @@ class ServiceStats:
         with self._lock:
             self._snap.alert_delivery_failures += 1
 
-    def record_observations(self, model: str, observations: Iterable[Observation], firing: dict[tuple[str, str], str]) -> None:
+    def record_observations(
+        self, model: str, observations: Iterable[Observation], firing: dict[tuple[str, str], str]
+    ) -> None:
         """Latest statistic per (kind, signal, detector) and status per (kind, signal) after a window test."""
         with self._lock:
-            stat, thr, status = self._snap.drift_statistic, self._snap.drift_threshold, self._snap.drift_status
+            stat, thr, status = (
+                self._snap.drift_statistic,
+                self._snap.drift_threshold,
+                self._snap.drift_status,
+            )
             for o in observations:
                 k = self._key(stat, (model, o.kind.value, o.signal, o.detector))
                 stat[k] = o.statistic
@@ -185,4 +207,6 @@ class ServiceStats:
     def ready(self) -> bool:
         """``/readyz``: every agent up and no state being restored."""
         with self._lock:
-            return not self._snap.restoring and bool(self._snap.agents_up) and all(self._snap.agents_up.values())
+            return (
+                not self._snap.restoring and bool(self._snap.agents_up) and all(self._snap.agents_up.values())
+            )

@@ -99,7 +99,9 @@ class SliceFolder:
         }
 
     def restore(self, state: dict[str, Any], layout: SketchLayout) -> None:
-        self.open = {int(k): WindowSketch.from_bytes(bytes.fromhex(v), layout) for k, v in state["open"].items()}
+        self.open = {
+            int(k): WindowSketch.from_bytes(bytes.fromhex(v), layout) for k, v in state["open"].items()
+        }
         self.max_ts = -np.inf if state["max_ts"] is None else float(state["max_ts"])
         self.next_slice = int(state["next_slice"])
         self.late_events = int(state["late"])
@@ -109,7 +111,9 @@ class SliceFolder:
         if final:
             ready = sorted(self.open)
         else:
-            boundary = int(np.floor(self.watermark / self.slice_seconds)) if np.isfinite(self.watermark) else None
+            boundary = (
+                int(np.floor(self.watermark / self.slice_seconds)) if np.isfinite(self.watermark) else None
+            )
             if boundary is None:
                 return []
             ready = sorted(s for s in self.open if s < boundary)
@@ -142,10 +146,15 @@ class WindowAssembler:
 
     def add(self, closed: ClosedSlice) -> list[ClosedWindow]:
         if closed.slice_id <= self.last_slice:
-            raise ValueError(f"slice {closed.slice_id} arrived after slice {self.last_slice}: slices must be in order")
+            raise ValueError(
+                f"slice {closed.slice_id} arrived after slice {self.last_slice}: slices must be in order"
+            )
         self.last_slice = closed.slice_id
         out: list[ClosedWindow] = []
-        if self.current is not None and (closed.slice_id + 1 - self.start_slice) * self.slice_seconds > self.max_seconds:
+        if (
+            self.current is not None
+            and (closed.slice_id + 1 - self.start_slice) * self.slice_seconds > self.max_seconds
+        ):
             out.append(self._close())
         if self.current is None:
             self.current = closed.sketch
@@ -177,7 +186,11 @@ class WindowAssembler:
     def restore(self, state: dict[str, Any], layout: SketchLayout) -> None:
         cur = state["current"]
         self.current = None if cur is None else WindowSketch.from_bytes(bytes.fromhex(cur), layout)
-        self.start_slice, self.end_slice, self.last_slice = int(state["start"]), int(state["end"]), int(state["last"])
+        self.start_slice, self.end_slice, self.last_slice = (
+            int(state["start"]),
+            int(state["end"]),
+            int(state["last"]),
+        )
 
     def _close(self) -> ClosedWindow:
         assert self.current is not None

@@ -32,13 +32,13 @@ def _proportions(counts: ArrayLike, smoothing: float = SMOOTHING) -> Array:
     c = np.asarray(counts, dtype=np.float64)
     k = c.shape[-1]
     total = c.sum(axis=-1, keepdims=True)
-    return (c + smoothing) / (total + smoothing * k)
+    return np.asarray((c + smoothing) / (total + smoothing * k), dtype=np.float64)
 
 
 def _raw_proportions(counts: ArrayLike) -> Array:
     c = np.asarray(counts, dtype=np.float64)
     total = c.sum(axis=-1, keepdims=True)
-    return np.divide(c, total, out=np.zeros_like(c), where=total > 0)
+    return np.asarray(np.divide(c, total, out=np.zeros_like(c), where=total > 0), dtype=np.float64)
 
 
 def psi(counts: ArrayLike, ref_counts: ArrayLike) -> Array:
@@ -117,7 +117,9 @@ STATISTICS: Final = {
 }
 
 
-def statistic_function(name: str, edges: ArrayLike | None = None, scale: float = 1.0) -> Callable[[ArrayLike, ArrayLike], Array]:
+def statistic_function(
+    name: str, edges: ArrayLike | None = None, scale: float = 1.0
+) -> Callable[[ArrayLike, ArrayLike], Array]:
     """The counts -> statistic function for ``name``, with edges bound for Wasserstein."""
     if name == "psi":
         return psi

@@ -270,7 +270,9 @@ class ModelProfile:
             start_ts=float(raw["start_ts"]),
             end_ts=float(raw["end_ts"]),
             features={name: signal_from_dict(p) for name, p in raw["features"].items()},
-            multivariate=MultivariateProfile.from_dict(raw["multivariate"]) if raw.get("multivariate") else None,
+            multivariate=MultivariateProfile.from_dict(raw["multivariate"])
+            if raw.get("multivariate")
+            else None,
             predictions=PredictionProfile.from_dict(raw["predictions"]) if raw.get("predictions") else None,
             labels=LabelProfile.from_dict(raw["labels"]) if raw.get("labels") else None,
         )

@@ -18,7 +18,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -48,7 +48,9 @@ def _is_number(v: Any) -> bool:
     return type(v) in (int, float) and math.isfinite(v)
 
 
-def numeric_profile(values: NDArray[np.float64], nulls: int, invalid: int = 0, bins: int = DEFAULT_BINS) -> NumericProfile:
+def numeric_profile(
+    values: NDArray[np.float64], nulls: int, invalid: int = 0, bins: int = DEFAULT_BINS
+) -> NumericProfile:
     """Quantile edges (or midpoints between values, for a signal with few distinct values) and counts on them."""
     values = values[np.isfinite(values)]
     if len(values) == 0:
@@ -182,7 +184,13 @@ class ReferenceBuilder:
             raise ValueError(f"bins must be >= 2, got {bins}")
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
-        self.bins, self.top_k, self.max_rows, self.seed, self.max_joined = bins, top_k, max_rows, seed, max_joined
+        self.bins, self.top_k, self.max_rows, self.seed, self.max_joined = (
+            bins,
+            top_k,
+            max_rows,
+            seed,
+            max_joined,
+        )
         self._rng = random.Random(seed)
         self._models: dict[str, _ModelAccumulator] = {}
         self.skipped: Counter[str] = Counter()
@@ -207,7 +215,7 @@ class ReferenceBuilder:
                 self.skipped["features: 'features' is not an object"] += 1
                 continue
             ts = event.get("ts")
-            if _is_number(ts):
+            if isinstance(ts, int | float) and _is_number(ts):
                 acc.ts_min = min(acc.ts_min, float(ts))
                 acc.ts_max = max(acc.ts_max, float(ts))
             acc.events += 1
@@ -234,7 +242,10 @@ class ReferenceBuilder:
                 score = max(event["scores"].values())
             acc.prediction_count += 1
             if len(acc.predictions) < self.max_joined:
-                acc.predictions[str(event.get("event_id"))] = (event["prediction"], score if _is_number(score) else None)
+                acc.predictions[str(event.get("event_id"))] = (
+                    event["prediction"],
+                    score if _is_number(score) else None,
+                )
 
     def add_labels(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
@@ -251,8 +262,12 @@ class ReferenceBuilder:
     # ---- finalisation ---------------------------------------------------------------------------------------
     def build(self) -> ReferenceProfile:
         if not self._models:
-            raise ReferenceProfileError("no usable reference events (is the file empty or of the wrong shape?)")
-        return ReferenceProfile(models={mid: self._build_model(mid, acc) for mid, acc in sorted(self._models.items())})
+            raise ReferenceProfileError(
+                "no usable reference events (is the file empty or of the wrong shape?)"
+            )
+        return ReferenceProfile(
+            models={mid: self._build_model(mid, acc) for mid, acc in sorted(self._models.items())}
+        )
 
     def _build_model(self, model_id: str, acc: _ModelAccumulator) -> ModelProfile:
         features: dict[str, SignalProfile] = {}
@@ -265,11 +280,17 @@ class ReferenceBuilder:
                 invalid = tally.bools + tally.strings + tally.other
                 features[name] = numeric_profile(values, tally.nulls, invalid, self.bins)
             else:
-                cats = Counter({k: v for k, v in tally.categories.items() if (type(k) is bool) == (kind == "boolean")})
+                cats = Counter(
+                    {k: v for k, v in tally.categories.items() if (type(k) is bool) == (kind == "boolean")}
+                )
                 invalid = tally.numbers + tally.bools + tally.strings + tally.other - sum(cats.values())
-                features[name] = categorical_profile(cats, tally.nulls, invalid, self.top_k, boolean=kind == "boolean")
+                features[name] = categorical_profile(
+                    cats, tally.nulls, invalid, self.top_k, boolean=kind == "boolean"
+                )
         numeric_names = [n for n, p in features.items() if isinstance(p, NumericProfile)]
-        multivariate = self._correlations(acc, numeric_names[:MAX_CORRELATED]) if len(numeric_names) >= 2 else None
+        multivariate = (
+            self._correlations(acc, numeric_names[:MAX_CORRELATED]) if len(numeric_names) >= 2 else None
+        )
         predictions = self._predictions(acc)
         labels = self._labels(acc, predictions)
         start = acc.ts_min if math.isfinite(acc.ts_min) else 0.0
@@ -335,7 +356,7 @@ class ReferenceBuilder:
         return LabelProfile(events=acc.label_count, label=label, joined=len(pairs), performance=performance)
 
 
-def infer_task(values: list[Any]) -> str:
+def infer_task(values: list[Any]) -> Literal["classification", "regression"]:
     """Classification for strings, booleans and integers with few distinct values; regression otherwise."""
     kinds = set(map(type, values))
     if kinds & {str, bool}:

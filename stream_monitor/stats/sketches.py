@@ -95,7 +95,9 @@ class SketchLayout:
         return [i for i, s in enumerate(self.categorical) if s.role == role]
 
 
-def _bounded_merge(into: dict[str, int], items: Iterable[tuple[str, int]], cap: int = MAX_TRACKED_VALUES) -> None:
+def _bounded_merge(
+    into: dict[str, int], items: Iterable[tuple[str, int]], cap: int = MAX_TRACKED_VALUES
+) -> None:
     for key, count in items:
         into[key] = into.get(key, 0) + count
     if len(into) > cap:
@@ -233,7 +235,9 @@ class WindowSketch:
             return float("nan"), float("nan")
         m1 = self.num_sum[i] / n
         var = max(self.num_sumsq[i] / n - m1 * m1, 0.0)
-        return float(self.layout.means[i] + self.layout.scales[i] * m1), float(self.layout.scales[i] * np.sqrt(var))
+        return float(self.layout.means[i] + self.layout.scales[i] * m1), float(
+            self.layout.scales[i] * np.sqrt(var)
+        )
 
     def numeric_counts(self, i: int) -> NDArray[np.int64]:
         return self.num_hist[i, : self.layout.numeric[i].profile.n_bins]
@@ -361,7 +365,9 @@ def fold_numeric_segments(
         cell = codes.astype(np.int64) + np.arange(width, dtype=np.int64) * N_NUMERIC_CODES
         if segment is not None:
             cell += (segment * width * N_NUMERIC_CODES)[:, None]
-        cells = np.bincount(cell.ravel(), minlength=g * width * N_NUMERIC_CODES).reshape(g, width, N_NUMERIC_CODES)
+        cells = np.bincount(cell.ravel(), minlength=g * width * N_NUMERIC_CODES).reshape(
+            g, width, N_NUMERIC_CODES
+        )
         d = np.where(valid, values - layout.means[first:stop], 0.0)
         mins = np.fmin.reduceat(values, starts, axis=0)
         maxs = np.fmax.reduceat(values, starts, axis=0)
@@ -404,7 +410,9 @@ def fold_categorical_segments(
     valid = s >= 0
     offsets = np.arange(width, dtype=np.int64)
     flat = np.where(valid, s + offsets * bins + (segment * width * bins)[:, None], g * width * bins)
-    hist = np.bincount(flat.ravel(), minlength=g * width * bins + 1)[: g * width * bins].reshape(g, width, bins)
+    hist = np.bincount(flat.ravel(), minlength=g * width * bins + 1)[: g * width * bins].reshape(
+        g, width, bins
+    )
     code = np.where(valid, 0, -s) + offsets * N_CAT_CODES + (segment * width * N_CAT_CODES)[:, None]
     cells = np.bincount(code.ravel(), minlength=g * width * N_CAT_CODES).reshape(g, width, N_CAT_CODES)
     for k, sk in enumerate(sketches):
@@ -416,4 +424,6 @@ def fold_categorical_segments(
         rows = np.fromiter((r for r, _ in column), dtype=np.int64, count=len(column))
         owners = segment[rows]
         for k in np.unique(owners):
-            sketches[int(k)].note_new_values(first + j, (column[i][1] for i in np.flatnonzero(owners == k)))
+            sketches[int(k)].note_new_values(
+                first + j, (column[int(i)][1] for i in np.flatnonzero(owners == k))
+            )

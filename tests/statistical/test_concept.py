@@ -26,7 +26,7 @@ from stream_monitor.monitoring.performance_monitor import PerformanceMonitor
 from stream_monitor.settings import parse_config
 from stream_monitor.stats.profiles import ModelProfile
 from stream_monitor.stats.reference_builder import ReferenceBuilder
-from stream_monitor.synthetic import Drift, StreamSpec, generate
+from stream_monitor.synthetic import StreamSpec, generate
 
 pytestmark = pytest.mark.slow
 
@@ -41,20 +41,37 @@ def _sea(n: int, seed: int, switch_at: int | None, start: float) -> dict[str, li
     rng = np.random.default_rng(seed)
     before = synth.SEA(variant=0, noise=0.05, seed=seed)
     after = synth.SEA(variant=3, noise=0.05, seed=seed + 1000)
-    rows = list(itertools.islice(before, n)) if switch_at is None else [
-        *itertools.islice(before, switch_at), *itertools.islice(after, n - switch_at)]
+    rows = (
+        list(itertools.islice(before, n))
+        if switch_at is None
+        else [*itertools.islice(before, switch_at), *itertools.islice(after, n - switch_at)]
+    )
     ts = start + np.cumsum(rng.exponential(1.0 / RATE, n))
     delays = rng.exponential(600.0, n)
     lost = rng.random(n) < 0.1
     out: dict[str, list[dict[str, Any]]] = {"features": [], "predictions": [], "labels": []}
     for i, (x, y) in enumerate(rows):
         eid = f"s-{seed}-{i}"
-        out["features"].append({"event_id": eid, "model_id": "sea", "ts": float(ts[i]),
-                                "features": {"f0": x[0], "f1": x[1], "f2": x[2]}})
-        out["predictions"].append({"event_id": eid, "model_id": "sea", "ts": float(ts[i]) + 0.01,
-                                   "prediction": int(x[0] + x[1] > SEA_THRESHOLDS[0])})  # SEA: y = x0 + x1 > theta
+        out["features"].append(
+            {
+                "event_id": eid,
+                "model_id": "sea",
+                "ts": float(ts[i]),
+                "features": {"f0": x[0], "f1": x[1], "f2": x[2]},
+            }
+        )
+        out["predictions"].append(
+            {
+                "event_id": eid,
+                "model_id": "sea",
+                "ts": float(ts[i]) + 0.01,
+                "prediction": int(x[0] + x[1] > SEA_THRESHOLDS[0]),
+            }
+        )  # SEA: y = x0 + x1 > theta
         if not lost[i]:
-            out["labels"].append({"event_id": eid, "model_id": "sea", "ts": float(ts[i] + delays[i]), "label": int(y)})
+            out["labels"].append(
+                {"event_id": eid, "model_id": "sea", "ts": float(ts[i] + delays[i]), "label": int(y)}
+            )
     out["labels"].sort(key=lambda e: e["ts"])
     return out
 
@@ -67,7 +84,12 @@ def _profile(streams: dict[str, list[dict[str, Any]]], model: str) -> ModelProfi
     return b.build().models[model]
 
 
-def _run(profile: ModelProfile, model: str, streams: dict[str, list[dict[str, Any]]], cfg: dict[str, Any] | None = None) -> list[Alert]:
+def _run(
+    profile: ModelProfile,
+    model: str,
+    streams: dict[str, list[dict[str, Any]]],
+    cfg: dict[str, Any] | None = None,
+) -> list[Alert]:
     config = parse_config({"models": {model: {"reference": "unused", **(cfg or {})}}})
     engine = Engine(config, {model: profile}, ManualClock(0.0))
     merged = sorted(((e["ts"], k, e) for k, evs in streams.items() for e in evs), key=lambda t: t[0])
@@ -89,7 +111,9 @@ def sea_profile() -> ModelProfile:
 def test_sea_concept_switch_is_caught_and_a_stable_stream_is_quiet(sea_profile: ModelProfile) -> None:
     n, switch = 120_000, 40_000  # 100 minutes at 20 events/s; the switch after about 33 minutes
     stable = _run(sea_profile, "sea", _sea(n, seed=2, switch_at=None, start=START))
-    concept = [a for a in stable if a.kind.value in ("concept_drift", "label_lag") and a.status.value == "firing"]
+    concept = [
+        a for a in stable if a.kind.value in ("concept_drift", "label_lag") and a.status.value == "firing"
+    ]
     assert concept == [], [(a.signal, a.detector, a.message) for a in concept]
 
     streams = _sea(n, seed=2, switch_at=switch, start=START)
@@ -106,8 +130,15 @@ def test_sea_concept_switch_is_caught_and_a_stable_stream_is_quiet(sea_profile: 
 
 
 def test_cbpe_tracks_realised_accuracy_of_a_calibrated_model() -> None:
-    spec = StreamSpec(n_numeric=5, n_categorical=2, seed=3, events_per_second=RATE, start_ts=START,
-                      label_delay_mean_s=300.0, label_drop_rate=0.0)
+    spec = StreamSpec(
+        n_numeric=5,
+        n_categorical=2,
+        seed=3,
+        events_per_second=RATE,
+        start_ts=START,
+        label_delay_mean_s=300.0,
+        label_drop_rate=0.0,
+    )
     ref = generate(StreamSpec(n_numeric=5, n_categorical=2, seed=4, events_per_second=RATE), 20_000)
     b = ReferenceBuilder(seed=0)
     b.add_features(ref.features)
@@ -133,9 +164,19 @@ def test_cbpe_tracks_realised_accuracy_of_a_calibrated_model() -> None:
 
 
 def test_labels_slower_than_the_sla_raise_label_lag() -> None:
-    spec = StreamSpec(n_numeric=2, n_categorical=1, seed=5, events_per_second=RATE, start_ts=START,
-                      label_delay_mean_s=3600.0, label_drop_rate=0.1)
-    ref = generate(StreamSpec(n_numeric=2, n_categorical=1, seed=6, events_per_second=RATE, label_delay_mean_s=60), 10_000)
+    spec = StreamSpec(
+        n_numeric=2,
+        n_categorical=1,
+        seed=5,
+        events_per_second=RATE,
+        start_ts=START,
+        label_delay_mean_s=3600.0,
+        label_drop_rate=0.1,
+    )
+    ref = generate(
+        StreamSpec(n_numeric=2, n_categorical=1, seed=6, events_per_second=RATE, label_delay_mean_s=60),
+        10_000,
+    )
     b = ReferenceBuilder(seed=0)
     b.add_features(ref.features)
     b.add_predictions(ref.predictions)
@@ -143,8 +184,12 @@ def test_labels_slower_than_the_sla_raise_label_lag() -> None:
     profile = b.build().models["churn-v3"]
     live = generate(spec, 60_000)
     cfg = {"labels": {"freshness_sla_seconds": 600.0, "min_coverage": 0.5}}
-    alerts = _run(profile, "churn-v3", {"features": live.features, "predictions": live.predictions,
-                                        "labels": live.labels}, cfg)
+    alerts = _run(
+        profile,
+        "churn-v3",
+        {"features": live.features, "predictions": live.predictions, "labels": live.labels},
+        cfg,
+    )
     lag = [a for a in alerts if a.kind.value == "label_lag" and a.status.value == "firing"]
     assert lag, [(a.kind.value, a.signal) for a in alerts]
     assert lag[0].details["label_coverage"] < 0.5 and lag[0].details["sla_seconds"] == 600.0
@@ -157,16 +202,20 @@ def test_state_stays_bounded_with_a_million_outstanding_predictions() -> None:
     b.add_predictions(ref.predictions)
     b.add_labels(ref.labels)
     profile = b.build().models["churn-v3"]
-    config = parse_config({"models": {"churn-v3": {"reference": "unused",
-                                                   "labels": {"max_outstanding": 1_000_000}}}})
-    monitor = PerformanceMonitor(ModelLayout.build("churn-v3", config.models["churn-v3"], profile), 1e-3, 1e-4)
+    config = parse_config(
+        {"models": {"churn-v3": {"reference": "unused", "labels": {"max_outstanding": 1_000_000}}}}
+    )
+    monitor = PerformanceMonitor(
+        ModelLayout.build("churn-v3", config.models["churn-v3"], profile), 1e-3, 1e-4
+    )
     rng = np.random.default_rng(0)
     n, batch = 1_200_000, 100_000
     for start in range(0, n, batch):
         ids = [f"p-{i}" for i in range(start, start + batch)]
         ts = START + np.arange(start, start + batch) * 0.01
-        monitor.add_predictions(PredictionRows(ts, ids, rng.integers(0, 2, batch).astype(float),
-                                               rng.random(batch), []))
+        monitor.add_predictions(
+            PredictionRows(ts, ids, rng.integers(0, 2, batch).astype(float), rng.random(batch), [])
+        )
     stats = monitor.joiner.stats()
     # Capacity evictions free a little headroom at once, so the table sits just under its cap.
     assert 950_000 <= stats.outstanding <= 1_000_000
@@ -191,17 +240,57 @@ def test_the_same_switch_is_found_by_replay_from_files(tmp_path: Any) -> None:
     write(_sea(80_000, seed=2, switch_at=30_000, start=START), tmp_path / "live")
     runner = CliRunner()
     ref, live = tmp_path / "ref", tmp_path / "live"
-    assert runner.invoke(main, ["reference", "build", "--features", str(ref / "features.jsonl"), "--predictions",
-                                str(ref / "predictions.jsonl"), "--labels", str(ref / "labels.jsonl"),
-                                "--out", str(tmp_path / "reference.json")]).exit_code == 0
-    assert runner.invoke(main, ["config", "init", "--reference", str(tmp_path / "reference.json"),
-                                "--out", str(tmp_path / "config.yaml")]).exit_code == 0
-    result = runner.invoke(main, ["replay", "--config", str(tmp_path / "config.yaml"),
-                                  "--features", str(live / "features.jsonl"),
-                                  "--predictions", str(live / "predictions.jsonl"),
-                                  "--labels", str(live / "labels.jsonl"),
-                                  "--alerts-out", str(tmp_path / "alerts.jsonl"),
-                                  "--retraining-out", str(tmp_path / "retrain.jsonl"), "--no-progress"])
+    assert (
+        runner.invoke(
+            main,
+            [
+                "reference",
+                "build",
+                "--features",
+                str(ref / "features.jsonl"),
+                "--predictions",
+                str(ref / "predictions.jsonl"),
+                "--labels",
+                str(ref / "labels.jsonl"),
+                "--out",
+                str(tmp_path / "reference.json"),
+            ],
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            main,
+            [
+                "config",
+                "init",
+                "--reference",
+                str(tmp_path / "reference.json"),
+                "--out",
+                str(tmp_path / "config.yaml"),
+            ],
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        main,
+        [
+            "replay",
+            "--config",
+            str(tmp_path / "config.yaml"),
+            "--features",
+            str(live / "features.jsonl"),
+            "--predictions",
+            str(live / "predictions.jsonl"),
+            "--labels",
+            str(live / "labels.jsonl"),
+            "--alerts-out",
+            str(tmp_path / "alerts.jsonl"),
+            "--retraining-out",
+            str(tmp_path / "retrain.jsonl"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     alerts = [decode_alert(line) for line in (tmp_path / "alerts.jsonl").read_bytes().splitlines()]
     assert any(a.kind.value == "concept_drift" and a.signal == "performance" for a in alerts)

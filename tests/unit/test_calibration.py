@@ -21,7 +21,7 @@ def test_small_windows_get_higher_thresholds_large_ones_the_floor() -> None:
 
 
 def test_grid_rounds_down_so_thresholds_are_conservative() -> None:
-    assert grid_size(1000) <= 1000 < grid_size(1000) * 2 ** 0.25 + 1
+    assert grid_size(1000) <= 1000 < grid_size(1000) * 2**0.25 + 1
     cal = ThresholdCalibrator("psi", REF, 1e-3, 1e-4, floors=(1e-6, 1e-6), seed=0)
     assert cal.thresholds(1000) == cal.thresholds(grid_size(1000))
 

@@ -19,11 +19,26 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli")
     runner = CliRunner()
     ref = EXAMPLES / "reference"
-    result = runner.invoke(main, ["reference", "build", "--features", str(ref / "features.jsonl"),
-                                  "--predictions", str(ref / "predictions.jsonl"), "--labels", str(ref / "labels.jsonl"),
-                                  "--out", str(out / "reference.json")])
+    result = runner.invoke(
+        main,
+        [
+            "reference",
+            "build",
+            "--features",
+            str(ref / "features.jsonl"),
+            "--predictions",
+            str(ref / "predictions.jsonl"),
+            "--labels",
+            str(ref / "labels.jsonl"),
+            "--out",
+            str(out / "reference.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(main, ["config", "init", "--reference", str(out / "reference.json"), "--out", str(out / "config.yaml")])
+    result = runner.invoke(
+        main,
+        ["config", "init", "--reference", str(out / "reference.json"), "--out", str(out / "config.yaml")],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -47,8 +62,12 @@ def test_generated_config_is_commented_and_valid(workspace: Path) -> None:
 
 def test_validate_reports_every_problem_with_exit_2(workspace: Path) -> None:
     bad = workspace / "bad.yaml"
-    bad.write_text((workspace / "config.yaml").read_text().replace("max_events:", "max_evnts:")
-                   .replace('"num_00": {enabled', '"num_99": {enabled'))
+    bad.write_text(
+        (workspace / "config.yaml")
+        .read_text()
+        .replace("max_events:", "max_evnts:")
+        .replace('"num_00": {enabled', '"num_99": {enabled')
+    )
     result = CliRunner().invoke(main, ["config", "validate", str(bad)])
     assert result.exit_code == 2
     assert "models.churn-v3.window.max_evnts: unknown key" in result.output
@@ -56,7 +75,9 @@ def test_validate_reports_every_problem_with_exit_2(workspace: Path) -> None:
 
 def test_validate_names_an_unknown_feature(workspace: Path) -> None:
     bad = workspace / "bad2.yaml"
-    bad.write_text((workspace / "config.yaml").read_text().replace('"num_00": {enabled', '"num_99": {enabled'))
+    bad.write_text(
+        (workspace / "config.yaml").read_text().replace('"num_00": {enabled', '"num_99": {enabled')
+    )
     result = CliRunner().invoke(main, ["config", "validate", str(bad)])
     assert result.exit_code == 2
     assert "models.churn-v3.features.num_99: not a feature of the reference profile" in result.output
@@ -65,12 +86,27 @@ def test_validate_names_an_unknown_feature(workspace: Path) -> None:
 def test_replay_finds_the_injected_drifts_and_keeps_bad_lines(workspace: Path) -> None:
     stream = EXAMPLES / "stream"
     features = workspace / "features.jsonl"
-    features.write_bytes((stream / "features.jsonl").read_bytes() + b"not json\n{\"event_id\": 1}\n")
+    features.write_bytes((stream / "features.jsonl").read_bytes() + b'not json\n{"event_id": 1}\n')
     alerts_out, dead_out = workspace / "alerts.jsonl", workspace / "dead.jsonl"
-    result = CliRunner().invoke(main, [
-        "replay", "--config", str(workspace / "config.yaml"), "--features", str(features),
-        "--predictions", str(stream / "predictions.jsonl"), "--labels", str(stream / "labels.jsonl"),
-        "--alerts-out", str(alerts_out), "--dead-letters-out", str(dead_out), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "replay",
+            "--config",
+            str(workspace / "config.yaml"),
+            "--features",
+            str(features),
+            "--predictions",
+            str(stream / "predictions.jsonl"),
+            "--labels",
+            str(stream / "labels.jsonl"),
+            "--alerts-out",
+            str(alerts_out),
+            "--dead-letters-out",
+            str(dead_out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     alerts = [decode_alert(line) for line in alerts_out.read_bytes().splitlines()]
     fired = {(a.kind.value, a.signal) for a in alerts if a.status.value == "firing"}
@@ -88,13 +124,28 @@ def test_replay_is_deterministic(workspace: Path) -> None:
     outputs = []
     for i in range(2):
         out = workspace / f"det{i}.jsonl"
-        result = CliRunner().invoke(main, ["replay", "--config", str(workspace / "config.yaml"), "--features",
-                                           str(stream / "features.jsonl"), "--alerts-out", str(out), "--no-progress"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "replay",
+                "--config",
+                str(workspace / "config.yaml"),
+                "--features",
+                str(stream / "features.jsonl"),
+                "--alerts-out",
+                str(out),
+                "--no-progress",
+            ],
+        )
         assert result.exit_code == 0
-        outputs.append([(a.alert_id, a.status, a.statistic) for a in map(decode_alert, out.read_bytes().splitlines())])
+        outputs.append(
+            [(a.alert_id, a.status, a.statistic) for a in map(decode_alert, out.read_bytes().splitlines())]
+        )
     assert outputs[0] == outputs[1] and outputs[0]
 
 
 def test_replay_needs_an_input(workspace: Path) -> None:
-    result = CliRunner().invoke(main, ["replay", "--config", str(workspace / "config.yaml"), "--alerts-out", "-"])
+    result = CliRunner().invoke(
+        main, ["replay", "--config", str(workspace / "config.yaml"), "--alerts-out", "-"]
+    )
     assert result.exit_code == 2 and "at least one of" in result.output

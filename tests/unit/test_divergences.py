@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stream_monitor.stats.divergences import chi2_divergence, chi2_p_value, js_distance, ks, psi, statistic_function, wasserstein
+from stream_monitor.stats.divergences import (
+    chi2_divergence,
+    chi2_p_value,
+    js_distance,
+    ks,
+    psi,
+    statistic_function,
+    wasserstein,
+)
 
 
 def test_identical_distributions_score_zero() -> None:
@@ -43,7 +51,9 @@ def test_wasserstein_on_bins_approximates_scipy() -> None:
     edges = np.quantile(ref, np.linspace(0.01, 0.99, 99))
     c_ref = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=100)
     c_live = np.bincount(np.searchsorted(edges, live, side="right"), minlength=100)
-    assert float(wasserstein(c_live, c_ref, edges)) == pytest.approx(stats.wasserstein_distance(ref, live), rel=0.1)
+    assert float(wasserstein(c_live, c_ref, edges)) == pytest.approx(
+        stats.wasserstein_distance(ref, live), rel=0.1
+    )
 
 
 def test_js_distance_bounds() -> None:

@@ -52,7 +52,13 @@ def test_field_path_reads_nested_and_missing() -> None:
 
 
 def test_timestamps_in_every_format() -> None:
-    values = [1763766000.125, 1763766000125, "2025-11-21T23:00:00Z", "2025-11-21T23:00:00", "2025-11-22T00:00:00+01:00"]
+    values = [
+        1763766000.125,
+        1763766000125,
+        "2025-11-21T23:00:00Z",
+        "2025-11-21T23:00:00",
+        "2025-11-22T00:00:00+01:00",
+    ]
     ts, errors = parse_timestamps(values, "auto")
     assert errors == []
     assert ts[0] == pytest.approx(1763766000.125)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from stream_monitor.core.alerts import AlertKind, Severity, Status, WindowInfo, alert_id_for, decode_alert, encode_alert
+from stream_monitor.core.alerts import (
+    AlertKind,
+    Severity,
+    Status,
+    WindowInfo,
+    alert_id_for,
+    decode_alert,
+    encode_alert,
+)
 from stream_monitor.monitoring.lifecycle import AlertLifecycle, Observation
 
 
 def _obs(stat: float, level: Severity | None, signal: str = "x", detector: str = "psi") -> Observation:
     threshold = 0.25 if level is Severity.CRITICAL else 0.1
-    return Observation(AlertKind.COVARIATE_DRIFT, signal, level, detector, stat, threshold, 0.1, message=f"{signal} {stat}")
+    return Observation(
+        AlertKind.COVARIATE_DRIFT, signal, level, detector, stat, threshold, 0.1, message=f"{signal} {stat}"
+    )
 
 
 def _window(i: int) -> WindowInfo:
@@ -27,7 +37,9 @@ def test_fire_escalate_hold_resolve() -> None:
         (0.04, None),  # second clean window: resolved
     ]
     for i, (stat, level) in enumerate(script):
-        events.append([(a.status, a.severity) for a in life.observe(_window(i), [_obs(stat, level)], detected_at=i)])
+        events.append(
+            [(a.status, a.severity) for a in life.observe(_window(i), [_obs(stat, level)], detected_at=i)]
+        )
     assert events == [
         [(Status.FIRING, Severity.WARNING)],
         [],
@@ -60,7 +72,9 @@ def test_cooldown_suppresses_a_quick_refire() -> None:
 
 def test_the_strongest_detector_speaks_and_names_the_others() -> None:
     life = AlertLifecycle("m", resolve_after_windows=1, hysteresis=0.8, cooldown_seconds=0)
-    alerts = life.observe(_window(0), [_obs(0.12, Severity.WARNING, detector="cusum"), _obs(0.3, Severity.CRITICAL)], 0)
+    alerts = life.observe(
+        _window(0), [_obs(0.12, Severity.WARNING, detector="cusum"), _obs(0.3, Severity.CRITICAL)], 0
+    )
     assert len(alerts) == 1 and alerts[0].detector == "psi"
     assert alerts[0].details["also_flagged_by"] == ["cusum"]
 

@@ -47,7 +47,12 @@ def test_every_kind_of_missing_or_wrong_value_is_coded() -> None:
     ]
     rows, rejected = PARSER.parse(events)
     assert not rejected
-    assert rows.numeric_code.tolist() == [[WRONG_TYPE, WRONG_TYPE], [ABSENT, INFINITE], [NULL, WRONG_TYPE], [0, 0]]
+    assert rows.numeric_code.tolist() == [
+        [WRONG_TYPE, WRONG_TYPE],
+        [ABSENT, INFINITE],
+        [NULL, WRONG_TYPE],
+        [0, 0],
+    ]
     assert np.isnan(rows.numeric[:3]).all()
     assert rows.categorical[:, 0].tolist() == [CAT_WRONG_TYPE, CAT_NULL, 2, CAT_ABSENT]
     assert rows.new_values == [[(2, "gold")]]
@@ -105,24 +110,34 @@ def test_predictions_with_scores_or_score_maps() -> None:
     rows, rejected = parser.parse(events)
     assert rows.predicted.tolist() == [1.0, 0.0, 0.0]
     assert rows.score[:2].tolist() == [0.8, 0.7] and np.isnan(rows.score[2])
-    assert [(r.index, r.reason) for r in rejected] == [(3, RejectReason.WRONG_TYPE), (4, RejectReason.MISSING_FIELD)]
+    assert [(r.index, r.reason) for r in rejected] == [
+        (3, RejectReason.WRONG_TYPE),
+        (4, RejectReason.MISSING_FIELD),
+    ]
 
 
 def test_regression_labels_must_be_numbers() -> None:
     parser = LabelParser(classes=None)
-    rows, rejected = parser.parse([
-        {"event_id": "a", "model_id": "m", "ts": 1.7e9, "label": 3.5},
-        {"event_id": "b", "model_id": "m", "ts": 1.7e9, "label": "x"},
-    ])
+    rows, rejected = parser.parse(
+        [
+            {"event_id": "a", "model_id": "m", "ts": 1.7e9, "label": 3.5},
+            {"event_id": "b", "model_id": "m", "ts": 1.7e9, "label": "x"},
+        ]
+    )
     assert rows.label.tolist() == [3.5]
     assert rejected[0].reason is RejectReason.WRONG_TYPE
 
 
 @pytest.mark.parametrize(
-    ("model", "reason"), [(None, RejectReason.MISSING_FIELD), (7, RejectReason.WRONG_TYPE), ("nope", RejectReason.UNKNOWN_MODEL)]
+    ("model", "reason"),
+    [(None, RejectReason.MISSING_FIELD), (7, RejectReason.WRONG_TYPE), ("nope", RejectReason.UNKNOWN_MODEL)],
 )
 def test_routing_rejects_unknown_or_missing_models(model: object, reason: RejectReason) -> None:
-    events: list[dict[str, object]] = [{"model_id": "m"}, {"model_id": model} if model is not None else {}, {"model_id": "m"}]
+    events: list[dict[str, object]] = [
+        {"model_id": "m"},
+        {"model_id": model} if model is not None else {},
+        {"model_id": "m"},
+    ]
     groups, rejected = route_by_model(events, "model_id", {"m": object()})
     assert groups == {"m": [0, 2]}
     assert [(r.index, r.reason) for r in rejected] == [(1, reason)]

@@ -50,10 +50,12 @@ def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
 
 def test_secrets_come_from_the_environment_and_stay_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_PASSWORD", "hunter2")
-    cfg = parse_config({
-        "kafka": {"client": {"sasl.password": "${KAFKA_PASSWORD}", "security.protocol": "SASL_SSL"}},
-        "models": {"m": {"reference": "r.json"}},
-    })
+    cfg = parse_config(
+        {
+            "kafka": {"client": {"sasl.password": "${KAFKA_PASSWORD}", "security.protocol": "SASL_SSL"}},
+            "models": {"m": {"reference": "r.json"}},
+        }
+    )
     assert "hunter2" not in repr(cfg) and "hunter2" not in str(cfg.kafka)
     settings = cfg.kafka.client_settings()
     assert settings["sasl.password"] == "hunter2" and settings["security.protocol"] == "SASL_SSL"
@@ -62,7 +64,12 @@ def test_secrets_come_from_the_environment_and_stay_hidden(monkeypatch: pytest.M
 
 def test_a_missing_environment_variable_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
-        parse_config({"kafka": {"client": {"sasl.password": "${NOT_SET_ANYWHERE}"}}, "models": {"m": {"reference": "r"}}})
+        parse_config(
+            {
+                "kafka": {"client": {"sasl.password": "${NOT_SET_ANYWHERE}"}},
+                "models": {"m": {"reference": "r"}},
+            }
+        )
 
 
 def test_defaults_are_complete() -> None:

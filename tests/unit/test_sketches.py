@@ -18,13 +18,32 @@ from stream_monitor.stats.sketches import (
     fold_numeric_segments,
 )
 
-NUM = NumericProfile(count=100, nulls=0, edges=np.array([-1.0, 0.0, 1.0]), counts=np.array([16, 34, 34, 16]),
-                     mean=0.0, std=1.0, min=-3.0, max=3.0)
-NUM2 = NumericProfile(count=100, nulls=0, edges=np.array([10.0]), counts=np.array([50, 50]),
-                      mean=10.0, std=2.0, min=5.0, max=15.0)
+NUM = NumericProfile(
+    count=100,
+    nulls=0,
+    edges=np.array([-1.0, 0.0, 1.0]),
+    counts=np.array([16, 34, 34, 16]),
+    mean=0.0,
+    std=1.0,
+    min=-3.0,
+    max=3.0,
+)
+NUM2 = NumericProfile(
+    count=100,
+    nulls=0,
+    edges=np.array([10.0]),
+    counts=np.array([50, 50]),
+    mean=10.0,
+    std=2.0,
+    min=5.0,
+    max=15.0,
+)
 CAT = CategoricalProfile(count=100, nulls=0, categories=("a", "b"), counts=np.array([60, 40, 0]), distinct=2)
-LAYOUT = SketchLayout([NumericSignal("x", "feature", NUM), NumericSignal("y", "feature", NUM2)],
-                      [CategoricalSignal("c", "feature", CAT)], multivariate_width=2)
+LAYOUT = SketchLayout(
+    [NumericSignal("x", "feature", NUM), NumericSignal("y", "feature", NUM2)],
+    [CategoricalSignal("c", "feature", CAT)],
+    multivariate_width=2,
+)
 
 values = st.floats(min_value=-20, max_value=20, allow_nan=False) | st.just(float("nan"))
 rows = st.lists(st.tuples(values, values, st.integers(-3, 2)), min_size=0, max_size=40)
@@ -82,7 +101,9 @@ def test_segmented_fold_equals_folding_each_segment(block: list, cuts: list) -> 
     codes = np.where(np.isnan(x), 1, 0).astype(np.int8)
     fold_numeric_segments(segmented, starts, 0, x, codes)
     slots = np.array([[c] for _, _, c in block], dtype=np.int32)
-    fold_categorical_segments(segmented, starts, 0, slots, [[(i, "n") for i, (_, _, c) in enumerate(block) if c == 2]])
+    fold_categorical_segments(
+        segmented, starts, 0, slots, [[(i, "n") for i, (_, _, c) in enumerate(block) if c == 2]]
+    )
     for k, sk in enumerate(segmented):
         one = WindowSketch(LAYOUT)
         lo, hi = bounds[k], bounds[k + 1]
@@ -122,7 +143,12 @@ def test_size_does_not_grow_with_events() -> None:
     size = len(sk.to_bytes())
     rng = np.random.default_rng(0)
     for i in range(50):
-        block = [(float(a), float(b), int(c)) for a, b, c in zip(rng.normal(size=500), rng.normal(10, 2, 500), rng.integers(0, 3, 500), strict=True)]
+        block = [
+            (float(a), float(b), int(c))
+            for a, b, c in zip(
+                rng.normal(size=500), rng.normal(10, 2, 500), rng.integers(0, 3, 500), strict=True
+            )
+        ]
         block = [(a, b, c) if c < 2 else (a, b, 2) for a, b, c in block]
         new = [[(j, f"new-{i}-{j}") for j in range(500)]]  # a flood of distinct unseen categories
         sk.fold_categorical(0, np.array([[c] for *_, c in block], dtype=np.int32), new)

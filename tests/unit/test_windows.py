@@ -9,7 +9,9 @@ from stream_monitor.monitoring.windows import ClosedSlice, SliceFolder, WindowAs
 from stream_monitor.stats.profiles import NumericProfile
 from stream_monitor.stats.sketches import NumericSignal, SketchLayout, WindowSketch
 
-PROF = NumericProfile(count=10, nulls=0, edges=np.array([0.0]), counts=np.array([5, 5]), mean=0, std=1, min=-1, max=1)
+PROF = NumericProfile(
+    count=10, nulls=0, edges=np.array([0.0]), counts=np.array([5, 5]), mean=0, std=1, min=-1, max=1
+)
 LAYOUT = SketchLayout([NumericSignal("x", "feature", PROF)], [])
 
 
@@ -58,7 +60,9 @@ def test_snapshot_restore_continues_identically() -> None:
     folder.drain()
     copy = SliceFolder(slice_seconds=2.0, allowed_lateness=0.0)
     copy.restore(folder.snapshot(), LAYOUT)
-    assert [(c.slice_id, c.sketch) for c in folder.drain(final=True)] == [(c.slice_id, c.sketch) for c in copy.drain(final=True)]
+    assert [(c.slice_id, c.sketch) for c in folder.drain(final=True)] == [
+        (c.slice_id, c.sketch) for c in copy.drain(final=True)
+    ]
     asm = WindowAssembler(1.0, 100, 10.0)
     asm.add(_slice(0, 5, 0.1))
     twin = WindowAssembler(1.0, 100, 10.0)
