@@ -80,8 +80,9 @@ def produce(config_path: Path, n_events: int) -> dict[str, float]:
     from stream_monitor.synthetic import iter_feature_batches
 
     cfg = load_config(config_path)
+    # Uncompressed, so that every reader measured (librdkafka and Faust's aiokafka) can read it as is.
     p = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "linger.ms": 20, "batch.size": 1_000_000,
-                  "compression.type": "lz4", "partitioner": "murmur2_random", "queue.buffering.max.messages": 500_000})
+                  "partitioner": "murmur2_random", "queue.buffering.max.messages": 500_000})
     topic = cfg.topics.features
     started = time.perf_counter()
     for events in iter_feature_batches(spec(2, LIVE_START), n_events, 10_000):
@@ -127,6 +128,40 @@ def floor(config_path: Path, n_events: int) -> dict[str, Any]:
     c.close()
     return {"floor_events_per_s": round(seen / wall), "floor_events_per_cpu_s": round(seen / cpu),
             "floor_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+# ---- child: Faust's consumer path, the same decode -----------------------------------------------------------
+def faust_floor(config_path: Path, n_events: int) -> None:
+    """Faust 0.15 agent with ``take_events(5000)`` and orjson decoding: what the Faust hot path would start from."""
+    import faust
+
+    from stream_monitor.settings import load_config
+
+    cfg = load_config(config_path)
+    app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=f"kafka://{cfg.kafka.bootstrap_servers}",
+                    key_serializer="raw", value_serializer="raw", web_enabled=False, topic_allow_declare=False,
+                    topic_disable_leader=True, consumer_auto_offset_reset="earliest", store="memory://",
+                    autodiscover=False, stream_wait_empty=False)
+    topic = app.topic(cfg.topics.features, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw")
+    state: dict[str, float] = {"n": 0}
+
+    @app.agent(topic)
+    async def count(stream: Any) -> None:
+        async for events in stream.take_events(5000, within=0.1):
+            if not state["n"]:
+                state["t0"], state["c0"] = time.perf_counter(), time.process_time()
+            for e in events:
+                orjson.loads(e.message.value)
+            state["n"] += len(events)
+            if state["n"] >= n_events:
+                wall, cpu = time.perf_counter() - state["t0"], time.process_time() - state["c0"]
+                line = json.dumps({"faust_events_per_s": round(n_events / wall),
+                                   "faust_events_per_cpu_s": round(n_events / cpu)})
+                os.write(1, line.encode() + b"\n")  # Faust redirects sys.stdout into its logging
+                os._exit(0)  # a measurement child: no graceful Faust shutdown needed
+
+    faust.Worker(app, loglevel="ERROR", quiet=True).execute_from_commandline()
 
 
 # ---- child: the worker -----------------------------------------------------------------------------------------
@@ -259,11 +294,15 @@ def main() -> int:
     ap.add_argument("--snapshot-seconds", type=float, default=5.0, help="service.snapshot_seconds")
     ap.add_argument("--latency-events", type=int, default=200_000)
     ap.add_argument("--latency-pace", type=float, default=20_000.0, help="events/s produced in the latency phase")
-    ap.add_argument("--role", choices=["floor", "worker"], help=argparse.SUPPRESS)
+    ap.add_argument("--no-faust", action="store_true", help="skip the Faust consumer measurement")
+    ap.add_argument("--role", choices=["floor", "faust", "worker"], help=argparse.SUPPRESS)
     ap.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role == "floor":
         print(json.dumps(floor(args.config, args.events)), flush=True)
+        return 0
+    if args.role == "faust":
+        faust_floor(args.config, args.events)
         return 0
     if args.role == "worker":
         worker(args.config, args.events)
@@ -291,6 +330,11 @@ def main() -> int:
             me = [sys.executable, __file__, "--events", str(args.events), "--config", str(config_path)]
             fl = subprocess.run([*me, "--role", "floor"], capture_output=True, text=True, timeout=1800, check=True)
             out.update(json.loads(fl.stdout.strip().splitlines()[-1]))
+            if not args.no_faust:
+                fa = subprocess.run([*me, "--role", "faust"], capture_output=True, text=True, timeout=1800, cwd=tmp)
+                lines = [x for x in fa.stdout.splitlines() if x.startswith("{")]
+                tail = (fa.stdout + fa.stderr).strip()[-300:]
+                out.update(json.loads(lines[-1]) if lines else {"faust_error": tail})
             proc = subprocess.Popen([*me, "--role", "worker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                     text=True)
             assert proc.stdout is not None

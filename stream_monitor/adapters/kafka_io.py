@@ -41,7 +41,9 @@ PRODUCER_REQUIRED: Final[Mapping[str, Any]] = {
 # Defaults the user may override through ``kafka.client``.
 PRODUCER_DEFAULTS: Final[Mapping[str, Any]] = {
     "linger.ms": 5,
-    "compression.type": "lz4",
+    # No compression by default: every client reads uncompressed records, while aiokafka (Faust) cannot read
+    # lz4/zstd/snappy without extra packages. Set compression.type in kafka.client if your readers support it.
+    "compression.type": "none",
     # State snapshots of wide models are large; they are zlib-compressed by the service, but still may pass 1
     # MB.
     "message.max.bytes": 16 * 1024 * 1024,
