@@ -141,13 +141,19 @@ def replay_cmd(
 
 @main.command("demo")
 @click.option("--offline", is_flag=True, help="replay the bundled examples through the engine, without Kafka")
-def demo(offline: bool) -> None:
-    """Run the whole thing locally on an embedded default and print alerts as they fire."""
-    from stream_monitor.demo_offline import run_offline_demo
+@click.option("--rate", default=100.0, show_default=True, help="synthetic feature events per second")
+@click.option("--drift-after", default=60.0, show_default=True, help="seconds before the stream starts drifting")
+@click.option("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+def demo(offline: bool, rate: float, drift_after: float, duration: float | None) -> None:
+    """Run the whole thing locally: a broker, the monitor, a drifting producer; alerts printed as they fire."""
+    if offline:
+        from stream_monitor.demo_offline import run_offline_demo
 
-    if not offline:
-        click.echo("the Kafka demo is not wired yet; running the offline replay demo", err=True)
-    run_offline_demo()
+        run_offline_demo()
+        return
+    from stream_monitor.demo_kafka import run_kafka_demo
+
+    sys.exit(run_kafka_demo(rate=rate, drift_after=drift_after, duration=duration))
 
 
 # ---- Kafka service ---------------------------------------------------------------------------------------------

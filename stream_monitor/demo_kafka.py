@@ -1,0 +1,191 @@
+"""``stream-monitor demo``: the whole service on this machine, on an embedded default.
+
+Starts (or reuses, via ``KAFKA_BOOTSTRAP_SERVERS``) a local Kafka broker, builds a reference profile from the
+bundled ``examples/reference`` and a config with ``config init``'s defaults, creates the topics, starts the
+monitor (``stream-monitor run``) and a synthetic producer whose stream drifts after ``--drift-after`` seconds,
+and prints every alert event from the alerts topic as it fires. Ctrl-C (or ``--duration``) stops everything
+it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stream_monitor.demo_offline import examples_dir, format_alert
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write_config(work: Path, bootstrap: str, metrics_port: int, suffix: str) -> Path:
+    from stream_monitor.adapters.files import read_jsonl_events
+    from stream_monitor.config_template import render_config
+    from stream_monitor.stats.reference_builder import ReferenceBuilder
+
+    ex = examples_dir()
+    builder = ReferenceBuilder()
+    bad: dict[str, int] = {}
+    for name, add in (
+        ("features", builder.add_features),
+        ("predictions", builder.add_predictions),
+        ("labels", builder.add_labels),
+    ):
+        add(read_jsonl_events(ex / "reference" / f"{name}.jsonl", bad))
+    reference = builder.build()
+    reference.save(work / "reference.json")
+    text = render_config(reference, "reference.json")
+    # Demo topics get a run suffix, so a reused broker never mixes two demos' streams.
+    for topic in (
+        "features",
+        "predictions",
+        "labels",
+        "features-batch",
+        "drift-alerts",
+        "stream-monitor-dlq",
+        "stream-monitor-partials",
+    ):
+        key = {
+            "features-batch": "features_batch",
+            "drift-alerts": "alerts",
+            "stream-monitor-dlq": "dlq",
+            "stream-monitor-partials": "partials",
+        }.get(topic, topic)
+        text = text.replace(f"\n  {key}: {topic}\n", f"\n  {key}: {topic}-{suffix}\n")
+    if "\n  state:" not in text:
+        text = text.replace(
+            f"\n  partials: stream-monitor-partials-{suffix}\n",
+            f"\n  partials: stream-monitor-partials-{suffix}\n  state: stream-monitor-state-{suffix}\n",
+        )
+    text = text.replace('bootstrap_servers: "127.0.0.1:9092"', f'bootstrap_servers: "{bootstrap}"')
+    text = text.replace("metrics_port: 9108", f"metrics_port: {metrics_port}")
+    text = text.replace("consumer_group: stream-monitor", f"consumer_group: stream-monitor-demo-{suffix}")
+    path = work / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _stop(proc: subprocess.Popen[Any], name: str, echo: Callable[[str], None], grace: float = 12.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        echo(f"{name} did not stop within {grace:.0f}s; killing it")
+        proc.kill()
+        proc.wait()
+
+
+def run_kafka_demo(
+    rate: float = 100.0,
+    drift_after: float = 60.0,
+    duration: float | None = None,
+    echo: Callable[[str], None] = click.echo,
+) -> int:
+    from confluent_kafka import Consumer
+
+    from stream_monitor.adapters.topics import create_all
+    from stream_monitor.core.alerts import decode_alert
+    from stream_monitor.settings import load_config
+
+    stopping = [False]
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping[0] = True
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="stream-monitor-demo-") as tmp:
+        stack.callback(signal.signal, signal.SIGTERM, previous)
+        work = Path(tmp)
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if bootstrap:
+            echo(f"using the Kafka broker at {bootstrap}")
+        else:
+            from stream_monitor.devkafka import LocalBroker
+
+            echo("starting a local Kafka broker (the first run fetches it from Maven Central) ...")
+            broker = LocalBroker(die_with_parent=True).start()
+            stack.callback(broker.stop)
+            bootstrap = broker.bootstrap_servers
+            echo(f"Kafka broker ready at {bootstrap}")
+        suffix = f"{int(time.time())}-{os.getpid()}"
+        metrics_port = _free_port()
+        config_path = _write_config(work, bootstrap, metrics_port, suffix)
+        config = load_config(config_path)
+        create_all(config)
+        echo(f"topics created; config at {config_path} (config init defaults for the examples' model)")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "stream_monitor.cli", "run", "--config", str(config_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "monitor.log", "wb"),  # noqa: SIM115
+        )
+        stack.callback(_stop, monitor, "monitor", echo)
+        producer = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "produce_synthetic.py"),
+                "--config",
+                str(config_path),
+                "--rate",
+                str(rate),
+                "--drift-after",
+                str(drift_after),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "producer.log", "wb"),  # noqa: SIM115
+        )
+        stack.callback(_stop, producer, "producer", echo)
+        echo(f"metrics: http://127.0.0.1:{metrics_port}/metrics  (health: /healthz, readiness: /readyz)")
+        echo(
+            f"producing {rate:g} events/s; the stream drifts after {drift_after:g}s "
+            "(num_00 mean shift, then a new cat_00 category, then a score shift). Ctrl-C stops the demo."
+        )
+        consumer = Consumer(
+            {
+                **config.kafka.client_settings(),
+                "group.id": f"demo-printer-{suffix}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        stack.callback(consumer.close)
+        consumer.subscribe([config.topics.alerts])
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            while not stopping[0] and (deadline is None or time.monotonic() < deadline):
+                if monitor.poll() is not None:
+                    echo(f"the monitor exited with code {monitor.returncode}; its log:")
+                    echo((work / "monitor.log").read_text(errors="replace")[-3000:])
+                    return 1
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                try:
+                    echo(format_alert(decode_alert(msg.value())))
+                except ValueError as exc:
+                    echo(f"(an undecodable alert event: {exc})")
+        except KeyboardInterrupt:
+            pass
+        echo("stopping the producer, the monitor and the broker ...")
+    echo("demo stopped")
+    return 0
