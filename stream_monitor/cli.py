@@ -30,16 +30,27 @@ def reference() -> None:
 
 
 @reference.command("build")
-@click.option("--features", "features", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--features", "features", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
+)
 @click.option("--predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--bins", default=20, show_default=True, help="quantile bins per numeric feature")
 @click.option("--top-k", default=50, show_default=True, help="categories kept per categorical feature")
-@click.option("--max-rows", default=100_000, show_default=True, help="reservoir size per model for quantiles and PCA")
+@click.option(
+    "--max-rows", default=100_000, show_default=True, help="reservoir size per model for quantiles and correlations"
+)
 @click.option("--seed", default=0, show_default=True)
 def reference_build(
-    features: Path, predictions: Path | None, labels: Path | None, out: Path, bins: int, top_k: int, max_rows: int, seed: int
+    features: Path,
+    predictions: Path | None,
+    labels: Path | None,
+    out: Path,
+    bins: int,
+    top_k: int,
+    max_rows: int,
+    seed: int,
 ) -> None:
     """Build a reference profile from the data the model was trained or validated on."""
     from stream_monitor.adapters.files import read_jsonl_events
@@ -67,8 +78,10 @@ def reference_build(
         for p in m.features.values():
             kinds[p.type] = kinds.get(p.type, 0) + 1
         summary = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
-        click.echo(f"{model_id}: {m.events} events, {summary} features"
-                   f"{', predictions' if m.predictions else ''}{', labels' if m.labels else ''}")
+        click.echo(
+            f"{model_id}: {m.events} events, {summary} features"
+            f"{', predictions' if m.predictions else ''}{', labels' if m.labels else ''}"
+        )
     click.echo(f"wrote {out}")
 
 
@@ -79,7 +92,12 @@ def config() -> None:
 
 
 @config.command("init")
-@click.option("--reference", "reference_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--reference",
+    "reference_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def config_init(reference_file: Path, out: Path) -> None:
     """Write a complete, commented config for every model and feature in a reference profile."""
@@ -110,14 +128,18 @@ def config_validate(path: Path) -> None:
 
 # ---- replay ------------------------------------------------------------------------------------------------------
 @main.command("replay")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
+)
 @click.option("--features", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--alerts-out", required=True, help="JSON-lines file for every alert event ('-' for stdout)")
 @click.option("--dead-letters-out", help="JSON-lines file for every rejected input line, with its reason")
 @click.option("--retraining-out", help="JSON-lines file for retraining requests (critical concept drift)")
-@click.option("--progress/--no-progress", default=None, help="progress bar (default: when stderr is a terminal)")
+@click.option(
+    "--progress/--no-progress", default=None, help="progress bar (default: when stderr is a terminal)"
+)
 def replay_cmd(
     config_path: Path,
     features: Path | None,
@@ -134,7 +156,9 @@ def replay_cmd(
     if not (features or predictions or labels):
         raise click.UsageError("give at least one of --features, --predictions, --labels")
     try:
-        run_replay(config_path, features, predictions, labels, alerts_out, dead_letters_out, progress, retraining_out)
+        run_replay(
+            config_path, features, predictions, labels, alerts_out, dead_letters_out, progress, retraining_out
+        )
     except StreamMonitorError as exc:
         _fail(exc)
 
@@ -142,7 +166,9 @@ def replay_cmd(
 @main.command("demo")
 @click.option("--offline", is_flag=True, help="replay the bundled examples through the engine, without Kafka")
 @click.option("--rate", default=100.0, show_default=True, help="synthetic feature events per second")
-@click.option("--drift-after", default=60.0, show_default=True, help="seconds before the stream starts drifting")
+@click.option(
+    "--drift-after", default=60.0, show_default=True, help="seconds before the stream starts drifting"
+)
 @click.option("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
 def demo(offline: bool, rate: float, drift_after: float, duration: float | None) -> None:
     """Run the whole thing locally: a broker, the monitor, a drifting producer; alerts printed as they fire."""

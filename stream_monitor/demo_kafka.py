@@ -178,10 +178,11 @@ def run_kafka_demo(
                     echo((work / "monitor.log").read_text(errors="replace")[-3000:])
                     return 1
                 msg = consumer.poll(0.5)
-                if msg is None or msg.error():
+                value = None if msg is None or msg.error() else msg.value()
+                if value is None:
                     continue
                 try:
-                    echo(format_alert(decode_alert(msg.value())))
+                    echo(format_alert(decode_alert(value)))
                 except ValueError as exc:
                     echo(f"(an undecodable alert event: {exc})")
         except KeyboardInterrupt:
