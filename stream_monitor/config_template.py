@@ -87,6 +87,14 @@ def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]
         "      max_outstanding: 2000000",
         "      freshness_sla_seconds: 172800    # labels older than this are counted as stale, not used",
         "      min_coverage: 0.5",
+        "    performance:                       # concept drift from labels (and CBPE before them)",
+        "      bucket_seconds: 900              # performance windows of prediction time",
+        "      accuracy_drop_warning: 0.02",
+        "      accuracy_drop_critical: 0.05",
+        "      error_stream_detector: ddm       # ddm | eddm | hddm_a | hddm_w | fhddm | adwin | page_hinkley | none",
+        "      segment_spread_warning: 0.01     # a segment's error rate above the others', beyond the reference gap",
+        "      segment_spread_critical: 0.03",
+        "    segments: []                       # categorical features with per-value error rates, e.g. [plan]",
         "    features:",
     ]
     for name, fprof in prof.features.items():

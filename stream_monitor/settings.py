@@ -188,6 +188,18 @@ class PerformanceConfig(_Strict):
     accuracy_drop_critical: float = Field(default=0.05, gt=0, le=1)
     mae_increase_warning: float = Field(default=0.1, gt=0, description="relative rise of MAE (regression)")
     mae_increase_critical: float = Field(default=0.25, gt=0)
+    segment_spread_warning: float = Field(
+        default=0.01,
+        gt=0,
+        le=1,
+        description="a segment's error rate above the others', beyond the reference's",
+    )
+    segment_spread_critical: float = Field(default=0.03, gt=0, le=1)
+    segment_min_labelled: int = Field(default=100, ge=10)
+    segment_join_seconds: float = Field(
+        default=3600.0, gt=0, description="how long a feature event's segment waits for its prediction"
+    )
+    segment_max_pending: int = Field(default=500_000, ge=1000)
     error_stream_detector: Literal[
         "ddm", "eddm", "hddm_a", "hddm_w", "fhddm", "adwin", "page_hinkley", "none"
     ] = "ddm"
@@ -210,6 +222,9 @@ class ModelConfig(_Strict):
     alerting: AlertingConfig = AlertingConfig()
     labels: LabelsConfig = LabelsConfig()
     performance: PerformanceConfig = PerformanceConfig()
+    segments: list[str] = Field(
+        default_factory=list, description="categorical features whose values get their own error rates"
+    )
 
 
 class KafkaConfig(_Strict):

@@ -82,6 +82,8 @@ class ModelPipeline:
     def ingest(self, stream: Stream, events: Sequence[dict[str, Any]]) -> list[Rejection]:
         if stream is Stream.FEATURES:
             rows, rejected = self.folder.ingest_features(self.slices, events)
+            if self.performance is not None:
+                self.performance.add_features(rows)
             self.accepted[stream.value] += len(rows)
         elif stream is Stream.PREDICTIONS:
             prows, rejected = self.folder.predictions.parse(events)

@@ -47,6 +47,7 @@ class ModelLayout:
     prediction_categorical_index: int | None  # classifiers
     classes: tuple[Any, ...] | None  # None for regression
     paths: FieldPaths
+    segment_columns: tuple[int, ...]  # positions of the segment features among the categorical features
 
     def test_for(self, role: str, name: str) -> DriftTest:
         cfg = self.config
@@ -115,6 +116,18 @@ class ModelLayout:
         elif preds is not None and preds.task == "classification":
             assert isinstance(preds.prediction, CategoricalProfile)
             classes = preds.prediction.categories
+        bad_segments = [s for s in config.segments if s not in cat_names]
+        if bad_segments:
+            raise ConfigError(
+                [
+                    (f"models.{model_id}.segments", f"{s!r} is not an enabled categorical feature")
+                    for s in bad_segments
+                ]
+            )
+        if config.segments and classes is None:
+            raise ConfigError(
+                [(f"models.{model_id}.segments", "segments need a classifier (error rates per value)")]
+            )
         f = config.fields
         return cls(
             model_id=model_id,
@@ -141,4 +154,5 @@ class ModelLayout:
                 scores=f.scores,
                 label=f.label,
             ),
+            segment_columns=tuple(cat_names.index(s) for s in config.segments),
         )

@@ -31,12 +31,13 @@ import orjson
 from numpy.typing import NDArray
 
 from stream_monitor.core.alerts import AlertKind, Severity, WindowInfo
-from stream_monitor.core.parsing import LabelRows, PredictionRows
+from stream_monitor.core.parsing import FeatureRows, LabelRows, PredictionRows
 from stream_monitor.detectors.river_adapter import make_error_detector
 from stream_monitor.errors import SnapshotError
-from stream_monitor.monitoring.joiner import PredictionLabelJoiner
+from stream_monitor.monitoring.joiner import PredictionLabelJoiner, hash_event_ids
 from stream_monitor.monitoring.lifecycle import Observation
 from stream_monitor.monitoring.model_layout import ModelLayout
+from stream_monitor.monitoring.segments import SegmentLookup
 from stream_monitor.stats.performance import PerformanceSketch, Task
 
 SNAPSHOT_VERSION: Final = 1
@@ -58,6 +59,13 @@ class _Bucket:
     lag_checked: bool = False
     error_alarm: bool = False
     unknown_labels: int = 0
+    # per segment feature: labelled pairs and errors per value (reference categories, other, missing)
+    seg_labelled: list[NDArray[np.int64]] = field(default_factory=list)
+    seg_errors: list[NDArray[np.int64]] = field(default_factory=list)
+
+
+# Predicted classes travel through the joiner as floats; a segment code rides above them (exact in float64).
+_SEGMENT_BASE: Final = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,17 @@ class PerformanceMonitor:
         )
         self.buckets: dict[int, _Bucket] = {}
         self.watermark = -math.inf
+        self.segment_names = list(cfg.segments)
+        self._segment_categories = [layout.categories[n] for n in self.segment_names]
+        self.segments = (
+            SegmentLookup(
+                [len(c) + 2 for c in self._segment_categories],  # categories, "other", missing
+                self.cfg.segment_max_pending,
+                self.cfg.segment_join_seconds,
+            )
+            if self.segment_names
+            else None
+        )
 
     # ---- input ---------------------------------------------------------------------------------------------
     def _classes(self, slots: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -119,7 +138,19 @@ class PerformanceMonitor:
         b = self.buckets.get(bucket_id)
         if b is None:
             b = self.buckets[bucket_id] = _Bucket(PerformanceSketch(self.task, self.n_classes))
+            if self.segments is not None:
+                b.seg_labelled = [np.zeros(r, dtype=np.int64) for r in self.segments.radices]
+                b.seg_errors = [np.zeros(r, dtype=np.int64) for r in self.segments.radices]
         return b
+
+    def add_features(self, rows: FeatureRows) -> None:
+        """Remember the segment values of feature events until their predictions arrive."""
+        if self.segments is None or not len(rows):
+            return
+        slots = rows.categorical[:, list(self.layout.segment_columns)].astype(np.int64)
+        missing = np.array([len(c) + 1 for c in self._segment_categories], dtype=np.int64)
+        codes = np.where(slots < 0, missing, slots)
+        self.segments.add(hash_event_ids(rows.event_ids), rows.ts, codes)
 
     def _bucket_ids(self, ts: NDArray[np.float64]) -> NDArray[np.int64]:
         return np.floor(ts / self.cfg.bucket_seconds).astype(np.int64)
@@ -129,7 +160,11 @@ class PerformanceMonitor:
         if not len(rows):
             return np.ones(0, dtype=bool)
         predicted = self._classes(rows.predicted)
-        batch = self.joiner.add_predictions(rows.event_ids, rows.ts, predicted, rows.score)
+        carried = predicted
+        if self.segments is not None:
+            combined = self.segments.take(hash_event_ids(rows.event_ids))
+            carried = np.where(predicted >= 0, predicted + _SEGMENT_BASE * (combined + 1), predicted)
+        batch = self.joiner.add_predictions(rows.event_ids, rows.ts, carried, rows.score)
         keep = batch.accepted & (predicted >= 0)
         ids = self._bucket_ids(rows.ts[keep])
         for b in np.unique(ids):
@@ -155,6 +190,11 @@ class PerformanceMonitor:
             return
         order = np.argsort(pred_ts, kind="stable")
         pred_ts, predicted, score, label = pred_ts[order], predicted[order], score[order], label[order]
+        segment = None
+        if self.segments is not None:
+            packed = np.where(predicted >= 0, predicted, 0).astype(np.int64)
+            segment = packed // _SEGMENT_BASE - 1
+            predicted = np.where(predicted >= 0, packed % _SEGMENT_BASE, predicted).astype(np.float64)
         known = (label >= 0) & (predicted >= 0)
         ids = self._bucket_ids(pred_ts)
         for b in np.unique(ids):
@@ -164,6 +204,15 @@ class PerformanceMonitor:
             bucket.unknown_labels += int((sel & ~known).sum())
             if ok.any():
                 bucket.sketch.fold(predicted[ok], score[ok], label[ok])
+                if segment is not None and self.segments is not None:
+                    seg_ok = ok & (segment >= 0)
+                    wrong = (predicted[seg_ok] != label[seg_ok]).astype(np.int64)
+                    for i, radix in enumerate(self.segments.radices):
+                        values = self.segments.unpack(segment[seg_ok], i)
+                        bucket.seg_labelled[i] += np.bincount(values, minlength=radix)
+                        bucket.seg_errors[i] += np.bincount(values, weights=wrong, minlength=radix).astype(
+                            np.int64
+                        )
         if self._error_detector is not None:
             errors = (predicted[known] != label[known]).astype(np.float64)
             for hit in self._error_detector.update_many(errors):
@@ -196,6 +245,7 @@ class PerformanceMonitor:
             ):
                 b.judged = True
                 obs.extend(self._judge(b, coverage))
+                obs.extend(self._segments_test(b))
             if sla_passed and not b.lag_checked:
                 b.lag_checked = True
                 obs.append(self._label_health(b, coverage))
@@ -354,6 +404,75 @@ class PerformanceMonitor:
             )
         return obs
 
+    def _segments_test(self, b: _Bucket) -> list[Observation]:
+        """A segment whose error rate exceeds the rest's by more than it did in the reference (by the spread
+        margins), with a two-proportion z-test Bonferroni-split over the segment's values."""
+        if self.segments is None:
+            return []
+        out: list[Observation] = []
+        ref_all = self.layout.profile.labels.segments if self.layout.profile.labels else {}
+        min_n = self.cfg.segment_min_labelled
+        warn, crit = self.cfg.segment_spread_warning, self.cfg.segment_spread_critical
+        for i, name in enumerate(self.segment_names):
+            labelled, errors = b.seg_labelled[i], b.seg_errors[i]
+            total_n, total_e = int(labelled.sum()), int(errors.sum())
+            cats = self._segment_categories[i]
+            ref = ref_all.get(name, {})
+            ref_n = np.asarray(ref.get("labelled", []), dtype=np.float64)
+            ref_e = np.asarray(ref.get("errors", []), dtype=np.float64)
+            values = [
+                v for v in range(len(cats) + 1) if labelled[v] >= min_n and total_n - labelled[v] >= min_n
+            ]
+            for v in values:
+                n_v, e_v = int(labelled[v]), int(errors[v])
+                n_r, e_r = total_n - n_v, total_e - e_v
+                rate_v, rate_r = e_v / n_v, e_r / n_r
+                spread = rate_v - rate_r
+                base = 0.0
+                var = rate_v * (1 - rate_v) / n_v + rate_r * (1 - rate_r) / n_r
+                if v < len(ref_n) and ref_n[v] >= 50 and ref_n.sum() - ref_n[v] >= 50:
+                    rv, rr = ref_e[v] / ref_n[v], (ref_e.sum() - ref_e[v]) / (ref_n.sum() - ref_n[v])
+                    base = rv - rr
+                    var += rv * (1 - rv) / ref_n[v] + rr * (1 - rr) / (ref_n.sum() - ref_n[v])
+                excess = spread - base
+                z = excess / math.sqrt(max(var, 1e-12))
+                k = max(len(values), 1)
+                level = None
+                if excess >= crit and z > _z(self.alpha_critical / k):
+                    level = Severity.CRITICAL
+                elif excess >= warn and z > _z(self.alpha_warning / k):
+                    level = Severity.WARNING
+                value = cats[v] if v < len(cats) else "(other)"
+                signal = f"segment:{name}={value}"
+                details = {
+                    "segment": {"feature": name, "value": value},
+                    "error_rate": rate_v,
+                    "others_error_rate": rate_r,
+                    "spread": spread,
+                    "reference_spread": base,
+                    "labelled": n_v,
+                    "z": z,
+                }
+                message = (
+                    f"{name}={value}: error rate {rate_v:.1%} vs {rate_r:.1%} for the other segments "
+                    f"(reference gap {base:+.1%}; {n_v} labelled)"
+                )
+                out.append(
+                    Observation(
+                        AlertKind.CONCEPT_DRIFT,
+                        signal,
+                        level,
+                        "segment_spread",
+                        excess,
+                        crit if level is Severity.CRITICAL else warn,
+                        warn,
+                        None,
+                        details,
+                        message,
+                    )
+                )
+        return out
+
     def _label_health(self, b: _Bucket, coverage: float) -> Observation:
         stats = self.joiner.stats()
         sla = self.labels_cfg.freshness_sla_seconds
@@ -398,6 +517,7 @@ class PerformanceMonitor:
             "joiner": orjson.loads(self.joiner.snapshot()),
             "watermark": None if not math.isfinite(self.watermark) else self.watermark,
             "detector": self._error_detector.snapshot() if self._error_detector is not None else None,
+            "segments": self.segments.snapshot() if self.segments is not None else None,
             "buckets": {
                 str(k): {
                     "sketch": b.sketch.to_dict(),
@@ -406,6 +526,8 @@ class PerformanceMonitor:
                     "lag": b.lag_checked,
                     "alarm": b.error_alarm,
                     "unknown": b.unknown_labels,
+                    "seg_labelled": [a.tolist() for a in b.seg_labelled],
+                    "seg_errors": [a.tolist() for a in b.seg_errors],
                 }
                 for k, b in self.buckets.items()
             },
@@ -418,6 +540,8 @@ class PerformanceMonitor:
         self.watermark = -math.inf if state["watermark"] is None else float(state["watermark"])
         if self._error_detector is not None and state["detector"] is not None:
             self._error_detector.restore(state["detector"])
+        if self.segments is not None and state.get("segments") is not None:
+            self.segments.restore(state["segments"])
         self.buckets = {
             int(k): _Bucket(
                 PerformanceSketch.from_dict(v["sketch"]),
@@ -426,6 +550,8 @@ class PerformanceMonitor:
                 v["lag"],
                 v["alarm"],
                 v["unknown"],
+                [np.asarray(a, dtype=np.int64) for a in v.get("seg_labelled", [])],
+                [np.asarray(a, dtype=np.int64) for a in v.get("seg_errors", [])],
             )
             for k, v in state["buckets"].items()
         }

@@ -213,6 +213,8 @@ class LabelProfile:
     label: SignalProfile
     joined: int
     performance: dict[str, float]
+    # per categorical feature: {"labelled": [...], "errors": [...]} per reference category (sampled rows)
+    segments: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -220,6 +222,7 @@ class LabelProfile:
             "label": self.label.to_dict(),
             "joined": self.joined,
             "performance": self.performance,
+            "segments": self.segments,
         }
 
     @classmethod
@@ -229,6 +232,7 @@ class LabelProfile:
             label=signal_from_dict(raw["label"]),
             joined=int(raw.get("joined", 0)),
             performance={k: float(v) for k, v in raw.get("performance", {}).items()},
+            segments=dict(raw.get("segments", {})),
         )
 
 

@@ -227,7 +227,7 @@ class ReferenceBuilder:
             for name, tally in acc.tallies.items():
                 if name not in feats:
                     tally.nulls += 1
-            acc.reservoir.add(feats)
+            acc.reservoir.add((str(event.get("event_id")), feats))
 
     def add_predictions(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
@@ -276,7 +276,9 @@ class ReferenceBuilder:
             if kind == "empty":
                 continue
             if kind == "numeric":
-                values = np.array([_as_float(row.get(name)) for row in acc.reservoir.rows], dtype=np.float64)
+                values = np.array(
+                    [_as_float(row.get(name)) for _, row in acc.reservoir.rows], dtype=np.float64
+                )
                 invalid = tally.bools + tally.strings + tally.other
                 features[name] = numeric_profile(values, tally.nulls, invalid, self.bins)
             else:
@@ -292,7 +294,7 @@ class ReferenceBuilder:
             self._correlations(acc, numeric_names[:MAX_CORRELATED]) if len(numeric_names) >= 2 else None
         )
         predictions = self._predictions(acc)
-        labels = self._labels(acc, predictions)
+        labels = self._labels(acc, predictions, features)
         start = acc.ts_min if math.isfinite(acc.ts_min) else 0.0
         end = acc.ts_max if math.isfinite(acc.ts_max) else 0.0
         return ModelProfile(
@@ -308,7 +310,7 @@ class ReferenceBuilder:
 
     def _correlations(self, acc: _ModelAccumulator, names: list[str]) -> MultivariateProfile | None:
         rows = acc.reservoir.rows
-        x = np.array([[_as_float(r.get(n)) for n in names] for r in rows], dtype=np.float64)
+        x = np.array([[_as_float(r.get(n)) for n in names] for _, r in rows], dtype=np.float64)
         if len(x) < 50:
             return None
         mean = np.nanmean(x, axis=0)
@@ -332,7 +334,12 @@ class ReferenceBuilder:
         score = numeric_profile(scores, len(values) - len(scores), 0, self.bins) if len(scores) else None
         return PredictionProfile(task=task, events=acc.prediction_count, prediction=prediction, score=score)
 
-    def _labels(self, acc: _ModelAccumulator, predictions: PredictionProfile | None) -> LabelProfile | None:
+    def _labels(
+        self,
+        acc: _ModelAccumulator,
+        predictions: PredictionProfile | None,
+        features: dict[str, SignalProfile],
+    ) -> LabelProfile | None:
         if not acc.labels:
             return None
         values = list(acc.labels.values())
@@ -353,7 +360,33 @@ class ReferenceBuilder:
                 err = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
                 performance["mae"] = float(np.mean(np.abs(err)))
                 performance["rmse"] = float(np.sqrt(np.mean(err**2)))
-        return LabelProfile(events=acc.label_count, label=label, joined=len(pairs), performance=performance)
+        segments = self._segment_errors(acc, features) if task == "classification" else {}
+        return LabelProfile(
+            events=acc.label_count, label=label, joined=len(pairs), performance=performance, segments=segments
+        )
+
+    @staticmethod
+    def _segment_errors(acc: _ModelAccumulator, features: dict[str, SignalProfile]) -> dict[str, Any]:
+        """Labelled count and errors per category of every categorical feature, over the sampled rows whose
+        prediction and label are known: the baseline a live segment's error rate is compared with."""
+        cats = {n: p for n, p in features.items() if isinstance(p, CategoricalProfile)}
+        out: dict[str, Any] = {}
+        joined = [
+            (row, acc.predictions[eid][0] != acc.labels[eid])
+            for eid, row in acc.reservoir.rows
+            if eid in acc.labels and eid in acc.predictions
+        ]
+        for name, prof in cats.items():
+            index = {c: i for i, c in enumerate(prof.categories)}
+            labelled = np.zeros(len(prof.categories), dtype=np.int64)
+            errors = np.zeros(len(prof.categories), dtype=np.int64)
+            for row, wrong in joined:
+                i = index.get(row.get(name))
+                if i is not None:
+                    labelled[i] += 1
+                    errors[i] += wrong
+            out[name] = {"labelled": labelled.tolist(), "errors": errors.tolist()}
+        return out
 
 
 def infer_task(values: list[Any]) -> Literal["classification", "regression"]:

@@ -296,3 +296,44 @@ def test_the_same_switch_is_found_by_replay_from_files(tmp_path: Any) -> None:
     assert any(a.kind.value == "concept_drift" and a.signal == "performance" for a in alerts)
     requests = (tmp_path / "retrain.jsonl").read_bytes().splitlines()
     assert requests and b'"schema":"stream-monitor.retraining-request/v1"' in requests[0]
+
+
+def _segment_streams(flip_share: float, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """A calibrated model whose labels, for events with cat_00 == "b" only, are flipped with ``flip_share``."""
+    spec = StreamSpec(
+        n_numeric=3,
+        n_categorical=2,
+        seed=seed,
+        events_per_second=RATE,
+        start_ts=START,
+        label_delay_mean_s=120.0,
+        label_drop_rate=0.05,
+    )
+    live = generate(spec, 80_000)
+    segment_of = {e["event_id"]: e["features"]["cat_00"] for e in live.features}
+    rng = np.random.default_rng(seed)
+    labels = []
+    for e in live.labels:
+        if segment_of[e["event_id"]] == "b" and rng.random() < flip_share:
+            e = {**e, "label": 1 - e["label"]}
+        labels.append(e)
+    return {"features": live.features, "predictions": live.predictions, "labels": labels}
+
+
+def test_a_segment_that_goes_wrong_is_named_and_a_healthy_split_is_quiet() -> None:
+    ref = generate(
+        StreamSpec(n_numeric=3, n_categorical=2, seed=12, events_per_second=RATE, label_delay_mean_s=60),
+        30_000,
+    )
+    profile = _profile(
+        {"features": ref.features, "predictions": ref.predictions, "labels": ref.labels}, "churn-v3"
+    )
+    assert profile.labels is not None and "cat_00" in profile.labels.segments
+    cfg = {"segments": ["cat_00"]}
+    quiet = _run(profile, "churn-v3", _segment_streams(0.0, seed=13), cfg)
+    assert not [a for a in quiet if a.signal.startswith("segment:")], [a.message for a in quiet]
+    alerts = _run(profile, "churn-v3", _segment_streams(0.3, seed=13), cfg)
+    segment = [a for a in alerts if a.signal.startswith("segment:") and a.status.value == "firing"]
+    assert segment, [(a.kind.value, a.signal) for a in alerts]
+    assert {a.signal for a in segment} == {"segment:cat_00=b"}
+    assert segment[0].details["error_rate"] > segment[0].details["others_error_rate"] + 0.03
