@@ -145,3 +145,17 @@ def test_injected_drift_is_caught_on_the_right_signal_within_two_windows(
         f"{name}: detected after {delay:.0f}s, windows are {window:.0f}s"
     )
     assert math.isfinite(hits[0].statistic) and hits[0].message
+
+
+def test_a_slow_ramp_is_caught_by_the_cusum_before_any_threshold_crossing(profile: ModelProfile) -> None:
+    """A mean ramp of 0.4 sd over an hour: the CUSUM flags it while the shift is still far below what the
+    PSI warning level (0.1, about a 0.3 sd shift) would need."""
+    ramp = Drift("mean_shift", "num_01", start_ts=START + 600, magnitude=0.4, ramp_seconds=3600)
+    alerts, _ = _run(profile, {}, 21, 250_000, [ramp])
+    hits = [a for a in alerts if a.signal == "num_01" and a.status.value == "firing"]
+    assert hits, [(a.kind.value, a.signal) for a in alerts]
+    first = hits[0]
+    assert first.detector == "cusum"
+    assert first.event_ts > ramp.start_ts
+    assert 0 < first.details["mean_shift_sd"] < 0.2
+    assert not [a for a in alerts if a.signal != "num_01" and a.status.value == "firing"]
