@@ -180,6 +180,7 @@ class Worker:
         )
         self.stats.set_agent("stage1", True)
         self.stats.set_agent("stage2", True)
+        self.stats.set_restoring(False)  # until an assignment brings state to restore (none may ever come)
         batch_max = self.config.service.batch_max_events
         try:
             while not stop.is_set():
