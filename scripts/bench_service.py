@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -332,9 +333,9 @@ def main() -> int:
             out.update(json.loads(fl.stdout.strip().splitlines()[-1]))
             if not args.no_faust:
                 fa = subprocess.run([*me, "--role", "faust"], capture_output=True, text=True, timeout=1800, cwd=tmp)
-                lines = [x for x in fa.stdout.splitlines() if x.startswith("{")]
+                found = re.findall(r'\{"faust_events_per_s".*?\}', fa.stdout)  # Faust adds terminal escapes
                 tail = (fa.stdout + fa.stderr).strip()[-300:]
-                out.update(json.loads(lines[-1]) if lines else {"faust_error": tail})
+                out.update(json.loads(found[-1]) if found else {"faust_error": tail})
             proc = subprocess.Popen([*me, "--role", "worker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                     text=True)
             assert proc.stdout is not None
