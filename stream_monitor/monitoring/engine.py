@@ -24,13 +24,16 @@ from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.detection import ModelMonitor
 from stream_monitor.monitoring.folding import ModelFolder
 from stream_monitor.monitoring.model_layout import ModelLayout
-from stream_monitor.monitoring.performance_monitor import PerformanceMonitor
+from stream_monitor.monitoring.performance_monitor import PerformanceMonitor, has_performance
 from stream_monitor.monitoring.windows import SliceFolder, WindowAssembler
 from stream_monitor.settings import MonitorConfig
 from stream_monitor.stats.profiles import ModelProfile
 
 SLICES_PER_WINDOW_AT_REFERENCE_RATE: Final = 10
-MIN_SLICE_SECONDS: Final = 0.05
+# A slice is the unit a partition worker ships to stage 2, so slices shorter than this would flood the
+# internal topic on a busy stream; the price is that a count-closed window may overshoot max_events by up to
+# a quarter second of traffic.
+MIN_SLICE_SECONDS: Final = 0.25
 
 
 def slice_seconds_for(
@@ -73,7 +76,7 @@ class ModelPipeline:
         self.monitor = ModelMonitor(layout, clock)
         self.performance = (
             PerformanceMonitor(layout, self.monitor.alpha_warning, self.monitor.alpha_critical)
-            if layout.config.performance.enabled and layout.profile.predictions is not None
+            if has_performance(layout)
             else None
         )
         self.accepted: Counter[str] = Counter()

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
-import orjson
 from numpy.typing import NDArray
 
 from stream_monitor.core.events import Rejection, Stream, decode_batch
@@ -252,19 +251,13 @@ class PartitionFolder:
 
 
 def _folder_state(folder: SliceFolder) -> dict[str, Any]:
-    """:meth:`SliceFolder.snapshot` with the open sketches embedded as JSON rather than hex of JSON: half the
-    bytes to compress, which is most of a snapshot's cost for a wide model with many open slices."""
-    return {
-        "open": {str(k): orjson.Fragment(v.to_bytes()) for k, v in folder.open.items()},
-        "max_ts": _finite(folder.max_ts),
-        "next_slice": folder.next_slice,
-        "late": folder.late_events,
-    }
+    """:meth:`SliceFolder.snapshot` (open sketches as hex of their binary form; the snapshot is compressed)."""
+    return folder.snapshot()
 
 
 def _folder_restorable(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The form :meth:`SliceFolder.restore` reads, from :func:`_folder_state`'s."""
-    return {**state, "open": {k: orjson.dumps(v).hex() for k, v in state["open"].items()}}
+    """The form :meth:`SliceFolder.restore` reads (the same as :func:`_folder_state` writes)."""
+    return dict(state)
 
 
 def _finite(x: float) -> float | None:

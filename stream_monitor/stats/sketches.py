@@ -22,6 +22,7 @@ sketch of the whole window, in any order (property-tested in ``tests/unit/test_s
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -38,7 +39,9 @@ STREAMS: Final = ("features", "predictions", "labels")
 N_NUMERIC_CODES: Final = 5  # ok, null, absent, wrong_type, infinite (see core.parsing)
 N_CAT_CODES: Final = 4  # ok, null, absent, wrong_type
 MAX_TRACKED_VALUES: Final = 16  # unseen categories / unknown fields remembered per window, for alert details
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2  # 2: binary arrays after a JSON header
+_MAGIC: Final = b"SMK2"
+_HEADER_LEN: Final = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -246,55 +249,73 @@ class WindowSketch:
         return self.cat_hist[i, : self.layout.categorical[i].profile.n_bins]
 
     # ---- snapshots -----------------------------------------------------------------------------------------
+    # Versioned plain data, never pickle: a magic, a small JSON header (version, layout fingerprint, the
+    # bounded tallies and scalars), then every fixed-shape array as little-endian bytes in a fixed order. The
+    # shapes come from the layout, so decoding is a handful of np.frombuffer calls (about 20x faster than
+    # JSON arrays, which matters when partition workers ship a slice sketch several times a second).
+    _ARRAYS: Final = (
+        "num_hist",
+        "num_codes",
+        "num_out",
+        "cat_hist",
+        "cat_codes",
+        "events",
+        "num_sum",
+        "num_sumsq",
+        "num_min",
+        "num_max",
+        "mv_sums",
+    )
+
     def to_bytes(self) -> bytes:
-        """Versioned plain data (JSON), never pickle."""
-        return orjson.dumps(
+        header = orjson.dumps(
             {
                 "v": SNAPSHOT_VERSION,
                 "layout": self.layout.fingerprint,
-                "num_hist": self.num_hist,
-                "num_codes": self.num_codes,
-                "num_sum": self.num_sum,
-                "num_sumsq": self.num_sumsq,
-                "num_min": _finite_or_none(self.num_min),
-                "num_max": _finite_or_none(self.num_max),
-                "num_out": self.num_out,
-                "mv_sums": self.mv_sums,
-                "cat_hist": self.cat_hist,
-                "cat_codes": self.cat_codes,
                 "new_values": self.new_values,
                 "unknown_fields": self.unknown_fields,
-                "events": self.events,
                 "late": self.late,
                 "ts": [_finite(self.ts_min), _finite(self.ts_max)],
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
+            }
         )
+        body = b"".join(
+            np.ascontiguousarray(getattr(self, name))
+            .astype("<f8" if getattr(self, name).dtype.kind == "f" else "<i8", copy=False)
+            .tobytes()
+            for name in self._ARRAYS
+        )
+        return _MAGIC + _HEADER_LEN.pack(len(header)) + header + body
 
     @classmethod
     def from_bytes(cls, data: bytes, layout: SketchLayout) -> WindowSketch:
+        if data[:4] != _MAGIC:
+            raise SnapshotError("not a window sketch snapshot (bad magic)")
+        (size,) = _HEADER_LEN.unpack_from(data, 4)
+        start = 4 + _HEADER_LEN.size
         try:
-            raw = orjson.loads(data)
+            raw = orjson.loads(data[start : start + size])
         except orjson.JSONDecodeError as exc:
-            raise SnapshotError(f"window sketch snapshot is not JSON: {exc}") from exc
+            raise SnapshotError(f"window sketch snapshot header is not JSON: {exc}") from exc
         if raw.get("v") != SNAPSHOT_VERSION:
             raise SnapshotError(f"unsupported window sketch snapshot version {raw.get('v')!r}")
         if raw.get("layout") != layout.fingerprint:
             raise SnapshotError("window sketch snapshot was taken with a different reference profile")
         sketch = cls(layout)
-        sketch.num_hist[...] = np.asarray(raw["num_hist"], dtype=np.int64).reshape(sketch.num_hist.shape)
-        sketch.num_codes[...] = np.asarray(raw["num_codes"], dtype=np.int64).reshape(sketch.num_codes.shape)
-        sketch.num_sum[...] = raw["num_sum"]
-        sketch.num_sumsq[...] = raw["num_sumsq"]
-        sketch.num_min[...] = [np.inf if v is None else v for v in raw["num_min"]]
-        sketch.num_max[...] = [-np.inf if v is None else v for v in raw["num_max"]]
-        sketch.num_out[...] = np.asarray(raw["num_out"], dtype=np.int64).reshape(sketch.num_out.shape)
-        sketch.mv_sums[...] = np.asarray(raw["mv_sums"], dtype=np.float64).reshape(sketch.mv_sums.shape)
-        sketch.cat_hist[...] = np.asarray(raw["cat_hist"], dtype=np.int64).reshape(sketch.cat_hist.shape)
-        sketch.cat_codes[...] = np.asarray(raw["cat_codes"], dtype=np.int64).reshape(sketch.cat_codes.shape)
+        offset = start + size
+        for name in cls._ARRAYS:
+            target = getattr(sketch, name)
+            end = offset + target.size * 8
+            if end > len(data):
+                raise SnapshotError("window sketch snapshot is truncated")
+            dtype = "<f8" if target.dtype.kind == "f" else "<i8"
+            target[...] = np.frombuffer(data, dtype=dtype, count=target.size, offset=offset).reshape(
+                target.shape
+            )
+            offset = end
+        if offset != len(data):
+            raise SnapshotError("window sketch snapshot has trailing bytes (another layout?)")
         sketch.new_values = [dict(d) for d in raw["new_values"]]
         sketch.unknown_fields = dict(raw["unknown_fields"])
-        sketch.events[...] = raw["events"]
         sketch.late = int(raw["late"])
         ts_min, ts_max = raw["ts"]
         sketch.ts_min = np.inf if ts_min is None else float(ts_min)
@@ -311,10 +332,6 @@ class WindowSketch:
 
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
-
-
-def _finite_or_none(a: NDArray[np.float64]) -> list[float | None]:
-    return [float(v) if np.isfinite(v) else None for v in a]
 
 
 _ONE_SEGMENT: Final = np.zeros(1, dtype=np.intp)
