@@ -54,6 +54,10 @@ class ModelFolder:
         self, folder: SliceFolder, events: Sequence[dict[str, Any]]
     ) -> tuple[FeatureRows, list[Rejection]]:
         rows, rejected = self.features.parse(events)
+        return self.fold_feature_rows(folder, rows), rejected
+
+    def fold_feature_rows(self, folder: SliceFolder, rows: FeatureRows) -> FeatureRows:
+        """Fold parsed feature rows into their slices; returns them reordered by slice."""
         if len(rows):
             ids, _ = folder.assign(rows.ts)
             order, starts, slice_ids = folder.segments(ids)
@@ -61,7 +65,7 @@ class ModelFolder:
                 rows = rows.permute(order)
             sketches = [folder.sketch(s, self.new_sketch) for s in slice_ids]
             self.fold_features(sketches, starts, rows)
-        return rows, rejected
+        return rows
 
     def fold_features(
         self, sketches: Sequence[WindowSketch], starts: NDArray[np.intp], rows: FeatureRows

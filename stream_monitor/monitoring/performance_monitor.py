@@ -22,6 +22,7 @@ in prediction-time order within each label batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Final
@@ -72,6 +73,11 @@ _SEGMENT_BASE: Final = 1 << 20
 class PerformanceObservation:
     window: WindowInfo
     observations: list[Observation] = field(default_factory=list)
+
+
+def has_performance(layout: ModelLayout) -> bool:
+    """Whether a model is monitored for concept drift: enabled, and its reference knows its predictions."""
+    return layout.config.performance.enabled and layout.profile.predictions is not None
 
 
 def _z(alpha: float) -> float:
@@ -147,10 +153,18 @@ class PerformanceMonitor:
         """Remember the segment values of feature events until their predictions arrive."""
         if self.segments is None or not len(rows):
             return
-        slots = rows.categorical[:, list(self.layout.segment_columns)].astype(np.int64)
+        self.add_segments(rows.event_ids, rows.ts, rows.categorical[:, list(self.layout.segment_columns)])
+
+    def add_segments(
+        self, event_ids: Sequence[str], ts: NDArray[np.float64], slots: NDArray[np.integer[Any]]
+    ) -> None:
+        """:meth:`add_features` from the segment columns alone (slots, or negative codes for missing): what
+        the Kafka service forwards from stage 1."""
+        if self.segments is None or not len(ts):
+            return
         missing = np.array([len(c) + 1 for c in self._segment_categories], dtype=np.int64)
-        codes = np.where(slots < 0, missing, slots)
-        self.segments.add(hash_event_ids(rows.event_ids), rows.ts, codes)
+        codes = np.where(slots < 0, missing, slots.astype(np.int64))
+        self.segments.add(hash_event_ids(event_ids), ts, codes)
 
     def _bucket_ids(self, ts: NDArray[np.float64]) -> NDArray[np.int64]:
         return np.floor(ts / self.cfg.bucket_seconds).astype(np.int64)
