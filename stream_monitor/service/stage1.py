@@ -11,6 +11,17 @@ of one) below it is skipped, so a replay after a crash or a rebalance folds noth
 open slices, the watermark state and ``next_offset``: restoring it and seeking to ``next_offset`` resumes
 exactly.
 
+Rows for concept drift: for a model monitored for concept drift (``ModelSlicing.forward``), stage 1 also
+forwards, with every batch, the parsed rows stage 2's :class:`PerformanceMonitor` needs, as a
+:class:`~stream_monitor.service.messages.RowBatch` on a partial of its own (chunked under
+:data:`MAX_ROWS_BYTES`), sent *before* the partial that moves the source's boundary past their slices:
+predictions (event id, time, predicted slot, score), labels (event id, time, label slot) and, when the model
+has segments, features (event id, time, segment slots). Each row carries its source offset and the slice this
+folder assigned it to (the late rule of :meth:`SliceFolder.assign`), so stage 2 skips replayed rows exactly
+and applies them in slice order. Such a model's predictions are *not* folded into slices here: stage 2 folds
+them after the join has dropped duplicates, as replay does. Label partitions report boundaries and idleness
+for such models as feature and prediction partitions do (from label event time).
+
 Idle sources: stage 2 completes a slice once every source has passed it, so a source that never sees a
 model's events would hold that model's windows open forever. A source tells stage 2 it is *idle* for a model
 once no event of the model has arrived for ``idle_seconds`` of wall-clock time and it holds no open slice of
@@ -22,6 +33,7 @@ with older event times than the other partitions reached meanwhile, has those ev
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -34,11 +46,12 @@ from stream_monitor.core.parsing import route_by_model
 from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.folding import ModelFolder
 from stream_monitor.monitoring.windows import SliceFolder
-from stream_monitor.service.messages import NO_BOUNDARY, Partial
+from stream_monitor.service.messages import NO_BOUNDARY, Partial, RowBatch
 
 SNAPSHOT_VERSION: Final = 2
 # A partial message stays well under the partials topic's record limit however many slices close at once.
 MAX_PARTIAL_BYTES: Final = 4 * 1024 * 1024
+MAX_ROWS_BYTES: Final = 512 * 1024  # forwarded rows per message: well under the broker's 1 MB default
 SLICED_STREAMS: Final = (Stream.FEATURES, Stream.PREDICTIONS)
 UNROUTED: Final = "unrouted"  # the model label of messages rejected before their model was known
 
@@ -50,6 +63,7 @@ class ModelSlicing:
     folder: ModelFolder
     slice_seconds: float
     allowed_lateness: float
+    forward: bool = False  # monitored for concept drift: forward rows to stage 2's PerformanceMonitor
 
 
 @dataclass
@@ -84,7 +98,10 @@ class PartitionFolder:
         self.models = dict(models)
         self.model_id_field = model_id_field
         self.max_message_bytes = max_message_bytes
-        self.sliced = stream in SLICED_STREAMS
+        # the models this source reports boundaries (and rows) for: every model on the feature and prediction
+        # topics, the concept-drift models on the label topic
+        self.reporting = [m for m, ms in self.models.items() if stream in SLICED_STREAMS or ms.forward]
+        self.sliced = bool(self.reporting)
         self.slices = {m: SliceFolder(s.slice_seconds, s.allowed_lateness) for m, s in self.models.items()}
         self.sent = dict.fromkeys(self.models, NO_BOUNDARY)  # boundary last told to stage 2
         self.idle = dict.fromkeys(self.models, False)  # idleness last told to stage 2
@@ -110,9 +127,15 @@ class PartitionFolder:
         result.rejections.extend(Rejection(kept[r.index] + skip, r.reason, r.detail) for r in unrouted)
         if rejected or unrouted:
             result.rejected_by_model[UNROUTED] = len(rejected) + len(unrouted)
+        forwarded: dict[str, RowBatch] = {}
         for model_id, members in groups.items():
             batch = events if len(members) == len(events) else [events[i] for i in members]
-            ts, refused = self._ingest(model_id, batch)
+            where = np.asarray(offsets, dtype=np.int64)[
+                np.asarray([kept[i] + skip for i in members], np.intp)
+            ]
+            ts, refused, rows = self._ingest(model_id, batch, where)
+            if rows is not None and len(rows):
+                forwarded[model_id] = rows
             result.rejections.extend(
                 Rejection(kept[members[r.index]] + skip, r.reason, r.detail) for r in refused
             )
@@ -126,27 +149,71 @@ class PartitionFolder:
         self.next_offset = offsets[-1] + 1
         self.changed = True
         if self.sliced:
-            result.partials = self._drain((first, self.next_offset))
+            result.partials = self._drain((first, self.next_offset), forwarded)
         return result
 
     def _ingest(
-        self, model_id: str, events: Sequence[dict[str, Any]]
-    ) -> tuple[NDArray[np.float64], list[Rejection]]:
-        folder = self.models[model_id].folder
+        self, model_id: str, events: Sequence[dict[str, Any]], offsets: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float64], list[Rejection], RowBatch | None]:
+        """Parse and fold one model's events; ``offsets`` are their source offsets. Returns the accepted
+        events' times, the refused, and the rows to forward to stage 2 (concept-drift models only)."""
+        ms = self.models[model_id]
+        folder, slices = ms.folder, self.slices[model_id]
         if self.stream is Stream.FEATURES:
-            rows, refused = folder.ingest_features(self.slices[model_id], events)
-            return rows.ts, refused
+            rows, refused = folder.features.parse(events)
+            out = None
+            columns = list(folder.layout.segment_columns)
+            if ms.forward and columns and len(rows):
+                out = RowBatch(
+                    rows.event_ids,
+                    {
+                        "offset": _accepted(offsets, refused),
+                        "slice": np.maximum(slices.slice_ids(rows.ts), slices.next_slice),
+                        "ts": rows.ts,
+                        "segments": rows.categorical[:, columns].astype(np.int32),
+                    },
+                )
+            folder.fold_feature_rows(slices, rows)
+            return rows.ts, refused, out
         if self.stream is Stream.PREDICTIONS:
-            prows, refused = folder.ingest_predictions(self.slices[model_id], events)
-            return prows.ts, refused
-        lrows, refused = folder.parse_labels(
-            events
-        )  # labels are joined elsewhere; here: validated and counted
-        return lrows.ts, refused
+            if not ms.forward:
+                prows, refused = folder.ingest_predictions(slices, events)
+                return prows.ts, refused, None
+            prows, refused = folder.predictions.parse(events)  # folded by stage 2, after the join's dedupe
+            ids, _ = slices.assign(prows.ts)
+            cols = {"predicted": prows.predicted, "score": prows.score}
+            return prows.ts, refused, _rows(prows.event_ids, offsets, refused, ids, prows.ts, cols)
+        lrows, refused = folder.parse_labels(events)
+        if not ms.forward:
+            return lrows.ts, refused, None
+        ids, _ = slices.assign(lrows.ts)
+        return (
+            lrows.ts,
+            refused,
+            _rows(lrows.event_ids, offsets, refused, ids, lrows.ts, {"label": lrows.label}),
+        )
 
-    def _drain(self, offsets: tuple[int, int]) -> list[Partial]:
+    def _drain(self, offsets: tuple[int, int], forwarded: Mapping[str, RowBatch]) -> list[Partial]:
         out: list[Partial] = []
-        for model_id, folder in self.slices.items():
+        for model_id in self.reporting:
+            folder = self.slices[model_id]
+            rows = forwarded.get(model_id)
+            if rows is not None:
+                # rows first: stage 2 must hold them before the boundary passes their slices
+                self.idle[model_id] = False
+                for chunk in _row_chunks(rows):
+                    out.append(
+                        Partial(
+                            model_id,
+                            self.source,
+                            self.stream.value,
+                            self.sent[model_id],
+                            False,
+                            offsets,
+                            _finite(folder.watermark),
+                            rows=chunk,
+                        )
+                    )
             closed = folder.drain()
             boundary = folder.next_slice
             was_idle = self.idle[model_id]
@@ -178,7 +245,8 @@ class PartitionFolder:
         if not self.sliced:
             return []
         out = []
-        for model_id, folder in self.slices.items():
+        for model_id in self.reporting:
+            folder = self.slices[model_id]
             if self.idle[model_id] or folder.open or now - self.last_event_at[model_id] < idle_seconds:
                 continue
             self.idle[model_id] = True
@@ -258,6 +326,39 @@ def _folder_state(folder: SliceFolder) -> dict[str, Any]:
 def _folder_restorable(state: Mapping[str, Any]) -> dict[str, Any]:
     """The form :meth:`SliceFolder.restore` reads (the same as :func:`_folder_state` writes)."""
     return dict(state)
+
+
+def _accepted(offsets: NDArray[np.int64], refused: Sequence[Rejection]) -> NDArray[np.int64]:
+    """The offsets of the events a parser kept (it keeps their order and drops the refused)."""
+    if not refused:
+        return offsets
+    keep = np.ones(len(offsets), dtype=bool)
+    keep[[r.index for r in refused]] = False
+    return offsets[keep]
+
+
+def _rows(
+    event_ids: list[str],
+    offsets: NDArray[np.int64],
+    refused: Sequence[Rejection],
+    slice_ids: NDArray[np.int64],
+    ts: NDArray[np.float64],
+    columns: Mapping[str, NDArray[Any]],
+) -> RowBatch:
+    return RowBatch(
+        event_ids, {"offset": _accepted(offsets, refused), "slice": slice_ids, "ts": ts, **columns}
+    )
+
+
+def _row_chunks(rows: RowBatch) -> list[RowBatch]:
+    """Split forwarded rows into messages of at most about :data:`MAX_ROWS_BYTES`."""
+    if rows.nbytes() <= MAX_ROWS_BYTES:
+        return [rows]
+    fixed = sum(v.itemsize * (v.size // max(len(v), 1)) for v in rows.columns.values())
+    size = np.cumsum(np.fromiter((len(e) + 3 + fixed for e in rows.event_ids), np.int64, len(rows)))
+    cut = np.searchsorted(size, np.arange(MAX_ROWS_BYTES, int(size[-1]), MAX_ROWS_BYTES), side="right")
+    bounds = [0, *np.unique(cut[(cut > 0) & (cut < len(rows))]).tolist(), len(rows)]
+    return [rows.take(np.arange(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
 
 
 def _finite(x: float) -> float | None:

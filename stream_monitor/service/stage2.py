@@ -17,6 +17,20 @@ Exactness:
 * A slice below the completed boundary from a source that *was* idle is late: merged into the oldest pending
   slice and counted (``late_slices``), never dropped.
 
+Concept drift (models with a :class:`PerformanceMonitor`, as in :class:`ModelPipeline`): the model's
+label partitions are sources too, and the rows stage 1 forwards (:class:`RowBatch`: predictions, labels,
+segment values) wait here, per slice and per source, until their slice completes. Completing slice ``s``
+then runs, in this order: ``evaluate(s * slice_seconds)`` (what the watermark reached before the slice), the
+slice's rows source by source (feature sources, then prediction, then label sources, each by name, each in
+offset order) into the monitor, the predictions the join accepted folded into the slice's sketch (so
+duplicates count in neither drift nor performance, as in replay), then the slice into the window assembler;
+after the last complete slice, ``evaluate(boundary * slice_seconds)``. The sequence of joins and evaluations
+is therefore a function of the events and their slices alone, never of how partials interleaved on the
+topic, of batch sizes, or of how far the boundary jumped at once (evaluations with nothing applied between
+them judge the same buckets the same way). Rows below a source's applied offset are replays, skipped
+(``replayed_rows``); rows of a once-idle source below the completed boundary go to the oldest pending slice
+(``late_rows``), as late slices do.
+
 :class:`MergePartition` is the state of one partition of the partials topic (a set of models), with its offset
 bookkeeping and the alert dedupe: the keys ``(alert_id, status, severity)`` of alerts it emitted, kept in its
 snapshot and extended on restore from the alerts topic's tail, so a replay after a crash re-detects the same
@@ -29,18 +43,32 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
+
 from stream_monitor.core.alerts import Alert, WindowInfo
 from stream_monitor.core.clock import Clock
+from stream_monitor.core.events import Stream
+from stream_monitor.core.parsing import LabelRows, PredictionRows
 from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.detection import ModelMonitor
+from stream_monitor.monitoring.folding import ModelFolder
 from stream_monitor.monitoring.lifecycle import Observation
 from stream_monitor.monitoring.model_layout import ModelLayout
+from stream_monitor.monitoring.performance_monitor import PerformanceMonitor
 from stream_monitor.monitoring.windows import ClosedSlice, WindowAssembler
-from stream_monitor.service.messages import NO_BOUNDARY, Partial, decode_partial
+from stream_monitor.service.messages import (
+    NO_BOUNDARY,
+    Partial,
+    RowBatch,
+    decode_partial,
+    decode_rows,
+    encode_rows,
+)
 from stream_monitor.stats.sketches import WindowSketch
 
 SNAPSHOT_VERSION: Final = 1
 RECENT_ALERT_KEYS: Final = 4096
+_STREAM_ORDER: Final = {Stream.FEATURES.value: 0, Stream.PREDICTIONS.value: 1, Stream.LABELS.value: 2}
 
 
 @dataclass
@@ -66,7 +94,12 @@ class ModelMerger:
     """Stage-2 state of one model: per-source boundaries, pending slices, the window assembler and monitor."""
 
     def __init__(
-        self, layout: ModelLayout, slice_seconds: float, sources: Iterable[str], clock: Clock | None = None
+        self,
+        layout: ModelLayout,
+        slice_seconds: float,
+        sources: Iterable[str],
+        clock: Clock | None = None,
+        performance: bool = False,
     ) -> None:
         w = layout.config.window
         self.layout = layout
@@ -79,10 +112,24 @@ class ModelMerger:
         self.complete = NO_BOUNDARY
         self.late_slices = 0
         self.replayed_slices = 0
+        self.performance = (
+            PerformanceMonitor(layout, self.monitor.alpha_warning, self.monitor.alpha_critical)
+            if performance
+            else None
+        )
+        self.folder = ModelFolder(layout)
+        self.rows: dict[int, dict[str, list[RowBatch]]] = {}  # slice -> source -> forwarded rows
+        self.rows_next: dict[str, int] = {}  # source -> first source offset whose rows are not here yet
+        self.streams: dict[str, str] = {}  # source -> its stream
+        self.late_rows = 0
+        self.replayed_rows = 0
+        self.duplicate_predictions = 0
 
     def accept(self, p: Partial) -> list[TestedWindow]:
         """Take one partial; return the windows that closed because of it (usually none)."""
         mark = self.sources.setdefault(p.source, SourceMark())
+        if p.rows is not None and self.performance is not None:
+            self._take_rows(p.source, p.stream, p.rows)
         for slice_id, data in p.slices:
             if slice_id < mark.boundary:
                 self.replayed_slices += 1
@@ -111,21 +158,90 @@ class ModelMerger:
         # Every source idle: none holds an open slice, so everything sent so far is complete.
         return min(active) if active else max(m.boundary for m in marks)
 
+    def _take_rows(self, source: str, stream: str, rows: RowBatch) -> None:
+        self.streams[source] = stream
+        offsets = rows.columns["offset"]
+        fresh = offsets >= self.rows_next.get(source, NO_BOUNDARY)
+        if not fresh.all():
+            self.replayed_rows += int((~fresh).sum())
+            rows = rows.take(fresh)
+        if not len(rows):
+            return
+        self.rows_next[source] = int(rows.columns["offset"].max()) + 1
+        slices = rows.columns["slice"]
+        late = slices < self.complete
+        if late.any():
+            self.late_rows += int(late.sum())
+            slices = np.where(late, self.complete, slices)
+            rows.columns["slice"] = slices
+        for slice_id in np.unique(slices).tolist():
+            part = rows if len(rows) and (slices == slice_id).all() else rows.take(slices == slice_id)
+            self.rows.setdefault(slice_id, {}).setdefault(source, []).append(part)
+
     def _advance(self) -> list[TestedWindow]:
         boundary = self.completable()
         if boundary <= self.complete:
             return []
         closed = []
-        for slice_id in sorted(s for s in self.pending if s < boundary):
-            parts = self.pending.pop(slice_id)
+        judged: list[TestedWindow] = []
+        for slice_id in sorted(
+            {s for s in self.pending if s < boundary} | {s for s in self.rows if s < boundary}
+        ):
+            parts = self.pending.pop(slice_id, {})
             sketch: WindowSketch | None = None
             for source in sorted(parts):
                 sketch = parts[source] if sketch is None else sketch.merge(parts[source])
-            assert sketch is not None
-            closed.extend(self.assembler.add(ClosedSlice(slice_id, sketch)))
+            rows = self.rows.pop(slice_id, None)
+            if rows:
+                judged.extend(self._evaluate(slice_id * self.slice_seconds))
+                sketch = self._apply_rows(rows, sketch)
+            if sketch is not None:
+                closed.extend(self.assembler.add(ClosedSlice(slice_id, sketch)))
         self.complete = boundary
         closed.extend(self.assembler.advance(boundary * self.slice_seconds))
-        return [self._test(w.info, w) for w in closed]
+        tested = [self._test(w.info, w) for w in closed]
+        return [*judged, *tested, *self._evaluate(boundary * self.slice_seconds)]
+
+    def _apply_rows(
+        self, rows: dict[str, list[RowBatch]], sketch: WindowSketch | None
+    ) -> WindowSketch | None:
+        """One complete slice's forwarded rows into the performance monitor, in the canonical order; the
+        predictions the join accepted are folded into the slice's sketch (created if the slice had none)."""
+        perf = self.performance
+        assert perf is not None
+        for source in sorted(rows, key=lambda src: (_STREAM_ORDER.get(self.streams.get(src, ""), 3), src)):
+            batch = RowBatch.concat(rows[source])
+            c, stream = batch.columns, self.streams[source]
+            if stream == Stream.FEATURES.value:
+                perf.add_segments(batch.event_ids, c["ts"], c["segments"])
+            elif stream == Stream.PREDICTIONS.value:
+                keep = perf.add_predictions(
+                    PredictionRows(c["ts"], batch.event_ids, c["predicted"], c["score"], [])
+                )
+                self.duplicate_predictions += int((~keep).sum())
+                if keep.any():
+                    if sketch is None:
+                        sketch = self.folder.new_sketch()
+                    self.folder.fold_predictions(
+                        [sketch], np.zeros(1, np.intp), c["ts"][keep], c["predicted"][keep], c["score"][keep]
+                    )
+            elif stream == Stream.LABELS.value:
+                perf.add_labels(LabelRows(c["ts"], batch.event_ids, c["label"], []))
+        return sketch
+
+    def _evaluate(self, watermark: float) -> list[TestedWindow]:
+        """Judge the performance buckets ``watermark`` made ready, through the alert lifecycle (as
+        :meth:`ModelPipeline.advance` does)."""
+        if self.performance is None:
+            return []
+        out = []
+        lifecycle = self.monitor.lifecycle
+        for j in self.performance.evaluate(watermark):
+            alerts = lifecycle.observe(j.window, j.observations, self.monitor.clock.now())
+            out.append(
+                TestedWindow(self.model_id, j.window, True, alerts, list(j.observations), lifecycle.firing)
+            )
+        return out
 
     def _test(self, info: WindowInfo, window: Any) -> TestedWindow:
         before = self.monitor.windows_tested
@@ -159,7 +275,37 @@ class ModelMerger:
             "monitor": self.monitor.snapshot(),
             "late": self.late_slices,
             "replayed": self.replayed_slices,
+            "performance": None if self.performance is None else self._performance_state(),
         }
+
+    def _performance_state(self) -> dict[str, Any]:
+        assert self.performance is not None
+        return {
+            "monitor": self.performance.snapshot(),
+            "rows": {
+                str(k): {src: encode_rows(RowBatch.concat(b)).hex() for src, b in parts.items()}
+                for k, parts in self.rows.items()
+            },
+            "rows_next": self.rows_next,
+            "streams": self.streams,
+            "late_rows": self.late_rows,
+            "replayed_rows": self.replayed_rows,
+            "duplicate_predictions": self.duplicate_predictions,
+        }
+
+    def _restore_performance(self, state: Mapping[str, Any] | None) -> None:
+        if self.performance is None or state is None:
+            return
+        self.performance.restore(state["monitor"])
+        self.rows = {
+            int(k): {src: [decode_rows(bytes.fromhex(h))] for src, h in parts.items()}
+            for k, parts in state["rows"].items()
+        }
+        self.rows_next = {str(k): int(v) for k, v in state["rows_next"].items()}
+        self.streams = {str(k): str(v) for k, v in state["streams"].items()}
+        self.late_rows = int(state["late_rows"])
+        self.replayed_rows = int(state["replayed_rows"])
+        self.duplicate_predictions = int(state["duplicate_predictions"])
 
     def restore(self, state: Mapping[str, Any]) -> None:
         if state.get("layout") != self.layout.sketch.fingerprint:
@@ -178,6 +324,7 @@ class ModelMerger:
         self.monitor.restore(state["monitor"])
         self.late_slices = int(state["late"])
         self.replayed_slices = int(state["replayed"])
+        self._restore_performance(state.get("performance"))
 
 
 @dataclass

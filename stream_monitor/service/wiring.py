@@ -14,6 +14,7 @@ from stream_monitor.core.events import Stream
 from stream_monitor.monitoring.engine import slice_seconds_for
 from stream_monitor.monitoring.folding import ModelFolder
 from stream_monitor.monitoring.model_layout import ModelLayout
+from stream_monitor.monitoring.performance_monitor import has_performance
 from stream_monitor.service.stage1 import ModelSlicing, PartitionFolder
 from stream_monitor.service.stage2 import MergePartition, ModelMerger
 from stream_monitor.settings import MonitorConfig
@@ -35,20 +36,32 @@ class ServiceModels:
             topic, partition, stream, self.slicing, svc.model_id_field, svc.max_message_bytes, now
         )
 
-    def merger_factory(self, sources: Iterable[str]) -> Callable[[str], ModelMerger | None]:
+    def merger_factory(
+        self, sources: Iterable[str], label_sources: Iterable[str] = ()
+    ) -> Callable[[str], ModelMerger | None]:
+        """Mergers expecting ``sources`` (feature and prediction partitions) and, for models monitored for
+        concept drift, ``label_sources`` too."""
         expected = list(sources)
+        labels = list(label_sources)
 
         def make(model_id: str) -> ModelMerger | None:
             if model_id not in self.layouts:
                 return None
+            forward = self.slicing[model_id].forward
             return ModelMerger(
-                self.layouts[model_id], self.slicing[model_id].slice_seconds, expected, self.clock
+                self.layouts[model_id],
+                self.slicing[model_id].slice_seconds,
+                [*expected, *labels] if forward else expected,
+                self.clock,
+                performance=forward,
             )
 
         return make
 
-    def merge_partition(self, topic: str, partition: int, sources: Iterable[str]) -> MergePartition:
-        return MergePartition(topic, partition, self.merger_factory(sources))
+    def merge_partition(
+        self, topic: str, partition: int, sources: Iterable[str], label_sources: Iterable[str] = ()
+    ) -> MergePartition:
+        return MergePartition(topic, partition, self.merger_factory(sources, label_sources))
 
 
 def build_models(
@@ -63,5 +76,7 @@ def build_models(
             w.max_events, w.max_seconds, layout.profile.events_per_second, w.slice_seconds
         )
         layouts[model_id] = layout
-        slicing[model_id] = ModelSlicing(ModelFolder(layout), seconds, w.allowed_lateness_seconds)
+        slicing[model_id] = ModelSlicing(
+            ModelFolder(layout), seconds, w.allowed_lateness_seconds, forward=has_performance(layout)
+        )
     return ServiceModels(config, layouts, slicing, clock or SystemClock())

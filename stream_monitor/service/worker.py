@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from stream_monitor.adapters.kafka_io import (
@@ -47,7 +48,7 @@ from stream_monitor.adapters.kafka_io import (
     TrackedProducer,
     producer_settings,
 )
-from stream_monitor.core.alerts import decode_alert
+from stream_monitor.core.alerts import decode_alert, retraining_requests
 from stream_monitor.core.events import Stream
 from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.service_stats import LATENCY_BUCKETS, ServiceStats
@@ -142,6 +143,7 @@ class Worker:
             for topic in (t.features, t.predictions)
             for p in range(self.reader.partitions(topic))
         ]
+        self.label_sources = [f"{t.labels}:{p}" for p in range(self.reader.partitions(t.labels))]
         settings = dict(CONSUMER_DEFAULTS)
         settings.update(client)
         settings.update(CONSUMER_REQUIRED)
@@ -160,7 +162,14 @@ class Worker:
         t = self.config.topics
         missing = [
             name
-            for name in (t.features, t.partials, t.state, t.alerts, t.dlq)
+            for name in (
+                t.features,
+                t.partials,
+                t.state,
+                t.alerts,
+                t.dlq,
+                *([t.retraining] if t.retraining else []),
+            )
             if not self.reader.partitions(name)
         ]
         if missing:
@@ -281,6 +290,11 @@ class Worker:
         if result.alerts:
             self.alerts.publish(result.alerts)
             self.stats.count_alerts(result.alerts)
+            retraining = self.config.topics.retraining
+            if retraining:
+                # deduped with the alerts: one request per critical concept-drift episode
+                for request in retraining_requests(result.alerts):
+                    self.producer.produce(retraining, orjson.dumps(request), key=request.model_id)
             for a in result.alerts:
                 log.info(
                     "alert %s %s %s %s/%s: %s",
@@ -472,7 +486,7 @@ class Worker:
 
     def _new_stage(self, tp: TopicPartition, mono: float) -> PartitionFolder | MergePartition:
         if tp.topic == self.config.topics.partials:
-            return self.models.merge_partition(tp.topic, tp.partition, self.sources)
+            return self.models.merge_partition(tp.topic, tp.partition, self.sources, self.label_sources)
         return self.models.partition_folder(tp.topic, tp.partition, self.input_streams[tp.topic], mono)
 
     def _read_alert_tail(self, merges: list[MergePartition]) -> None:
