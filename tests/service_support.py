@@ -377,3 +377,99 @@ def assert_merger_matches(merger: Any, pipeline: Any) -> None:
     assert merger.assembler.last_slice == pipeline.assembler.last_slice
     assert_same_sketch(merger.assembler.current, pipeline.assembler.current)
     assert merger.monitor.lifecycle.firing == pipeline.monitor.lifecycle.firing
+
+
+# ---- concept drift: a model with predictions and labels (labels ~2 s late), performance buckets of 10 s -----
+CONCEPT_SWITCH_AFTER_S = 40.0  # seconds of event time after LIVE_START
+CONCEPT_STREAMS = ("features", "predictions", "labels")
+
+
+def concept_spec(seed: int, start: float) -> StreamSpec:
+    return StreamSpec(
+        model_id=MODEL,
+        n_numeric=3,
+        n_categorical=1,
+        events_per_second=RATE,
+        start_ts=start,
+        seed=seed,
+        label_delay_mean_s=2.0,
+        label_drop_rate=0.1,
+    )
+
+
+@functools.cache
+def concept_profile() -> ReferenceProfile:
+    ref = generate(concept_spec(1, REF_START), 20_000)
+    builder = ReferenceBuilder(seed=0)
+    builder.add_features(ref.features)
+    builder.add_predictions(ref.predictions)
+    builder.add_labels(ref.labels)
+    return builder.build()
+
+
+def concept_model_config() -> dict[str, Any]:
+    return {
+        **model_config(),
+        "performance": {"bucket_seconds": 10.0},
+        "labels": {"ttl_seconds": 60.0, "freshness_sla_seconds": 30.0},
+    }
+
+
+def concept_config(**service: Any) -> MonitorConfig:
+    return parse_config({"models": {MODEL: concept_model_config()}, "service": service})
+
+
+def concept_streams(n: int, switch: bool, seed: int = 2) -> dict[str, list[dict[str, Any]]]:
+    """Features, predictions and labels of ``n`` events; the labels follow another concept from
+    ``LIVE_START + CONCEPT_SWITCH_AFTER_S`` when ``switch``."""
+    drifts = [Drift("concept_switch", None, start_ts=LIVE_START + CONCEPT_SWITCH_AFTER_S)] if switch else []
+    s = generate(concept_spec(seed, LIVE_START), n, drifts)
+    return {"features": s.features, "predictions": s.predictions, "labels": s.labels}
+
+
+def concept_engine_run(streams: dict[str, list[dict[str, Any]]], batch: int = 500) -> tuple[Any, list[Alert]]:
+    """The replay engine over the three streams merged in event-time order, in runs of one stream."""
+    from stream_monitor.core.events import Stream
+
+    eng = Engine(concept_config(), concept_profile().models, ManualClock(0.0))
+    merged = sorted(
+        ((e["ts"], k, e) for k, evs in streams.items() for e in evs),
+        key=lambda t: (t[0], CONCEPT_STREAMS.index(t[1])),
+    )
+    alerts: list[Alert] = []
+    for i in range(0, len(merged), batch):
+        block = merged[i : i + batch]
+        for stream in CONCEPT_STREAMS:
+            events = [e for _, k, e in block if k == stream]
+            if events:
+                alerts.extend(eng.process_events(Stream(stream), events).alerts)
+    return eng.pipelines[MODEL], alerts
+
+
+def concept_sentinels(
+    streams: dict[str, list[dict[str, Any]]], n_partitions: int
+) -> dict[str, list[dict[str, Any]]]:
+    """One event per stream and partition past every real slice, so every source's boundary passes them."""
+    ts = max(e["ts"] for evs in streams.values() for e in evs)
+    ts += WINDOW["allowed_lateness_seconds"] + 2 * WINDOW["slice_seconds"]
+    return {
+        k: [{**evs[-1], "event_id": f"sentinel-{k}-{p}", "ts": ts} for p in range(n_partitions)]
+        for k, evs in streams.items()
+    }
+
+
+def concept_alerts(alerts: list[Alert]) -> list[tuple[Any, ...]]:
+    """Concept-drift and label-lag alerts, by what identifies them and their performance window."""
+    return sorted(
+        (
+            a.alert_id,
+            a.status.value,
+            a.severity.value,
+            a.kind.value,
+            a.signal,
+            a.window.start_ts,
+            a.window.end_ts,
+        )
+        for a in alerts
+        if a.kind.value in ("concept_drift", "label_lag")
+    )
