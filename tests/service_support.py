@@ -95,10 +95,17 @@ def live_events(n: int, drifting: bool, seed: int = 2) -> list[dict[str, Any]]:
     return generate(spec(seed, LIVE_START), n, drifts).features
 
 
-def write_config(directory: Path, bootstrap: str, topics: dict[str, str], **service: Any) -> Path:
-    """Reference profile and config files for a ``stream-monitor run`` subprocess."""
-    profile().save(directory / "reference.json")
-    raw = config_dict(**service)
+def write_config(
+    directory: Path, bootstrap: str, topics: dict[str, str], concept: bool = False, **service: Any
+) -> Path:
+    """Reference profile and config files for a ``stream-monitor run`` subprocess (the concept-drift model's
+    when ``concept``)."""
+    if concept:
+        concept_profile().save(directory / "reference.json")
+        raw = {"models": {MODEL: concept_model_config()}, "service": service}
+    else:
+        profile().save(directory / "reference.json")
+        raw = config_dict(**service)
     raw["kafka"] = {
         "bootstrap_servers": bootstrap,
         "client": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
@@ -186,18 +193,20 @@ def wait_for(condition: Any, timeout: float, what: str, every: float = 0.2) -> A
 class Deployment:
     """Unique topics and consumer group on the session broker, a config for them, and the workers started."""
 
-    def __init__(self, directory: Path, bootstrap: str, **service: Any) -> None:
+    def __init__(self, directory: Path, bootstrap: str, concept: bool = False, **service: Any) -> None:
         suffix = uuid.uuid4().hex[:10]
         self.bootstrap = bootstrap
         self.directory = directory
-        self.topics = {k: f"{k}-{suffix}" for k in TOPIC_KEYS}
+        self.topics = {k: f"{k}-{suffix}" for k in (*TOPIC_KEYS, *(("retraining",) if concept else ()))}
         defaults: dict[str, Any] = {
             "metrics_port": 0,
             "consumer_group": f"sm-{suffix}",
             "snapshot_seconds": 1.0,
             "idle_partition_seconds": 2.0,
         }
-        self.config_path = write_config(directory, bootstrap, self.topics, **{**defaults, **service})
+        self.config_path = write_config(
+            directory, bootstrap, self.topics, concept=concept, **{**defaults, **service}
+        )
         self.workers: list[WorkerProcess] = []
         self._producer = Producer(
             {
