@@ -218,7 +218,7 @@ class ModelMonitor:
         if n >= min_events:
             obs, _ = self._distance(kind, name, self._numeric_cal[i], sk.numeric_counts(i), prof, n)
             mean, std = sk.numeric_mean_std(i)
-            obs.details.update(_shift_details(prof, mean, std))
+            obs.details.update(_shift_details(prof, mean, std, (float(sk.num_min[i]), float(sk.num_max[i]))))
             if obs.level is not None:
                 obs = _with_message(obs, f"{obs.message}; {_shift_phrase(prof, mean)}")
             out.append(obs)
@@ -228,31 +228,8 @@ class ModelMonitor:
             dq = self.layout.config.data_quality
             if dq.enabled:
                 codes = sk.num_codes[i]
-                missing = int(codes[1] + codes[2] + codes[4])
-                out.append(
-                    self._rate(
-                        AlertKind.DATA_QUALITY,
-                        name,
-                        "null_rate",
-                        missing,
-                        total,
-                        prof.null_rate,
-                        dq.null_rate_warning,
-                        dq.null_rate_critical,
-                    )
-                )
-                ref_bad = prof.invalid / max(prof.count + prof.nulls + prof.invalid, 1)
-                out.append(
-                    self._rate(
-                        AlertKind.SCHEMA_DRIFT,
-                        name,
-                        "wrong_type",
-                        int(codes[3]),
-                        total,
-                        ref_bad,
-                        dq.wrong_type_warning,
-                        dq.wrong_type_critical,
-                    )
+                out.extend(
+                    self._quality(name, prof, int(codes[1] + codes[2] + codes[4]), int(codes[3]), total)
                 )
                 if n >= min_events:
                     outside = int(sk.num_out[i].sum())
@@ -323,6 +300,35 @@ class ModelMonitor:
             details,
             message,
         )
+
+    def _quality(
+        self, name: str, prof: NumericProfile | CategoricalProfile, missing: int, wrong: int, total: int
+    ) -> list[Observation]:
+        """Missing values (data quality) and values of the wrong type (schema drift) against the reference."""
+        dq = self.layout.config.data_quality
+        ref_bad = prof.invalid / max(prof.count + prof.nulls + prof.invalid, 1)
+        return [
+            self._rate(
+                AlertKind.DATA_QUALITY,
+                name,
+                "null_rate",
+                missing,
+                total,
+                prof.null_rate,
+                dq.null_rate_warning,
+                dq.null_rate_critical,
+            ),
+            self._rate(
+                AlertKind.SCHEMA_DRIFT,
+                name,
+                "wrong_type",
+                wrong,
+                total,
+                ref_bad,
+                dq.wrong_type_warning,
+                dq.wrong_type_critical,
+            ),
+        ]
 
     def _rate(
         self,
@@ -402,31 +408,7 @@ class ModelMonitor:
             out.append(self._vanished(name, prof, counts, n))
         if dq.enabled:
             codes = sk.cat_codes[j]
-            out.append(
-                self._rate(
-                    AlertKind.DATA_QUALITY,
-                    name,
-                    "null_rate",
-                    int(codes[1] + codes[2]),
-                    total,
-                    prof.null_rate,
-                    dq.null_rate_warning,
-                    dq.null_rate_critical,
-                )
-            )
-            ref_bad = prof.invalid / max(prof.count + prof.nulls + prof.invalid, 1)
-            out.append(
-                self._rate(
-                    AlertKind.SCHEMA_DRIFT,
-                    name,
-                    "wrong_type",
-                    int(codes[3]),
-                    total,
-                    ref_bad,
-                    dq.wrong_type_warning,
-                    dq.wrong_type_critical,
-                )
-            )
+            out.extend(self._quality(name, prof, int(codes[1] + codes[2]), int(codes[3]), total))
         return out
 
     def _vanished(
@@ -603,7 +585,9 @@ def _top_bins(
     return out
 
 
-def _shift_details(prof: NumericProfile, mean: float, std: float) -> dict[str, Any]:
+def _shift_details(
+    prof: NumericProfile, mean: float, std: float, extremes: tuple[float, float] = (math.nan, math.nan)
+) -> dict[str, Any]:
     scale = prof.std if prof.std > 0 else 1.0
     details: dict[str, Any] = {
         "reference_mean": prof.mean,
@@ -614,7 +598,7 @@ def _shift_details(prof: NumericProfile, mean: float, std: float) -> dict[str, A
         "std_ratio": std / scale if prof.std > 0 else None,
         "direction": "up" if mean > prof.mean else "down",
     }
-    hint = _rescale_hint(prof, mean, std)
+    hint = _rescale_hint(prof, mean, std, extremes)
     if hint:
         details["hint"] = hint
     return details
@@ -625,10 +609,24 @@ def _shift_phrase(prof: NumericProfile, mean: float) -> str:
     return f"mean {_fmt(prof.mean)} -> {_fmt(mean)} ({(mean - prof.mean) / scale:+.2f} sd)"
 
 
-def _rescale_hint(prof: NumericProfile, mean: float, std: float) -> str | None:
-    """Both mean and spread scaled by the same round factor usually means a unit change upstream."""
+def _rescale_hint(prof: NumericProfile, mean: float, std: float, extremes: tuple[float, float]) -> str | None:
+    """Both mean and spread scaled by the same round factor usually means a unit change upstream. A window
+    that straddles the change has a mixed mean, so its extremes (the rescaled values dominate them) are
+    compared with the reference's too."""
     if not (prof.std > 0 and std > 0 and abs(prof.mean) > 1e-9 and math.isfinite(mean)):
         return None
+    mean_ratio, std_ratio = mean / prof.mean, std / prof.std
+    lo, hi = extremes
+    for factor in _RESCALE_FACTORS:
+        for f in (factor, 1.0 / factor):
+            whole = abs(mean_ratio / f - 1) < 0.05 and abs(std_ratio / f - 1) < 0.05
+            by_extreme = f > 1 and any(
+                ref != 0 and math.isfinite(live) and 0.8 < (live / ref) / f < 1.25
+                for live, ref in ((hi, prof.max), (lo, prof.min))
+            )
+            if whole or (by_extreme and abs(std_ratio) > f**0.5):
+                return f"values look rescaled by x{f:.6g} (a unit change upstream?)"
+    return None
     mean_ratio, std_ratio = mean / prof.mean, std / prof.std
     for factor in _RESCALE_FACTORS:
         for f in (factor, 1.0 / factor):

@@ -159,3 +159,56 @@ def test_a_slow_ramp_is_caught_by_the_cusum_before_any_threshold_crossing(profil
     assert first.event_ts > ramp.start_ts
     assert 0 < first.details["mean_shift_sd"] < 0.2
     assert not [a for a in alerts if a.signal != "num_01" and a.status.value == "firing"]
+
+
+QUALITY_CASES = [
+    (
+        "null_spike",
+        Drift("null_spike", "num_03", start_ts=START + 1800, magnitude=0.3),
+        "data_quality",
+        "num_03",
+        "null_rate",
+    ),
+    (
+        "type_change",
+        Drift("type_change", "num_04", start_ts=START + 1800, magnitude=0.2),
+        "schema_drift",
+        "num_04",
+        "wrong_type",
+    ),
+    (
+        "missing_field",
+        Drift("missing_field", "cat_00", start_ts=START + 1800, magnitude=1.0),
+        "schema_drift",
+        "schema",
+        "missing_fields",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "drift", "kind", "signal", "detector"), QUALITY_CASES, ids=[c[0] for c in QUALITY_CASES]
+)
+def test_broken_data_is_reported_as_quality_or_schema_problems(
+    profile: ModelProfile, name: str, drift: Drift, kind: str, signal: str, detector: str
+) -> None:
+    alerts, engine = _run(profile, {}, 31, 120_000, [drift])
+    hits = [a for a in alerts if (a.kind.value, a.signal) == (kind, signal) and a.status.value == "firing"]
+    assert hits, [(a.kind.value, a.signal, a.detector) for a in alerts]
+    assert hits[0].detector == detector or detector in hits[0].details.get("also_flagged_by", [])
+    assert (
+        hits[0].event_ts - drift.start_ts
+        <= 2 * _window_seconds(engine) + 2 * engine.pipelines["churn-v3"].slice_seconds
+    )
+
+
+def test_a_unit_change_is_flagged_with_a_rescale_hint(profile: ModelProfile) -> None:
+    drift = Drift("rescale", "num_02", start_ts=START + 1800, magnitude=1000.0)
+    alerts, _ = _run(profile, {}, 41, 120_000, [drift])
+    hits = [
+        a
+        for a in alerts
+        if a.signal == "num_02" and a.kind.value == "covariate_drift" and a.status.value == "firing"
+    ]
+    assert hits and hits[0].severity.value == "critical"
+    assert "rescaled by x1000" in hits[0].details.get("hint", ""), hits[0].details
