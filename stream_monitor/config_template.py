@@ -126,7 +126,8 @@ def render_config(reference: ReferenceProfile, reference_path: str) -> str:
         "  features_batch: features-batch",
         "  alerts: drift-alerts",
         "  dlq: stream-monitor-dlq",
-        "  partials: stream-monitor-partials",
+        "  partials: stream-monitor-partials   # internal: partial window sketches, stage 1 -> stage 2",
+        "  state: stream-monitor-state         # internal, compacted: state snapshots of every partition",
         "  retraining: null                   # a topic name to publish retraining requests on critical concept drift",
         "  partitions: 3",
         "  replication_factor: 1",
@@ -137,7 +138,9 @@ def render_config(reference: ReferenceProfile, reference_path: str) -> str:
         "  max_message_bytes: 1048576",
         "  model_id_field: model_id",
         "  batch_max_events: 5000",
-        "  max_label_cardinality: 2000",
+        "  max_label_cardinality: 2000         # distinct label sets per metric family; beyond: an overflow series",
+        "  snapshot_seconds: 5                 # state snapshot (and commit) period per partition",
+        "  idle_partition_seconds: 10          # a partition with no events this long stops holding windows back",
         "models:",
     ]
     for model_id, prof in reference.models.items():
