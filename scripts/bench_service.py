@@ -46,8 +46,16 @@ LIVE_START = REF_START + 86400.0
 def spec(seed: int, start: float, n_drift: int = 0) -> Any:
     from stream_monitor.synthetic import StreamSpec
 
-    return StreamSpec(model_id=MODEL, n_numeric=N_NUMERIC, n_categorical=N_CATEGORICAL, seed=seed,
-                      events_per_second=RATE, start_ts=start, with_predictions=False, with_labels=False)
+    return StreamSpec(
+        model_id=MODEL,
+        n_numeric=N_NUMERIC,
+        n_categorical=N_CATEGORICAL,
+        seed=seed,
+        events_per_second=RATE,
+        start_ts=start,
+        with_predictions=False,
+        with_labels=False,
+    )
 
 
 def write_setup(directory: Path, bootstrap: str, partitions: int, lateness: float, snapshot_s: float) -> Path:
@@ -60,13 +68,20 @@ def write_setup(directory: Path, bootstrap: str, partitions: int, lateness: floa
     builder.add_features(generate(spec(1, REF_START), 50_000).features)
     builder.build().save(directory / "reference.json")
     suffix = uuid.uuid4().hex[:8]
-    topics = {k: f"bench-{k}-{suffix}" for k in
-              ("features", "predictions", "labels", "features_batch", "alerts", "dlq", "partials", "state")}
+    topics = {
+        k: f"bench-{k}-{suffix}"
+        for k in ("features", "predictions", "labels", "features_batch", "alerts", "dlq", "partials", "state")
+    }
     raw = {
         "kafka": {"bootstrap_servers": bootstrap},
         "topics": {**topics, "partitions": partitions},
-        "service": {"metrics_port": 0, "consumer_group": f"bench-{suffix}", "snapshot_seconds": snapshot_s,
-                    "idle_partition_seconds": 1.0, "batch_max_events": 5000},
+        "service": {
+            "metrics_port": 0,
+            "consumer_group": f"bench-{suffix}",
+            "snapshot_seconds": snapshot_s,
+            "idle_partition_seconds": 1.0,
+            "batch_max_events": 5000,
+        },
         "models": {MODEL: {"reference": "reference.json", "window": {"allowed_lateness_seconds": lateness}}},
     }
     path = directory / "config.yaml"
@@ -82,8 +97,15 @@ def produce(config_path: Path, n_events: int) -> dict[str, float]:
 
     cfg = load_config(config_path)
     # Uncompressed, so that every reader measured (librdkafka and Faust's aiokafka) can read it as is.
-    p = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "linger.ms": 20, "batch.size": 1_000_000,
-                  "partitioner": "murmur2_random", "queue.buffering.max.messages": 500_000})
+    p = Producer(
+        {
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "partitioner": "murmur2_random",
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
     topic = cfg.topics.features
     started = time.perf_counter()
     for events in iter_feature_batches(spec(2, LIVE_START), n_events, 10_000):
@@ -108,8 +130,14 @@ def floor(config_path: Path, n_events: int) -> dict[str, Any]:
     from stream_monitor.settings import load_config
 
     cfg = load_config(config_path)
-    c = Consumer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "group.id": f"floor-{uuid.uuid4().hex[:8]}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            "group.id": f"floor-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     c.subscribe([cfg.topics.features])
     seen = 0
     first = None
@@ -127,8 +155,11 @@ def floor(config_path: Path, n_events: int) -> dict[str, Any]:
     wall = time.perf_counter() - (first or time.perf_counter())
     cpu = time.process_time() - cpu0
     c.close()
-    return {"floor_events_per_s": round(seen / wall), "floor_events_per_cpu_s": round(seen / cpu),
-            "floor_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "floor_events_per_s": round(seen / wall),
+        "floor_events_per_cpu_s": round(seen / cpu),
+        "floor_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 # ---- child: Faust's consumer path, the same decode -----------------------------------------------------------
@@ -139,12 +170,22 @@ def faust_floor(config_path: Path, n_events: int) -> None:
     from stream_monitor.settings import load_config
 
     cfg = load_config(config_path)
-    app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=f"kafka://{cfg.kafka.bootstrap_servers}",
-                    key_serializer="raw", value_serializer="raw", web_enabled=False, topic_allow_declare=False,
-                    topic_disable_leader=True, consumer_auto_offset_reset="earliest", store="memory://",
-                    autodiscover=False, stream_wait_empty=False)
-    topic = app.topic(cfg.topics.features, key_type=bytes, value_type=bytes, key_serializer="raw",
-                      value_serializer="raw")
+    app = faust.App(
+        f"bench-faust-{uuid.uuid4().hex[:8]}",
+        broker=f"kafka://{cfg.kafka.bootstrap_servers}",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        store="memory://",
+        autodiscover=False,
+        stream_wait_empty=False,
+    )
+    topic = app.topic(
+        cfg.topics.features, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
     state: dict[str, float] = {"n": 0}
 
     @app.agent(topic)
@@ -157,8 +198,12 @@ def faust_floor(config_path: Path, n_events: int) -> None:
             state["n"] += len(events)
             if state["n"] >= n_events:
                 wall, cpu = time.perf_counter() - state["t0"], time.process_time() - state["c0"]
-                line = json.dumps({"faust_events_per_s": round(n_events / wall),
-                                   "faust_events_per_cpu_s": round(n_events / cpu)})
+                line = json.dumps(
+                    {
+                        "faust_events_per_s": round(n_events / wall),
+                        "faust_events_per_cpu_s": round(n_events / cpu),
+                    }
+                )
                 os.write(1, line.encode() + b"\n")  # Faust redirects sys.stdout into its logging
                 os._exit(0)  # a measurement child: no graceful Faust shutdown needed
 
@@ -196,8 +241,13 @@ def worker(config_path: Path, n_events: int) -> None:
     topic = cfg.topics.features
 
     def watch() -> None:
-        probe = Consumer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "group.id": cfg.service.consumer_group,
-                          "enable.auto.commit": False})
+        probe = Consumer(
+            {
+                "bootstrap.servers": cfg.kafka.bootstrap_servers,
+                "group.id": cfg.service.consumer_group,
+                "enable.auto.commit": False,
+            }
+        )
         parts = [TopicPartition(topic, p) for p in range(cfg.topics.partitions)]
         ends = {p.partition: probe.get_watermark_offsets(p, timeout=10)[1] for p in parts}
         while not stop.is_set():
@@ -214,23 +264,30 @@ def worker(config_path: Path, n_events: int) -> None:
         cpu = marks["cpu1"] - marks["cpu0"]
         status = Path(f"/proc/{os.getpid()}/status").read_text()
         hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")), 0)
-        print(json.dumps({
-            "worker_events_per_s": round(n_events / wall),
-            "worker_events_per_cpu_s": round(n_events / cpu),
-            "worker_seconds": round(wall, 2),
-            "worker_cpu_seconds": round(cpu, 2),
-            "worker_busy_seconds": {k: round(v, 2) for k, v in busy.items()},
-            "worker_other_seconds": round(wall - sum(busy.values()), 2),
-            "worker_peak_rss_mib": round(hwm / 1024, 1),
-            "accepted": sum(v for (m, s, o), v in snap.events.items() if o == "accepted"),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "worker_events_per_s": round(n_events / wall),
+                    "worker_events_per_cpu_s": round(n_events / cpu),
+                    "worker_seconds": round(wall, 2),
+                    "worker_cpu_seconds": round(cpu, 2),
+                    "worker_busy_seconds": {k: round(v, 2) for k, v in busy.items()},
+                    "worker_other_seconds": round(wall - sum(busy.values()), 2),
+                    "worker_peak_rss_mib": round(hwm / 1024, 1),
+                    "accepted": sum(v for (m, s, o), v in snap.events.items() if o == "accepted"),
+                }
+            ),
+            flush=True,
+        )
 
     threading.Thread(target=watch, daemon=True).start()
     w.run(stop)
 
 
 # ---- latency: a drifting continuation, paced ------------------------------------------------------------------
-def latency(config_path: Path, n_events: int, after_ts: float, pace: float, lateness: float) -> dict[str, Any]:
+def latency(
+    config_path: Path, n_events: int, after_ts: float, pace: float, lateness: float
+) -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer
 
     from stream_monitor.core.alerts import decode_alert
@@ -240,15 +297,23 @@ def latency(config_path: Path, n_events: int, after_ts: float, pace: float, late
     cfg = load_config(config_path)
     start = after_ts + 1.0
     span = n_events / RATE
-    drifts = [Drift("mean_shift", f"num_{i:02d}", start_ts=start + span * (i + 1) / 12, magnitude=1.0)
-              for i in range(10)]
+    drifts = [
+        Drift("mean_shift", f"num_{i:02d}", start_ts=start + span * (i + 1) / 12, magnitude=1.0)
+        for i in range(10)
+    ]
     events = generate(spec(3, start), n_events, drifts).features
     alerts_seen: list[tuple[float, Any]] = []
     stop = threading.Event()
 
     def read_alerts() -> None:
-        c = Consumer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "group.id": f"lat-{uuid.uuid4().hex[:8]}",
-                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c = Consumer(
+            {
+                "bootstrap.servers": cfg.kafka.bootstrap_servers,
+                "group.id": f"lat-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
         c.subscribe([cfg.topics.alerts])
         while not stop.is_set():
             for m in c.consume(100, timeout=0.1):
@@ -258,7 +323,9 @@ def latency(config_path: Path, n_events: int, after_ts: float, pace: float, late
 
     reader = threading.Thread(target=read_alerts, daemon=True)
     reader.start()
-    p = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "linger.ms": 2, "partitioner": "murmur2_random"})
+    p = Producer(
+        {"bootstrap.servers": cfg.kafka.bootstrap_servers, "linger.ms": 2, "partitioner": "murmur2_random"}
+    )
     produced: list[tuple[float, float]] = []  # (max event ts of the chunk, wall time it was flushed)
     chunk = max(int(pace / 50), 1)
     t0 = time.perf_counter()
@@ -283,8 +350,13 @@ def latency(config_path: Path, n_events: int, after_ts: float, pace: float, late
             lat.append(received - could_close)
     lat.sort()
     pick = (lambda q: round(lat[min(int(q * len(lat)), len(lat) - 1)], 3)) if lat else (lambda q: None)
-    return {"latency_alerts": len(lat), "latency_p50_s": pick(0.5), "latency_p95_s": pick(0.95),
-            "latency_max_s": round(max(lat), 3) if lat else None, "latency_pace_events_per_s": pace}
+    return {
+        "latency_alerts": len(lat),
+        "latency_p50_s": pick(0.5),
+        "latency_p95_s": pick(0.95),
+        "latency_max_s": round(max(lat), 3) if lat else None,
+        "latency_pace_events_per_s": pace,
+    }
 
 
 def main() -> int:
@@ -294,7 +366,9 @@ def main() -> int:
     ap.add_argument("--lateness", type=float, default=2.0, help="allowed_lateness_seconds of the model")
     ap.add_argument("--snapshot-seconds", type=float, default=5.0, help="service.snapshot_seconds")
     ap.add_argument("--latency-events", type=int, default=200_000)
-    ap.add_argument("--latency-pace", type=float, default=20_000.0, help="events/s produced in the latency phase")
+    ap.add_argument(
+        "--latency-pace", type=float, default=20_000.0, help="events/s produced in the latency phase"
+    )
     ap.add_argument("--no-faust", action="store_true", help="skip the Faust consumer measurement")
     ap.add_argument("--role", choices=["floor", "faust", "worker"], help=argparse.SUPPRESS)
     ap.add_argument("--config", type=Path, help=argparse.SUPPRESS)
@@ -322,26 +396,40 @@ def main() -> int:
         bootstrap = broker.bootstrap_servers
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            config_path = write_setup(Path(tmp), bootstrap, args.partitions, args.lateness, args.snapshot_seconds)
+            config_path = write_setup(
+                Path(tmp), bootstrap, args.partitions, args.lateness, args.snapshot_seconds
+            )
             create_all(load_config(config_path))
-            out: dict[str, Any] = {"benchmark": "service", "events": args.events, "partitions": args.partitions,
-                                   "features": {"numeric": N_NUMERIC, "categorical": N_CATEGORICAL},
-                                   "allowed_lateness_s": args.lateness, "snapshot_seconds": args.snapshot_seconds}
+            out: dict[str, Any] = {
+                "benchmark": "service",
+                "events": args.events,
+                "partitions": args.partitions,
+                "features": {"numeric": N_NUMERIC, "categorical": N_CATEGORICAL},
+                "allowed_lateness_s": args.lateness,
+                "snapshot_seconds": args.snapshot_seconds,
+            }
             out.update(produce(config_path, args.events))
             me = [sys.executable, __file__, "--events", str(args.events), "--config", str(config_path)]
-            fl = subprocess.run([*me, "--role", "floor"], capture_output=True, text=True, timeout=1800, check=True)
+            fl = subprocess.run(
+                [*me, "--role", "floor"], capture_output=True, text=True, timeout=1800, check=True
+            )
             out.update(json.loads(fl.stdout.strip().splitlines()[-1]))
             if not args.no_faust:
-                fa = subprocess.run([*me, "--role", "faust"], capture_output=True, text=True, timeout=1800, cwd=tmp)
+                fa = subprocess.run(
+                    [*me, "--role", "faust"], capture_output=True, text=True, timeout=1800, cwd=tmp
+                )
                 found = re.findall(r'\{"faust_events_per_s".*?\}', fa.stdout)  # Faust adds terminal escapes
                 tail = (fa.stdout + fa.stderr).strip()[-300:]
                 out.update(json.loads(found[-1]) if found else {"faust_error": tail})
-            proc = subprocess.Popen([*me, "--role", "worker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    text=True)
+            proc = subprocess.Popen(
+                [*me, "--role", "worker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
             assert proc.stdout is not None
             out.update(json.loads(proc.stdout.readline()))
             out["worker_vs_floor"] = round(out["worker_events_per_s"] / out["floor_events_per_s"], 3)
-            out["worker_vs_floor_cpu"] = round(out["worker_events_per_cpu_s"] / out["floor_events_per_cpu_s"], 3)
+            out["worker_vs_floor_cpu"] = round(
+                out["worker_events_per_cpu_s"] / out["floor_events_per_cpu_s"], 3
+            )
             last_ts = LIVE_START + args.events / RATE * 1.1
             out.update(latency(config_path, args.latency_events, last_ts, args.latency_pace, args.lateness))
             proc.terminate()

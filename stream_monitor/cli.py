@@ -39,7 +39,10 @@ def reference() -> None:
 @click.option("--bins", default=20, show_default=True, help="quantile bins per numeric feature")
 @click.option("--top-k", default=50, show_default=True, help="categories kept per categorical feature")
 @click.option(
-    "--max-rows", default=100_000, show_default=True, help="reservoir size per model for quantiles and correlations"
+    "--max-rows",
+    default=100_000,
+    show_default=True,
+    help="reservoir size per model for quantiles and correlations",
 )
 @click.option("--seed", default=0, show_default=True)
 def reference_build(
