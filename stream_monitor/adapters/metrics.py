@@ -184,6 +184,63 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         lambda s: _one(s.restoring),
     ),
     MetricSpec(
+        "stream_monitor_outstanding_predictions",
+        "gauge",
+        "Predictions waiting for their label (bounded by labels.max_outstanding).",
+        ("model",),
+        lambda s: _label_figure(s, "outstanding"),
+    ),
+    MetricSpec(
+        "stream_monitor_label_coverage_ratio",
+        "gauge",
+        "Share of predictions whose label arrived before they expired.",
+        ("model",),
+        lambda s: _label_figure(s, "coverage"),
+    ),
+    MetricSpec(
+        "stream_monitor_label_lag_seconds",
+        "gauge",
+        "Label time minus prediction time, by quantile (0.5, 0.95), from a log-spaced histogram.",
+        ("model", "quantile"),
+        lambda s: [
+            ((m, q), f[key])
+            for m, f in s.labels.items()
+            for q, key in (("0.5", "lag_p50"), ("0.95", "lag_p95"))
+            if key in f and math.isfinite(f[key])
+        ],
+    ),
+    MetricSpec(
+        "stream_monitor_predictions_evicted_total",
+        "counter",
+        "Predictions dropped from the join without a label, by reason (ttl, capacity).",
+        ("model", "reason"),
+        lambda s: [
+            ((m, r), f[key])
+            for m, f in s.labels.items()
+            for r, key in (("ttl", "evicted_ttl"), ("capacity", "evicted_capacity"))
+            if key in f
+        ],
+    ),
+    MetricSpec(
+        "stream_monitor_labels_stale_total",
+        "counter",
+        "Labels that came later than labels.freshness_sla_seconds: counted, not used.",
+        ("model",),
+        lambda s: _label_figure(s, "stale_labels"),
+    ),
+    MetricSpec(
+        "stream_monitor_duplicate_events_total",
+        "counter",
+        "Predictions or labels whose event id was already seen: ignored.",
+        ("model", "stream"),
+        lambda s: [
+            ((m, st), f[key])
+            for m, f in s.labels.items()
+            for st, key in (("predictions", "duplicate_predictions"), ("labels", "duplicate_labels"))
+            if key in f
+        ],
+    ),
+    MetricSpec(
         "stream_monitor_label_overflow_total",
         "counter",
         "Updates folded into a '__overflow__' series because a family reached its label-set cap.",
@@ -191,6 +248,10 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         lambda s: _one(s.overflow),
     ),
 )
+
+
+def _label_figure(s: StatsSnapshot, key: str) -> list[tuple[tuple[str], float]]:
+    return [((m,), f[key]) for m, f in s.labels.items() if key in f and math.isfinite(f[key])]
 
 
 def _family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily:

@@ -94,6 +94,7 @@ class StatsSnapshot:
     agents_up: dict[str, bool]
     restoring: bool
     overflow: int
+    labels: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> joiner figures
 
 
 class ServiceStats:
@@ -168,6 +169,15 @@ class ServiceStats:
         with self._lock:
             self._snap.batch_seconds.setdefault(stage, Histogram(BATCH_BUCKETS)).observe_many([seconds])
 
+    def set_labels(self, model: str, figures: Mapping[str, float]) -> None:
+        """The prediction/label join of a model: outstanding predictions, coverage, lag quantiles, evictions
+        (``JoinerStats.as_dict()``)."""
+        with self._lock:
+            if model in self._snap.labels or len(self._snap.labels) < self.max_series:
+                self._snap.labels[model] = dict(figures)
+            else:
+                self._snap.overflow += 1
+
     def set_agent(self, name: str, up: bool) -> None:
         with self._lock:
             self._snap.agents_up[name] = up
@@ -202,6 +212,7 @@ class ServiceStats:
                 agents_up=dict(s.agents_up),
                 restoring=s.restoring,
                 overflow=s.overflow,
+                labels={k: dict(v) for k, v in s.labels.items()},
             )
 
     def ready(self) -> bool:

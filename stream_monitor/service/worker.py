@@ -282,6 +282,8 @@ class Worker:
         self._emit(result)
         for model, merger in merge.mergers.items():
             self.stats.set_window(model, merger.window_fill, merger.monitor.windows_tested)
+            if merger.performance is not None:
+                self.stats.set_labels(model, merger.performance.joiner.stats().as_dict())
 
     def _emit(self, result: Stage2Result) -> None:
         for w in result.windows:

@@ -139,6 +139,12 @@ def test_required_families_are_exported_with_their_labels() -> None:
         "stream_monitor_batch_duration_seconds": ("stage",),
         "stream_monitor_agent_up": ("agent",),
         "stream_monitor_restoring": (),
+        "stream_monitor_outstanding_predictions": ("model",),
+        "stream_monitor_label_coverage_ratio": ("model",),
+        "stream_monitor_label_lag_seconds": ("model", "quantile"),
+        "stream_monitor_predictions_evicted_total": ("model", "reason"),
+        "stream_monitor_labels_stale_total": ("model",),
+        "stream_monitor_duplicate_events_total": ("model", "stream"),
         "stream_monitor_label_overflow_total": (),
     }
 
@@ -444,3 +450,34 @@ def test_snapshot_is_a_full_independent_copy() -> None:
             for key, value in original.items():
                 if isinstance(value, Histogram):
                     assert copied[key] is not value, f.name
+
+
+def test_label_join_figures_are_exported_per_model() -> None:
+    from prometheus_client import generate_latest
+
+    from stream_monitor.adapters.metrics import create_registry
+    from stream_monitor.monitoring.joiner import PredictionLabelJoiner
+
+    joiner = PredictionLabelJoiner(ttl=100.0, max_outstanding=1000)
+    joiner.add_predictions(
+        ["a", "b", "c", "c"], [0.0, 1.0, 2.0, 2.0], [1.0, 0.0, 1.0, 1.0], [0.9, 0.2, 0.7, 0.7]
+    )
+    joiner.add_labels(["a"], [30.0], [1.0])
+    joiner.expire(1000.0)
+    stats = ServiceStats()
+    stats.set_labels("m", joiner.stats().as_dict())
+    text = generate_latest(create_registry(stats, process=False)).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    assert samples[("stream_monitor_outstanding_predictions", (("model", "m"),))] == 0
+    assert samples[("stream_monitor_predictions_evicted_total", (("model", "m"), ("reason", "ttl")))] == 2
+    assert (
+        samples[("stream_monitor_duplicate_events_total", (("model", "m"), ("stream", "predictions")))] == 1
+    )
+    assert samples[("stream_monitor_label_coverage_ratio", (("model", "m"),))] == pytest.approx(1 / 3)
+    assert samples[
+        ("stream_monitor_label_lag_seconds", (("model", "m"), ("quantile", "0.5")))
+    ] == pytest.approx(30, rel=0.15)
