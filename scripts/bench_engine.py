@@ -127,7 +127,7 @@ def peak_rss_child(n_events: int, batch: int) -> float:
     """Peak RSS (MiB) of a fresh process that feeds ``n_events`` through the engine."""
     code = (
         "import sys, resource; sys.path.insert(0, 'scripts'); import bench_engine as b; "
-        f"b.run_engine({n_events}, {batch}, False); "
+        f"b.run_engine({n_events}, {batch}, False, chunk={batch}); "  # one batch of events alive at a time
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
     out = subprocess.run(
