@@ -128,7 +128,8 @@ def peak_rss_child(n_events: int, batch: int) -> float:
     code = (
         "import sys, resource; sys.path.insert(0, 'scripts'); import bench_engine as b; "
         f"b.run_engine({n_events}, {batch}, False, chunk={batch}); "  # one batch of events alive at a time
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        # VmHWM, not ru_maxrss: a forked child's ru_maxrss starts at its parent's size on Linux
+        "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0] / 1024)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
