@@ -7,6 +7,7 @@ the window's size (:mod:`stream_monitor.detectors.calibration`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Final
 
@@ -559,7 +560,7 @@ def _finite(x: float) -> float | None:
 
 
 def _with_message(obs: Observation, message: str) -> Observation:
-    return Observation(**{**obs.__dict__, "message": message})
+    return dataclasses.replace(obs, message=message)
 
 
 def _top_bins(

@@ -18,6 +18,7 @@ hovering at the threshold does not flap). After resolving, the signal may not fi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,9 +108,7 @@ class AlertLifecycle:
             if len(group) > 1:
                 others = [o.detector for o in group if o.level is not None and o is not top]
                 if others:
-                    top = Observation(
-                        **{**top.__dict__, "details": {**top.details, "also_flagged_by": others}}
-                    )
+                    top = dataclasses.replace(top, details={**top.details, "also_flagged_by": others})
             ep.clean_windows = 0
             if ep.severity is None:
                 if ep.resolved_at is not None and window.end_ts - ep.resolved_at < self.cooldown_seconds:

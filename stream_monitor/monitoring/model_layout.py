@@ -128,7 +128,6 @@ class ModelLayout:
             raise ConfigError(
                 [(f"models.{model_id}.segments", "segments need a classifier (error rates per value)")]
             )
-        f = config.fields
         return cls(
             model_id=model_id,
             config=config,
@@ -145,14 +144,6 @@ class ModelLayout:
             prediction_numeric_index=pred_num,
             prediction_categorical_index=pred_cat,
             classes=classes,
-            paths=FieldPaths(
-                event_id=f.event_id,
-                ts=f.ts,
-                features=f.features,
-                prediction=f.prediction,
-                score=f.score,
-                scores=f.scores,
-                label=f.label,
-            ),
+            paths=FieldPaths(model_id="model_id", **config.fields.model_dump()),
             segment_columns=tuple(cat_names.index(s) for s in config.segments),
         )

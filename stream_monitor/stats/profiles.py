@@ -27,6 +27,11 @@ FeatureType = Literal["numeric", "categorical", "boolean"]
 Category = str | int | float | bool
 
 
+def _null_rate(count: int, nulls: int, invalid: int) -> float:
+    total = count + nulls + invalid
+    return nulls / total if total else 0.0
+
+
 @dataclass(frozen=True)
 class NumericProfile:
     """Reference distribution of one numeric signal."""
@@ -48,8 +53,7 @@ class NumericProfile:
 
     @property
     def null_rate(self) -> float:
-        total = self.count + self.nulls + self.invalid
-        return self.nulls / total if total else 0.0
+        return _null_rate(self.count, self.nulls, self.invalid)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,8 +108,7 @@ class CategoricalProfile:
 
     @property
     def null_rate(self) -> float:
-        total = self.count + self.nulls + self.invalid
-        return self.nulls / total if total else 0.0
+        return _null_rate(self.count, self.nulls, self.invalid)
 
     def to_dict(self) -> dict[str, Any]:
         return {
