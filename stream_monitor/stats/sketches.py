@@ -91,12 +91,6 @@ class SketchLayout:
         digest.update(f"mv:{multivariate_width}".encode())
         self.fingerprint = digest.hexdigest()[:16]
 
-    def numeric_of_role(self, role: SignalRole) -> list[int]:
-        return [i for i, s in enumerate(self.numeric) if s.role == role]
-
-    def categorical_of_role(self, role: SignalRole) -> list[int]:
-        return [i for i, s in enumerate(self.categorical) if s.role == role]
-
 
 def _bounded_merge(
     into: dict[str, int], items: Iterable[tuple[str, int]], cap: int = MAX_TRACKED_VALUES

@@ -140,11 +140,9 @@ def test_cbpe_tracks_realised_accuracy_of_a_calibrated_model() -> None:
         label_drop_rate=0.0,
     )
     ref = generate(StreamSpec(n_numeric=5, n_categorical=2, seed=4, events_per_second=RATE), 20_000)
-    b = ReferenceBuilder(seed=0)
-    b.add_features(ref.features)
-    b.add_predictions(ref.predictions)
-    b.add_labels(ref.labels)
-    profile = b.build().models["churn-v3"]
+    profile = _profile(
+        {"features": ref.features, "predictions": ref.predictions, "labels": ref.labels}, "churn-v3"
+    )
     live = generate(spec, 90_000)
     config = parse_config({"models": {"churn-v3": {"reference": "unused"}}})
     engine = Engine(config, {"churn-v3": profile}, ManualClock(0.0))
@@ -177,11 +175,9 @@ def test_labels_slower_than_the_sla_raise_label_lag() -> None:
         StreamSpec(n_numeric=2, n_categorical=1, seed=6, events_per_second=RATE, label_delay_mean_s=60),
         10_000,
     )
-    b = ReferenceBuilder(seed=0)
-    b.add_features(ref.features)
-    b.add_predictions(ref.predictions)
-    b.add_labels(ref.labels)
-    profile = b.build().models["churn-v3"]
+    profile = _profile(
+        {"features": ref.features, "predictions": ref.predictions, "labels": ref.labels}, "churn-v3"
+    )
     live = generate(spec, 60_000)
     cfg = {"labels": {"freshness_sla_seconds": 600.0, "min_coverage": 0.5}}
     alerts = _run(
@@ -197,11 +193,9 @@ def test_labels_slower_than_the_sla_raise_label_lag() -> None:
 
 def test_state_stays_bounded_with_a_million_outstanding_predictions() -> None:
     ref = generate(StreamSpec(n_numeric=1, n_categorical=0, seed=8), 5_000)
-    b = ReferenceBuilder(seed=0)
-    b.add_features(ref.features)
-    b.add_predictions(ref.predictions)
-    b.add_labels(ref.labels)
-    profile = b.build().models["churn-v3"]
+    profile = _profile(
+        {"features": ref.features, "predictions": ref.predictions, "labels": ref.labels}, "churn-v3"
+    )
     config = parse_config(
         {"models": {"churn-v3": {"reference": "unused", "labels": {"max_outstanding": 1_000_000}}}}
     )
