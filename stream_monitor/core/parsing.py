@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import operator
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Final
 
 import numpy as np
@@ -137,6 +139,39 @@ def _drop(rows: list[Any], bad: Mapping[int, Rejection]) -> list[Any]:
     return [v for i, v in enumerate(rows) if i not in bad] if bad else rows
 
 
+def _classify_numeric(column: Sequence[Any], values: NDArray[np.float64], codes: NDArray[np.int8]) -> None:
+    """Fill one column value by value: the path of a column holding a null, an absent key or a wrong type."""
+    values[:] = np.nan
+    codes[:] = OK
+    if set(map(type, column)) <= _NUMBER_OR_NULL:  # nulls among numbers: still one conversion
+        try:
+            values[:] = np.array(column, dtype=np.float64)
+        except OverflowError:  # an integer beyond float range: value by value below
+            values[:] = np.nan
+        else:
+            bad = ~np.isfinite(values)
+            codes[bad] = np.where(np.isnan(values[bad]), NULL, INFINITE)
+            values[bad] = np.nan
+            return
+    for i, v in enumerate(column):
+        kind = type(v)
+        if kind is float or kind is int:
+            try:
+                finite = math.isfinite(v)
+            except OverflowError:  # an integer beyond float range
+                finite = False
+            if finite:
+                values[i] = v
+            else:
+                codes[i] = NULL if v != v else INFINITE
+        elif v is None:
+            codes[i] = NULL
+        elif v is MISSING:
+            codes[i] = ABSENT
+        else:
+            codes[i] = WRONG_TYPE
+
+
 class FeatureParser:
     """Parses feature events of one model into :class:`FeatureRows`.
 
@@ -168,8 +203,11 @@ class FeatureParser:
         self._known = frozenset(self.numeric) | frozenset(self.categorical)
         self._n_known = len(self._known)
         self._features = FieldPath(self.paths.features)
-        self._get_numeric = operator.itemgetter(*self.numeric) if self.numeric else None
-        self._get_categorical = [operator.itemgetter(name) for name in self.categorical]
+        self._names = self.numeric + self.categorical
+        self._get_cells = operator.itemgetter(*self._names) if self._names else None
+        # A column whose reference categories are all strings cannot confuse 1, 1.0 and True (they hash alike):
+        # any other type misses the index, so its cells need no type scan unless something misses.
+        self._string_categories = [all(type(c) is str for c in cats) for cats in categorical.values()]
 
     def parse(self, events: Sequence[dict[str, Any]]) -> tuple[FeatureRows, list[Rejection]]:
         ids, ts, bad = _envelope(events, self.paths, self.ts_format)
@@ -185,8 +223,12 @@ class FeatureParser:
             ts = ts[keep]
             ids = _drop(ids, bad)
             feats = _drop(feats, bad)
-        numeric, codes = self._numeric(feats)
-        categorical, new_values = self._categorical(feats)
+        cells = self._cells(feats)
+        stride = len(self._names)
+        numeric, codes = self._numeric([cells[j::stride] for j in range(len(self.numeric))], len(feats))
+        categorical, new_values = self._categorical(
+            [cells[j::stride] for j in range(len(self.numeric), stride)], len(feats)
+        )
         rows = FeatureRows(
             ts=ts,
             event_ids=ids,
@@ -198,89 +240,62 @@ class FeatureParser:
         )
         return rows, sorted(bad.values(), key=lambda r: r.index)
 
-    def _numeric(self, feats: list[dict[str, Any]]) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
-        n, width = len(feats), len(self.numeric)
-        if self._get_numeric is None or n == 0:
-            return np.empty((n, width)), np.zeros((n, width), dtype=np.int8)
-        getter = self._get_numeric
+    def _cells(self, feats: list[dict[str, Any]]) -> list[Any]:
+        """Every configured feature of every event, event-major: one C-level lookup pass over the batch."""
+        getter = self._get_cells
+        if getter is None:
+            return []
         try:
-            rows = list(map(getter, feats))
-        except KeyError:
-            rows = [tuple(f.get(k, MISSING) for k in self.numeric) for f in feats]
-        if width == 1:
-            rows = [(r,) for r in rows]
-        # One C-level pass converts the batch and discovers its types: float/int only gives a numeric array;
-        # a None gives an object array, a string a text array (both take the per-column path below).
-        try:
-            block = np.array(rows)
-        except (ValueError, TypeError):  # a list or object inside: ragged
-            block = np.empty(0, dtype=object)
-        if block.dtype.kind in "fi" and block.shape == (n, width):
-            values = block.astype(np.float64, copy=False)
-            # A boolean converts silently to 0/1; only columns holding an exact 0 or 1 need a type look.
-            zero_one = ((values == 0.0) | (values == 1.0)).any(axis=0)
-            suspects = [
-                j
-                for j in np.flatnonzero(zero_one)
-                if bool in set(map(type, map(operator.itemgetter(j), rows)))
-            ]
-            if not suspects:
-                codes = np.zeros((n, width), dtype=np.int8)
-                bad = ~np.isfinite(values)
-                if bad.any():
-                    codes[np.isnan(values)] = NULL
-                    codes[np.isinf(values)] = INFINITE
-                    values = np.where(bad, np.nan, values)
-                return values, codes
-        return self._numeric_slow(rows, n, width)
+            if len(self._names) == 1:
+                return list(map(getter, feats))
+            return list(chain.from_iterable(map(getter, feats)))
+        except KeyError:  # an absent feature: mark it, so it is counted as absent, not as null
+            names = self._names
+            return [f.get(k, MISSING) for f in feats for k in names]
 
     @staticmethod
-    def _numeric_slow(
-        rows: list[tuple[Any, ...]], n: int, width: int
-    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
-        values = np.full((n, width), np.nan)
-        codes = np.zeros((n, width), dtype=np.int8)
-        for j, column in enumerate(zip(*rows, strict=True)):
-            kinds = set(map(type, column))
-            if kinds <= _NUMBER_TYPES:
-                values[:, j] = column
-                bad = ~np.isfinite(values[:, j])
-                if bad.any():
-                    codes[bad, j] = np.where(np.isnan(values[bad, j]), NULL, INFINITE)
-                    values[bad, j] = np.nan
+    def _numeric(columns: list[list[Any]], n: int) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+        """Column-major values and codes (every later pass runs down whole columns)."""
+        values_t = np.empty((len(columns), n))
+        codes_t = np.zeros((len(columns), n), dtype=np.int8)
+        fmt, buffer = f"{n}d", values_t.data
+        for j, column in enumerate(columns):
+            try:
+                # struct converts the column in one C call and, unlike np.array / np.fromiter, refuses None and
+                # numeric strings ("1.5"): a clean column is proven clean by the conversion itself.
+                struct.pack_into(fmt, buffer, j * n * 8, *column)
+            except (struct.error, OverflowError):
+                _classify_numeric(column, values_t[j], codes_t[j])
                 continue
-            for i, v in enumerate(column):
-                kind = type(v)
-                if kind is float or kind is int:
-                    if math.isfinite(v):
-                        values[i, j] = v
-                    else:
-                        codes[i, j] = NULL if v != v else INFINITE
-                elif v is None:
-                    codes[i, j] = NULL
-                elif v is MISSING:
-                    codes[i, j] = ABSENT
-                else:
-                    codes[i, j] = WRONG_TYPE
-        return values, codes
+            row = values_t[j]
+            # A boolean packs silently as 0/1: only a column holding an exact 0 or 1 needs a type look.
+            if ((row == 0.0) | (row == 1.0)).any() and bool in set(map(type, column)):
+                _classify_numeric(column, row, codes_t[j])
+                continue
+            bad = ~np.isfinite(row)
+            if bad.any():
+                codes_t[j][bad] = np.where(np.isnan(row[bad]), NULL, INFINITE)
+                row[bad] = np.nan
+        return values_t.T, codes_t.T
 
     def _categorical(
-        self, feats: list[dict[str, Any]]
+        self, columns: list[list[Any]], n: int
     ) -> tuple[NDArray[np.int32], list[list[tuple[int, Any]]]]:
-        n = len(feats)
-        out = np.empty((n, len(self.categorical)), dtype=np.int32)
+        out = np.empty((n, len(columns)), dtype=np.int32)
         new_values: list[list[tuple[int, Any]]] = []
-        for j, (name, getter, index) in enumerate(
-            zip(self.categorical, self._get_categorical, self._indexes, strict=True)
+        for j, (column, index, strings) in enumerate(
+            zip(columns, self._indexes, self._string_categories, strict=True)
         ):
-            try:
-                column = list(map(getter, feats))
-            except KeyError:
-                column = [f.get(name, MISSING) for f in feats]
             valid = _BOOLEAN_CELL if j in self._boolean else _CATEGORY_CELL
-            if set(map(type, column)) <= valid:
+            try:
                 slots = np.fromiter(map(index.__getitem__, column), dtype=np.int32, count=n)
-            else:
+                # Among string categories a wrong type can only miss the index (into "other"); elsewhere 1, 1.0
+                # and True hash alike, so the column's types must be looked at.
+                careful = not strings or j in self._boolean or bool((slots == index.other).any())
+                clean = not careful or set(map(type, column)) <= valid
+            except TypeError:  # unhashable: a list or an object
+                clean = False
+            if not clean:
                 slots = np.fromiter(
                     (index[v] if type(v) in valid else CAT_WRONG_TYPE for v in column),
                     dtype=np.int32,

@@ -141,3 +141,33 @@ def test_routing_rejects_unknown_or_missing_models(model: object, reason: Reject
     groups, rejected = route_by_model(events, "model_id", {"m": object()})
     assert groups == {"m": [0, 2]}
     assert [(r.index, r.reason) for r in rejected] == [(1, reason)]
+
+
+def test_one_bad_column_leaves_the_others_on_the_fast_path_and_a_numeric_string_is_never_a_number() -> None:
+    events = [_event(i, x=float(i), y=2.5, plan="pro") for i in range(50)]
+    events[7]["features"]["x"] = "1.5"  # type: ignore[index]
+    events[9]["features"]["x"] = None  # type: ignore[index]
+    rows, rejected = PARSER.parse(events)
+    assert not rejected
+    expected_x = [0] * 50
+    expected_x[7], expected_x[9] = WRONG_TYPE, NULL
+    assert rows.numeric_code[:, 0].tolist() == expected_x
+    assert rows.numeric_code[:, 1].tolist() == [0] * 50
+    assert rows.numeric[8].tolist() == [8.0, 2.5]
+
+
+def test_an_integer_beyond_float_range_is_counted_not_raised() -> None:
+    rows, _ = PARSER.parse(
+        [_event(0, x=10**400, y=1.5, plan="pro"), _event(1, x=None, y=-(10**400), plan="pro")]
+    )
+    assert rows.numeric_code.tolist() == [[INFINITE, 0], [NULL, INFINITE]]
+
+
+def test_only_strings_and_integers_are_categories() -> None:
+    strings = [_event(i, x=1.5, y=2.5, plan=v) for i, v in enumerate(["pro", 2.0, True, [1], 7, "free"])]
+    rows, _ = PARSER.parse(strings)
+    assert rows.categorical[:, 0].tolist() == [1, CAT_WRONG_TYPE, CAT_WRONG_TYPE, CAT_WRONG_TYPE, 2, 0]
+    assert rows.new_values == [[(4, 7)]]
+    ints = FeatureParser(numeric=[], categorical={"tier": [1, 2]})
+    rows, _ = ints.parse([_event(i, tier=v) for i, v in enumerate([1, True, 1.0, 2])])
+    assert rows.categorical[:, 0].tolist() == [0, CAT_WRONG_TYPE, CAT_WRONG_TYPE, 1]
