@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import chi2
 
-from stream_monitor.stats.divergences import STATISTICS, statistic_function
+from stream_monitor.stats.divergences import SMOOTHING, STATISTICS, statistic_function
 
 N_SIMULATIONS: Final = 2000
 GRID_STEPS_PER_DOUBLING: Final = 4  # thresholds are cached on a grid of window sizes 2^(j/4)
@@ -98,8 +98,17 @@ class ThresholdCalibrator:
         )
         self._squared = STATISTICS[statistic].squared
         self._cache: dict[int, Thresholds] = {}
+        self._psi_ref: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+        if statistic == "psi":
+            q = (self.ref_counts + SMOOTHING) / (self.ref_counts.sum() + SMOOTHING * len(self.ref_counts))
+            self._psi_ref = (q, np.log(q))
 
     def statistic_of(self, counts: ArrayLike) -> float:
+        if self._psi_ref is not None:  # the default statistic, once per signal per window: its own fast path
+            q, log_q = self._psi_ref
+            c = np.asarray(counts, dtype=np.float64)
+            p = (c + SMOOTHING) / (c.sum() + SMOOTHING * len(c))
+            return float(np.dot(p - q, np.log(p) - log_q))
         return float(self._fn(counts, self.ref_counts))
 
     def thresholds(self, n: int) -> Thresholds:

@@ -12,7 +12,7 @@ import math
 from typing import Any, Final
 
 import numpy as np
-from scipy.stats import binom
+from scipy.special import bdtrc
 
 from stream_monitor.core.alerts import Alert, AlertKind, Severity
 from stream_monitor.core.clock import Clock, SystemClock
@@ -187,7 +187,6 @@ class ModelMonitor:
         threshold = thr.critical if level is Severity.CRITICAL else thr.warning
         details: dict[str, Any] = {
             "window_values": n,
-            "top_bins": _top_bins(counts, ref),
             "thresholds": {"warning": thr.warning, "critical": thr.critical, "calibrated_for_n": thr.n},
         }
         if test_name == "chi2":
@@ -206,6 +205,7 @@ class ModelMonitor:
             details.get("p_value"),
             details,
             message,
+            explain=lambda: {"top_bins": _top_bins(counts, ref)},
         )
         return obs, thr
 
@@ -219,7 +219,12 @@ class ModelMonitor:
         if n >= min_events:
             obs, _ = self._distance(kind, name, self._numeric_cal[i], sk.numeric_counts(i), prof, n)
             mean, std = sk.numeric_mean_std(i)
-            obs.details.update(_shift_details(prof, mean, std, (float(sk.num_min[i]), float(sk.num_max[i]))))
+            extremes = (float(sk.num_min[i]), float(sk.num_max[i]))
+            top_bins = obs.explain
+            assert top_bins is not None
+            obs = dataclasses.replace(
+                obs, explain=lambda: {**top_bins(), **_shift_details(prof, mean, std, extremes)}
+            )
             if obs.level is not None:
                 obs = _with_message(obs, f"{obs.message}; {_shift_phrase(prof, mean)}")
             out.append(obs)
@@ -346,7 +351,7 @@ class ModelMonitor:
         rise is beyond chance for a window of ``n`` values at the budget's rates."""
         rate = hits / n if n else 0.0
         p0 = min(max(ref_rate, 0.5 / max(n, 1)), 1.0)
-        p_value = float(binom.sf(hits - 1, n, p0)) if hits else 1.0
+        p_value = float(bdtrc(hits - 1, n, p0)) if hits else 1.0  # binom.sf, minus scipy.stats' overhead
         rise = rate - ref_rate
         level = None
         if rise >= crit and p_value < self.alpha_critical:
@@ -626,11 +631,5 @@ def _rescale_hint(prof: NumericProfile, mean: float, std: float, extremes: tuple
                 for live, ref in ((hi, prof.max), (lo, prof.min))
             )
             if whole or (by_extreme and abs(std_ratio) > f**0.5):
-                return f"values look rescaled by x{f:.6g} (a unit change upstream?)"
-    return None
-    mean_ratio, std_ratio = mean / prof.mean, std / prof.std
-    for factor in _RESCALE_FACTORS:
-        for f in (factor, 1.0 / factor):
-            if abs(mean_ratio / f - 1) < 0.05 and abs(std_ratio / f - 1) < 0.05:
                 return f"values look rescaled by x{f:.6g} (a unit change upstream?)"
     return None

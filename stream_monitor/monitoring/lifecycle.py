@@ -19,7 +19,7 @@ hovering at the threshold does not flap). After resolving, the signal may not fi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +40,16 @@ class Observation:
     p_value: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    # More details, built only when the observation becomes an alert: most windows of most signals are quiet,
+    # and describing what moved costs more than testing whether anything did.
+    explain: Callable[[], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def clean(self) -> bool:
         return self.level is None
+
+    def full_details(self) -> dict[str, Any]:
+        return {**self.explain(), **self.details} if self.explain is not None else self.details
 
 
 @dataclass
@@ -52,7 +58,6 @@ class _Episode:
     start_ts: float = 0.0
     clean_windows: int = 0
     resolved_at: float | None = None
-    last: Observation | None = None
 
 
 def _pick(observations: list[Observation]) -> Observation:
@@ -114,9 +119,8 @@ class AlertLifecycle:
                 if ep.resolved_at is not None and window.end_ts - ep.resolved_at < self.cooldown_seconds:
                     self.suppressed_by_cooldown += 1
                     return None
-                ep.severity, ep.start_ts, ep.last = level, window.end_ts, top
+                ep.severity, ep.start_ts = level, window.end_ts
                 return self._alert(top, level, Status.FIRING, ep, window, detected_at)
-            ep.last = top
             if level.rank > ep.severity.rank:
                 ep.severity = level
                 return self._alert(top, level, Status.FIRING, ep, window, detected_at)
@@ -159,7 +163,7 @@ class AlertLifecycle:
             window=window,
             episode_start_ts=ep.start_ts,
             detected_at=detected_at,
-            details=obs.details,
+            details=obs.full_details(),
             message=message,
         )
 

@@ -90,3 +90,11 @@ def test_cusum_run_length_matches_its_budget_and_snapshot_restores() -> None:
         det.update(z)
         copy.update(z)
         assert (det.statistic, det.drift_detected) == (copy.statistic, copy.drift_detected)
+
+
+def test_the_psi_fast_path_equals_the_general_statistic() -> None:
+    rng = np.random.default_rng(3)
+    ref = rng.integers(0, 500, size=12)
+    cal = ThresholdCalibrator("psi", ref, 0.01, 0.001, floors=(0.0, 0.0))
+    for counts in (rng.integers(0, 50, size=12), np.zeros(12, dtype=np.int64), ref):
+        assert cal.statistic_of(counts) == pytest.approx(float(psi(counts, ref)), rel=1e-12, abs=1e-15)
