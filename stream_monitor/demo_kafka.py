@@ -10,6 +10,7 @@ it started, in reverse order.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,9 +35,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _set_value(text: str, key: str, new: Callable[[str], str]) -> str:
+    """Replace the value of the one ``  key: value`` line of a two-space-indented YAML key, keeping comments."""
+    pattern = re.compile(rf"^(  {re.escape(key)}: )([^\s#]+)", re.MULTILINE)
+    found = pattern.findall(text)
+    if len(found) != 1:
+        raise RuntimeError(
+            f"demo config: expected one {key!r} line in the config template, found {len(found)}"
+        )
+    return pattern.sub(lambda m: m.group(1) + new(m.group(2).strip('"')), text)
+
+
 def _write_config(work: Path, bootstrap: str, metrics_port: int, suffix: str) -> Path:
     from stream_monitor.adapters.files import read_jsonl_events
     from stream_monitor.config_template import render_config
+    from stream_monitor.settings import load_config
     from stream_monitor.stats.reference_builder import ReferenceBuilder
 
     ex = examples_dir()
@@ -51,33 +64,22 @@ def _write_config(work: Path, bootstrap: str, metrics_port: int, suffix: str) ->
     reference = builder.build()
     reference.save(work / "reference.json")
     text = render_config(reference, "reference.json")
-    # Demo topics get a run suffix, so a reused broker never mixes two demos' streams.
-    for topic in (
-        "features",
-        "predictions",
-        "labels",
-        "features-batch",
-        "drift-alerts",
-        "stream-monitor-dlq",
-        "stream-monitor-partials",
-    ):
-        key = {
-            "features-batch": "features_batch",
-            "drift-alerts": "alerts",
-            "stream-monitor-dlq": "dlq",
-            "stream-monitor-partials": "partials",
-        }.get(topic, topic)
-        text = text.replace(f"\n  {key}: {topic}\n", f"\n  {key}: {topic}-{suffix}\n")
-    if "\n  state:" not in text:
-        text = text.replace(
-            f"\n  partials: stream-monitor-partials-{suffix}\n",
-            f"\n  partials: stream-monitor-partials-{suffix}\n  state: stream-monitor-state-{suffix}\n",
-        )
-    text = text.replace('bootstrap_servers: "127.0.0.1:9092"', f'bootstrap_servers: "{bootstrap}"')
-    text = text.replace("metrics_port: 9108", f"metrics_port: {metrics_port}")
-    text = text.replace("consumer_group: stream-monitor", f"consumer_group: stream-monitor-demo-{suffix}")
+    # Every topic and the consumer group get a run suffix, so a reused broker never mixes two demos' streams or
+    # restores one demo's state into another. Lines may carry comments: replace the value only.
+    for key in ("features", "predictions", "labels", "features_batch", "alerts", "dlq", "partials", "state"):
+        text = _set_value(text, key, lambda v: f"{v}-{suffix}")
+    text = _set_value(text, "consumer_group", lambda v: f"{v}-demo-{suffix}")
+    text = _set_value(text, "bootstrap_servers", lambda _: f'"{bootstrap}"')
+    text = _set_value(text, "metrics_port", lambda _: str(metrics_port))
     path = work / "config.yaml"
     path.write_text(text, encoding="utf-8")
+    config = load_config(path)
+    named = [*config.topics.model_dump().values(), config.service.consumer_group]
+    unsuffixed = [t for t in named if isinstance(t, str) and suffix not in t]
+    if (
+        unsuffixed
+    ):  # the template changed shape: fail here, not with a demo that shares state with the last one
+        raise RuntimeError(f"demo config: no run suffix on {unsuffixed}")
     return path
 
 
