@@ -100,6 +100,14 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         lambda s: _items(s.dead_letters),
     ),
     MetricSpec(
+        "stream_monitor_slow_decoded_total",
+        "counter",
+        "Feature messages the typed decoder refused, decoded by the slower orjson path instead (a share that "
+        "stays high means producers send fields or types the config does not expect).",
+        (),
+        lambda s: _one(s.slow_decoded),
+    ),
+    MetricSpec(
         "stream_monitor_alerts_total",
         "counter",
         "Alert events emitted, by model, kind, severity and status (firing, resolved).",

@@ -215,6 +215,9 @@ def _one_timestamp(value: Any, fmt: TimestampFormat) -> float | str:
             if fmt == "epoch_millis" or (fmt == "auto" and value > _MAX_EPOCH_S * 10)
             else float(value)
         )
+        if not math.isfinite(seconds) or not _MIN_EPOCH_S <= seconds <= _MAX_EPOCH_S:
+            # the words of the vectorised path in parse_timestamps: a value reads the same in any batch
+            return f"timestamp {value!r} is outside 2001..2286 in {fmt} format"
     elif kind is str:
         if fmt in ("epoch_seconds", "epoch_millis"):
             return f"timestamp {value!r} is a string; config says {fmt}"

@@ -91,6 +91,27 @@ class FeatureRows:
     def __len__(self) -> int:
         return len(self.ts)
 
+    @staticmethod
+    def concat(parts: Sequence[FeatureRows]) -> FeatureRows:
+        """The rows of every part, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        starts = np.cumsum([0, *map(len, parts)])[:-1].tolist()
+        return FeatureRows(
+            ts=np.concatenate([p.ts for p in parts]),
+            event_ids=[i for p in parts for i in p.event_ids],
+            numeric=np.asfortranarray(np.concatenate([p.numeric for p in parts])),
+            numeric_code=np.asfortranarray(np.concatenate([p.numeric_code for p in parts])),
+            categorical=np.concatenate([p.categorical for p in parts]),
+            new_values=[
+                [(r + at, v) for p, at in zip(parts, starts, strict=True) for r, v in p.new_values[j]]
+                for j in range(len(parts[0].new_values))
+            ],
+            unknown_fields=[
+                (r + at, k) for p, at in zip(parts, starts, strict=True) for r, k in p.unknown_fields
+            ],
+        )
+
     def permute(self, order: NDArray[np.intp]) -> FeatureRows:
         """The same rows in another order (``order`` is a permutation of every row)."""
         where = np.empty(len(order), dtype=np.intp)
@@ -101,9 +122,13 @@ class FeatureRows:
             numeric=self.numeric[order],
             numeric_code=self.numeric_code[order],
             categorical=self.categorical[order],
-            new_values=[[(int(where[r]), v) for r, v in col] for col in self.new_values],
-            unknown_fields=[(int(where[r]), k) for r, k in self.unknown_fields],
+            new_values=[sorted(((int(where[r]), v) for r, v in col), key=_row) for col in self.new_values],
+            unknown_fields=sorted(((int(where[r]), k) for r, k in self.unknown_fields), key=_row),
         )
+
+
+def _row(cell: tuple[int, Any]) -> int:
+    return cell[0]
 
 
 def _envelope(
@@ -209,6 +234,16 @@ class FeatureParser:
         # any other type misses the index, so its cells need no type scan unless something misses.
         self._string_categories = [all(type(c) is str for c in cats) for cats in categorical.values()]
 
+    def cell_types(self) -> list[tuple[str, Any]]:
+        """Every configured feature in cell order with the type a clean value has (``None`` is always clean)."""
+        out: list[tuple[str, Any]] = [(name, float | None) for name in self.numeric]
+        for j, name in enumerate(self.categorical):
+            if j in self._boolean:
+                out.append((name, bool | None))
+            else:
+                out.append((name, str | None if self._string_categories[j] else int | str | None))
+        return out
+
     def parse(self, events: Sequence[dict[str, Any]]) -> tuple[FeatureRows, list[Rejection]]:
         ids, ts, bad = _envelope(events, self.paths, self.ts_format)
         feats = self._features.get_all(events)
@@ -223,22 +258,25 @@ class FeatureParser:
             ts = ts[keep]
             ids = _drop(ids, bad)
             feats = _drop(feats, bad)
-        cells = self._cells(feats)
-        stride = len(self._names)
-        numeric, codes = self._numeric([cells[j::stride] for j in range(len(self.numeric))], len(feats))
+        rows = self.rows_from_cells(ts, ids, self._cells(feats))
+        rows.unknown_fields = self._unknown(feats)
+        return rows, sorted(bad.values(), key=lambda r: r.index)
+
+    def rows_from_cells(self, ts: NDArray[np.float64], ids: list[str], cells: list[Any]) -> FeatureRows:
+        """Rows from every configured feature of every event, event-major (``numeric + categorical`` order)."""
+        n, stride = len(ts), len(self._names)
+        numeric, codes = self._numeric([cells[j::stride] for j in range(len(self.numeric))], n)
         categorical, new_values = self._categorical(
-            [cells[j::stride] for j in range(len(self.numeric), stride)], len(feats)
+            [cells[j::stride] for j in range(len(self.numeric), stride)], n
         )
-        rows = FeatureRows(
+        return FeatureRows(
             ts=ts,
             event_ids=ids,
             numeric=numeric,
             numeric_code=codes,
             categorical=categorical,
             new_values=new_values,
-            unknown_fields=self._unknown(feats),
         )
-        return rows, sorted(bad.values(), key=lambda r: r.index)
 
     def _cells(self, feats: list[dict[str, Any]]) -> list[Any]:
         """Every configured feature of every event, event-major: one C-level lookup pass over the batch."""

@@ -19,7 +19,8 @@ from typing import Any, Final
 from stream_monitor.core.alerts import Alert, RetrainingRequest, retraining_requests
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.events import Rejection, Stream, decode_batch
-from stream_monitor.core.parsing import route_by_model
+from stream_monitor.core.parsing import FeatureRows, route_by_model
+from stream_monitor.core.typed_decoding import TypedFeatureDecoder
 from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.detection import ModelMonitor
 from stream_monitor.monitoring.folding import ModelFolder
@@ -84,10 +85,8 @@ class ModelPipeline:
 
     def ingest(self, stream: Stream, events: Sequence[dict[str, Any]]) -> list[Rejection]:
         if stream is Stream.FEATURES:
-            rows, rejected = self.folder.ingest_features(self.slices, events)
-            if self.performance is not None:
-                self.performance.add_features(rows)
-            self.accepted[stream.value] += len(rows)
+            rows, rejected = self.folder.features.parse(events)
+            self.ingest_feature_rows(rows)
         elif stream is Stream.PREDICTIONS:
             prows, rejected = self.folder.predictions.parse(events)
             keep = self.performance.add_predictions(prows) if self.performance is not None else None
@@ -103,6 +102,13 @@ class ModelPipeline:
         else:
             raise ValueError(f"stream {stream.value} is not handled by the drift pipeline")
         return rejected
+
+    def ingest_feature_rows(self, rows: FeatureRows) -> None:
+        """Parsed feature rows (by :meth:`ingest` or by the typed decoder) into the slices."""
+        rows = self.folder.fold_feature_rows(self.slices, rows)
+        if self.performance is not None:
+            self.performance.add_features(rows)
+        self.accepted[Stream.FEATURES.value] += len(rows)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a restarted process needs to continue exactly where this one stopped."""
@@ -160,16 +166,38 @@ class Engine:
             mid: ModelPipeline(ModelLayout.build(mid, mcfg, profiles[mid]), self.clock)
             for mid, mcfg in config.models.items()
         }
+        # Feature messages decode straight into typed structs (see core/typed_decoding.py), as in the service.
+        self._features = TypedFeatureDecoder.build(
+            {m: p.folder.features for m, p in self.pipelines.items()},
+            config.service.model_id_field,
+            config.service.max_message_bytes,
+        )
         self.rejected: Counter[tuple[str, str]] = Counter()  # (stream, reason)
         self.alerts_emitted: Counter[tuple[str, str, str]] = Counter()  # (kind, severity, status)
 
     def process(self, stream: Stream, messages: Sequence[bytes | None]) -> ProcessResult:
+        if stream is Stream.FEATURES and self._features is not None:
+            return self._process_features(messages, self._features)
         events, positions, rejected = decode_batch(messages, self.config.service.max_message_bytes)
         result = self.process_events(stream, events, positions)
         result.rejections = sorted(rejected + result.rejections, key=lambda r: r.index)
         for r in rejected:
             self.rejected[(stream.value, r.reason.value)] += 1
         return result
+
+    def _process_features(
+        self, messages: Sequence[bytes | None], decoder: TypedFeatureDecoder
+    ) -> ProcessResult:
+        decoded = decoder.decode(messages)
+        out = ProcessResult(rejections=decoded.rejections)
+        for model_id, batch in decoded.batches.items():
+            pipeline = self.pipelines[model_id]
+            pipeline.ingest_feature_rows(batch.rows)
+            out.alerts.extend(pipeline.advance())
+        for r in decoded.rejections:
+            self.rejected[(Stream.FEATURES.value, r.reason.value)] += 1
+        self._count(out.alerts)
+        return out
 
     def process_events(
         self, stream: Stream, events: Sequence[dict[str, Any]], positions: Sequence[int] | None = None

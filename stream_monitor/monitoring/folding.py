@@ -50,12 +50,6 @@ class ModelFolder:
         return WindowSketch(self.layout.sketch)
 
     # ---- features --------------------------------------------------------------------------------------------
-    def ingest_features(
-        self, folder: SliceFolder, events: Sequence[dict[str, Any]]
-    ) -> tuple[FeatureRows, list[Rejection]]:
-        rows, rejected = self.features.parse(events)
-        return self.fold_feature_rows(folder, rows), rejected
-
     def fold_feature_rows(self, folder: SliceFolder, rows: FeatureRows) -> FeatureRows:
         """Fold parsed feature rows into their slices; returns them reordered by slice."""
         if len(rows):

@@ -95,6 +95,7 @@ class StatsSnapshot:
     restoring: bool
     overflow: int
     labels: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> joiner figures
+    slow_decoded: int = 0  # feature messages the typed decoder refused (decoded by the orjson path)
 
 
 class ServiceStats:
@@ -121,6 +122,11 @@ class ServiceStats:
     def count_dead_letter(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self._snap.dead_letters[reason] = self._snap.dead_letters.get(reason, 0) + n
+
+    def count_slow_decoded(self, n: int) -> None:
+        if n > 0:
+            with self._lock:
+                self._snap.slow_decoded += n
 
     def count_alerts(self, alerts: Iterable[Alert]) -> None:
         with self._lock:
@@ -213,6 +219,7 @@ class ServiceStats:
                 restoring=s.restoring,
                 overflow=s.overflow,
                 labels={k: dict(v) for k, v in s.labels.items()},
+                slow_decoded=s.slow_decoded,
             )
 
     def ready(self) -> bool:

@@ -42,7 +42,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.events import Rejection, Stream, decode_batch
-from stream_monitor.core.parsing import route_by_model
+from stream_monitor.core.parsing import FeatureRows, route_by_model
+from stream_monitor.core.typed_decoding import TypedFeatureDecoder
 from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.folding import ModelFolder
 from stream_monitor.monitoring.windows import SliceFolder
@@ -76,6 +77,8 @@ class Stage1Result:
     rejected_by_model: dict[str, int] = field(default_factory=dict)  # model ("unrouted" if none) -> rejected
     event_ts: list[NDArray[np.float64]] = field(default_factory=list)  # accepted events' times, for latency
     skipped: int = 0  # messages below next_offset (already covered by the restored state)
+    slow_decoded: int = 0  # feature messages the typed decoder refused (decoded by the orjson path instead)
+    forwarded: dict[str, RowBatch] = field(default_factory=dict)  # rows for stage 2, per model
 
 
 class PartitionFolder:
@@ -106,6 +109,13 @@ class PartitionFolder:
         self.sent = dict.fromkeys(self.models, NO_BOUNDARY)  # boundary last told to stage 2
         self.idle = dict.fromkeys(self.models, False)  # idleness last told to stage 2
         self.last_event_at = dict.fromkeys(self.models, now)
+        self.features = (
+            TypedFeatureDecoder.build(
+                {m: ms.folder.features for m, ms in self.models.items()}, model_id_field, max_message_bytes
+            )
+            if stream is Stream.FEATURES
+            else None
+        )
         self.next_offset: int | None = None
         self.changed = False  # since the last snapshot
 
@@ -121,36 +131,95 @@ class PartitionFolder:
         if skip == len(offsets):
             return result
         raw = values[skip:] if skip else values
+        at = np.asarray(offsets[skip:], dtype=np.int64)
+        if self.features is not None:
+            self._process_features(raw, at, result, now, skip)
+        else:
+            self._process_events(raw, at, result, now, skip)
+        first = offsets[skip]
+        self.next_offset = offsets[-1] + 1
+        self.changed = True
+        if self.sliced:
+            result.partials = self._drain((first, self.next_offset), result.forwarded)
+        return result
+
+    def _process_features(
+        self,
+        raw: Sequence[bytes | None],
+        offsets: NDArray[np.int64],
+        result: Stage1Result,
+        now: float,
+        skip: int,
+    ) -> None:
+        """Feature messages: typed decoding (the orjson path for what it refuses), then fold per model."""
+        assert self.features is not None
+        decoded = self.features.decode(raw)
+        result.slow_decoded = decoded.slow
+        result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in decoded.rejections)
+        result.rejected_by_model.update(decoded.refused_by_model)
+        unrouted = len(decoded.rejections) - sum(decoded.refused_by_model.values())
+        if unrouted:
+            result.rejected_by_model[UNROUTED] = unrouted
+        for model_id, batch in decoded.batches.items():
+            rows = batch.rows
+            forward = self._forward_features(model_id, rows, offsets[batch.positions])
+            if forward is not None:
+                result.forwarded[model_id] = forward
+            self.models[model_id].folder.fold_feature_rows(self.slices[model_id], rows)
+            self._accept(model_id, rows.ts, result, now)
+
+    def _process_events(
+        self,
+        raw: Sequence[bytes | None],
+        offsets: NDArray[np.int64],
+        result: Stage1Result,
+        now: float,
+        skip: int,
+    ) -> None:
+        """Prediction and label messages: decode, route by model, parse and fold per model."""
         events, kept, rejected = decode_batch(raw, self.max_message_bytes)
         result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in rejected)
         groups, unrouted = route_by_model(events, self.model_id_field, self.models)
         result.rejections.extend(Rejection(kept[r.index] + skip, r.reason, r.detail) for r in unrouted)
         if rejected or unrouted:
             result.rejected_by_model[UNROUTED] = len(rejected) + len(unrouted)
-        forwarded: dict[str, RowBatch] = {}
         for model_id, members in groups.items():
             batch = events if len(members) == len(events) else [events[i] for i in members]
-            where = np.asarray(offsets, dtype=np.int64)[
-                np.asarray([kept[i] + skip for i in members], np.intp)
-            ]
+            where = offsets[np.asarray([kept[i] for i in members], np.intp)]
             ts, refused, rows = self._ingest(model_id, batch, where)
             if rows is not None and len(rows):
-                forwarded[model_id] = rows
+                result.forwarded[model_id] = rows
             result.rejections.extend(
                 Rejection(kept[members[r.index]] + skip, r.reason, r.detail) for r in refused
             )
             if refused:
                 result.rejected_by_model[model_id] = len(refused)
-            if len(ts):
-                result.accepted[model_id] = result.accepted.get(model_id, 0) + len(ts)
-                result.event_ts.append(ts)
-                self.last_event_at[model_id] = now
-        first = offsets[skip]
-        self.next_offset = offsets[-1] + 1
-        self.changed = True
-        if self.sliced:
-            result.partials = self._drain((first, self.next_offset), forwarded)
-        return result
+            self._accept(model_id, ts, result, now)
+
+    def _accept(self, model_id: str, ts: NDArray[np.float64], result: Stage1Result, now: float) -> None:
+        if len(ts):
+            result.accepted[model_id] = result.accepted.get(model_id, 0) + len(ts)
+            result.event_ts.append(ts)
+            self.last_event_at[model_id] = now
+
+    def _forward_features(
+        self, model_id: str, rows: FeatureRows, offsets: NDArray[np.int64]
+    ) -> RowBatch | None:
+        """The segment columns of a concept-drift model's feature rows, for stage 2's performance monitor."""
+        ms = self.models[model_id]
+        columns = list(ms.folder.layout.segment_columns)
+        if not (ms.forward and columns and len(rows)):
+            return None
+        slices = self.slices[model_id]
+        return RowBatch(
+            rows.event_ids,
+            {
+                "offset": offsets,
+                "slice": np.maximum(slices.slice_ids(rows.ts), slices.next_slice),
+                "ts": rows.ts,
+                "segments": rows.categorical[:, columns].astype(np.int32),
+            },
+        )
 
     def _ingest(
         self, model_id: str, events: Sequence[dict[str, Any]], offsets: NDArray[np.int64]
@@ -159,20 +228,9 @@ class PartitionFolder:
         events' times, the refused, and the rows to forward to stage 2 (concept-drift models only)."""
         ms = self.models[model_id]
         folder, slices = ms.folder, self.slices[model_id]
-        if self.stream is Stream.FEATURES:
+        if self.stream is Stream.FEATURES:  # only when typed decoding is off (a nested field path)
             rows, refused = folder.features.parse(events)
-            out = None
-            columns = list(folder.layout.segment_columns)
-            if ms.forward and columns and len(rows):
-                out = RowBatch(
-                    rows.event_ids,
-                    {
-                        "offset": _accepted(offsets, refused),
-                        "slice": np.maximum(slices.slice_ids(rows.ts), slices.next_slice),
-                        "ts": rows.ts,
-                        "segments": rows.categorical[:, columns].astype(np.int32),
-                    },
-                )
+            out = self._forward_features(model_id, rows, _accepted(offsets, refused))
             folder.fold_feature_rows(slices, rows)
             return rows.ts, refused, out
         if self.stream is Stream.PREDICTIONS:

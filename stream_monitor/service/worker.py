@@ -31,6 +31,7 @@ restart, resumes exactly), the agent is reported down on ``/readyz``, and every 
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -79,7 +80,9 @@ CONSUMER_REQUIRED: Final[dict[str, Any]] = {
     "auto.offset.reset": "earliest",
 }
 HANDOFF_FLUSH_S: Final = 5.0
-QUIET_SNAPSHOT_S: Final = 0.5  # a partition without messages this long is snapshotted (if changed) right away
+QUIET_SNAPSHOT_S: Final = (
+    0.25  # a partition without messages this long is snapshotted (if changed) right away
+)
 LAG_EVERY_S: Final = 2.0
 ALERT_TAIL_MAX: Final = 100_000  # alerts read back per partition when a stage 2 starts without a snapshot
 _LATENCY_EDGES: Final = np.asarray(LATENCY_BUCKETS)
@@ -202,22 +205,14 @@ class Worker:
             self._shutdown()
 
     def _handle(self, messages: Sequence[Message]) -> None:
-        groups: dict[tuple[str | None, int | None], list[Message]] = {}
-        last: tuple[str | None, int | None] = (None, None)
-        group: list[Message] = []
-        for msg in messages:
-            key = (msg.topic(), msg.partition())
-            if key != last:  # a batch holds runs of one partition: look the run up once
-                group = groups.setdefault(key, [])
-                last = key
-            group.append(msg)
         mono = time.monotonic()
-        for (topic, partition), group in groups.items():
+        for (topic, partition), group in _runs(messages):
             owned = self.owned.get((topic or "", partition or 0))
-            good = [m for m in group if m.error() is None]
-            if len(good) < len(group):
-                for m in group:
-                    err = m.error()
+            errors = list(map(Message.error, group))
+            good = group
+            if errors.count(None) < len(errors):
+                good = [m for m, err in zip(group, errors, strict=True) if err is None]
+                for err in errors:
                     if err is not None and err.code() != KafkaError._PARTITION_EOF:
                         log.warning("consumer error: %s", self.redactor.scrub(err.str()))
             if owned is None or owned.failed or not good:
@@ -238,9 +233,9 @@ class Worker:
                 continue
             self.stats.observe_batch(stage, time.perf_counter() - started)
 
-    def _stage1(self, folder: PartitionFolder, group: list[Message]) -> None:
-        offsets = [m.offset() for m in group]
-        values = [m.value() for m in group]
+    def _stage1(self, folder: PartitionFolder, group: Sequence[Message]) -> None:
+        offsets = list(map(Message.offset, group))
+        values = list(map(Message.value, group))
         now = time.time()
         result = folder.process(offsets, values, time.monotonic())  # type: ignore[arg-type]
         for partial in result.partials:
@@ -263,6 +258,7 @@ class Worker:
 
     def _count_stage1(self, folder: PartitionFolder, result: Stage1Result, now: float) -> None:
         stream = folder.stream.value
+        self.stats.count_slow_decoded(result.slow_decoded)
         for model, n in result.accepted.items():
             self.stats.count_events(model, stream, "accepted", n)
         for model, n in result.rejected_by_model.items():
@@ -277,7 +273,7 @@ class Worker:
     def _publish_partial(self, partial: Partial) -> None:
         self.producer.produce(self.config.topics.partials, encode_partial(partial), key=partial.model)
 
-    def _stage2(self, merge: MergePartition, group: list[Message]) -> None:
+    def _stage2(self, merge: MergePartition, group: Sequence[Message]) -> None:
         result = merge.process([int(m.offset() or 0) for m in group], [m.value() for m in group])
         self._emit(result)
         for model, merger in merge.mergers.items():
@@ -582,3 +578,16 @@ def _headers(msg: Message) -> list[tuple[str, bytes]] | None:
         return None
     items = raw.items() if isinstance(raw, dict) else raw
     return [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in items]
+
+
+def _runs(messages: Sequence[Message]) -> list[tuple[tuple[str | None, int | None], Sequence[Message]]]:
+    """Messages grouped by (topic, partition), each group in consumed order. A batch holds long runs of one
+    partition, so the runs are found with C-level passes, not a Python step per message."""
+    keys = list(zip(map(Message.topic, messages), map(Message.partition, messages), strict=True))
+    cuts = [i for i, same in enumerate(map(operator.eq, keys[1:], keys), start=1) if not same]
+    if not cuts:
+        return [(keys[0], messages)] if keys else []
+    groups: dict[tuple[str | None, int | None], list[Message]] = {}
+    for lo, hi in zip([0, *cuts], [*cuts, len(keys)], strict=True):
+        groups.setdefault(keys[lo], []).extend(messages[lo:hi])
+    return list(groups.items())

@@ -65,6 +65,7 @@ def populated() -> ServiceStats:
     s.count_events("unrouted", "features", "rejected", 3)
     s.count_dead_letter("not_json", 2)
     s.count_dead_letter("missing_field")
+    s.count_slow_decoded(4)
     s.count_alerts([_alert("churn-v3", Severity.CRITICAL, Status.FIRING)] * 2)
     s.count_alerts([_alert("churn-v3", Severity.CRITICAL, Status.RESOLVED)])
     s.count_delivery_failure()
@@ -127,6 +128,7 @@ def test_required_families_are_exported_with_their_labels() -> None:
     assert LABELS == {
         "stream_monitor_events_total": ("model", "stream", "outcome"),
         "stream_monitor_dead_letters_total": ("reason",),
+        "stream_monitor_slow_decoded_total": (),
         "stream_monitor_alerts_total": ("model", "kind", "severity", "status"),
         "stream_monitor_alert_delivery_failures_total": (),
         "stream_monitor_drift_statistic": ("model", "kind", "signal", "detector"),
@@ -156,6 +158,7 @@ def test_values_are_the_snapshot() -> None:
     assert value(f, ev, model="unrouted", stream="features", outcome="rejected") == 3
     assert value(f, "stream_monitor_dead_letters_total", reason="not_json") == 2
     assert value(f, "stream_monitor_dead_letters_total", reason="missing_field") == 1
+    assert value(f, "stream_monitor_slow_decoded_total") == 4
     key = {"model": "churn-v3", "kind": "covariate_drift", "severity": "critical"}
     assert value(f, "stream_monitor_alerts_total", status="firing", **key) == 2
     assert value(f, "stream_monitor_alerts_total", status="resolved", **key) == 1
