@@ -83,6 +83,15 @@ def _write_config(work: Path, bootstrap: str, metrics_port: int, suffix: str) ->
     return path
 
 
+def _die_with_parent() -> None:
+    """In a child, before exec: ask Linux to SIGTERM it when the demo dies, even by SIGKILL, so a killed demo
+    leaves no monitor or producer running. Elsewhere a no-op: Ctrl-C and SIGTERM still stop everything."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _stop(proc: subprocess.Popen[Any], name: str, echo: Callable[[str], None], grace: float = 12.0) -> None:
     if proc.poll() is not None:
         return
@@ -139,6 +148,7 @@ def run_kafka_demo(
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(work / "monitor.log", "wb"),  # noqa: SIM115
+            preexec_fn=_die_with_parent,
         )
         stack.callback(_stop, monitor, "monitor", echo)
         producer = subprocess.Popen(
@@ -155,6 +165,7 @@ def run_kafka_demo(
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(work / "producer.log", "wb"),  # noqa: SIM115
+            preexec_fn=_die_with_parent,
         )
         stack.callback(_stop, producer, "producer", echo)
         echo(f"metrics: http://127.0.0.1:{metrics_port}/metrics  (health: /healthz, readiness: /readyz)")
