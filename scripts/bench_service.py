@@ -80,7 +80,6 @@ def write_setup(directory: Path, bootstrap: str, partitions: int, lateness: floa
             "consumer_group": f"bench-{suffix}",
             "snapshot_seconds": snapshot_s,
             "idle_partition_seconds": 1.0,
-            "batch_max_events": 5000,
         },
         "models": {MODEL: {"reference": "reference.json", "window": {"allowed_lateness_seconds": lateness}}},
     }

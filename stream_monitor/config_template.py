@@ -137,7 +137,7 @@ def render_config(reference: ReferenceProfile, reference_path: str) -> str:
         "  consumer_group: stream-monitor",
         "  max_message_bytes: 1048576",
         "  model_id_field: model_id",
-        "  batch_max_events: 5000",
+        "  batch_max_events: 20000             # messages per consume call; larger batches cost less per event",
         "  max_label_cardinality: 2000         # distinct label sets per metric family; beyond: an overflow series",
         "  snapshot_seconds: 5                 # state snapshot (and commit) period per partition",
         "  idle_partition_seconds: 10          # a partition with no events this long stops holding windows back",

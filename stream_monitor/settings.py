@@ -277,7 +277,8 @@ class ServiceConfig(_Strict):
     consumer_group: str = "stream-monitor"
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     model_id_field: str = "model_id"
-    batch_max_events: int = Field(default=5000, ge=1)
+    # Per-batch costs (numpy calls, partials) spread over more events: 20k beat 5k by about 10% per event.
+    batch_max_events: int = Field(default=20_000, ge=1)
     max_label_cardinality: int = Field(default=2000, ge=10)
     snapshot_seconds: float = Field(
         default=5.0,

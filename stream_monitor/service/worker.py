@@ -582,12 +582,18 @@ def _headers(msg: Message) -> list[tuple[str, bytes]] | None:
 
 def _runs(messages: Sequence[Message]) -> list[tuple[tuple[str | None, int | None], Sequence[Message]]]:
     """Messages grouped by (topic, partition), each group in consumed order. A batch holds long runs of one
-    partition, so the runs are found with C-level passes, not a Python step per message."""
-    keys = list(zip(map(Message.topic, messages), map(Message.partition, messages), strict=True))
-    cuts = [i for i, same in enumerate(map(operator.eq, keys[1:], keys), start=1) if not same]
+    partition, so run boundaries are found with C-level passes, not a Python step per message."""
+    n = len(messages)
+    if n == 0:
+        return []
+    partitions = list(map(Message.partition, messages))
+    topics = list(map(Message.topic, messages))
+    changed = np.fromiter(map(operator.ne, partitions[1:], partitions), dtype=bool, count=n - 1)
+    changed |= np.fromiter(map(operator.ne, topics[1:], topics), dtype=bool, count=n - 1)
+    cuts = (np.flatnonzero(changed) + 1).tolist()
     if not cuts:
-        return [(keys[0], messages)] if keys else []
+        return [((topics[0], partitions[0]), messages)]
     groups: dict[tuple[str | None, int | None], list[Message]] = {}
-    for lo, hi in zip([0, *cuts], [*cuts, len(keys)], strict=True):
-        groups.setdefault(keys[lo], []).extend(messages[lo:hi])
+    for lo, hi in zip([0, *cuts], [*cuts, n], strict=True):
+        groups.setdefault((topics[lo], partitions[lo]), []).extend(messages[lo:hi])
     return list(groups.items())

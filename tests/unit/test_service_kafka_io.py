@@ -196,3 +196,17 @@ def test_topic_specs_cover_every_topic_the_config_names() -> None:
     }
     assert specs[t.state].config["cleanup.policy"] == "compact"
     assert all(s.partitions == 4 for s in specs.values())
+
+
+def test_a_consumed_batch_is_split_into_runs_per_topic_and_partition_in_order() -> None:
+    from confluent_kafka import Message
+
+    from stream_monitor.service.worker import _runs
+
+    layout = [("f", 0), ("f", 0), ("f", 1), ("p", 1), ("f", 0), ("f", 0), ("p", 1), ("f", 3)]
+    batch = [Message(topic=t, partition=p, offset=i, value=b"") for i, (t, p) in enumerate(layout)]
+    runs = {key: [m.offset() for m in group] for key, group in _runs(batch)}
+    assert runs == {("f", 0): [0, 1, 4, 5], ("f", 1): [2], ("p", 1): [3, 6], ("f", 3): [7]}
+    assert _runs([]) == []
+    one = [Message(topic="f", partition=2, offset=i, value=b"") for i in range(3)]
+    assert [(k, [m.offset() for m in g]) for k, g in _runs(one)] == [(("f", 2), [0, 1, 2])]
