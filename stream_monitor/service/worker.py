@@ -30,6 +30,7 @@ restart, resumes exactly), the agent is reported down on ``/readyz``, and every 
 
 from __future__ import annotations
 
+import gc
 import logging
 import operator
 import threading
@@ -194,6 +195,10 @@ class Worker:
         self.stats.set_agent("stage2", True)
         self.stats.set_restoring(False)  # until an assignment brings state to restore (none may ever come)
         batch_max = self.config.service.batch_max_events
+        # Everything built so far (modules, profiles, calibrated layouts) lives as long as the process: frozen,
+        # the cyclic collector stops rescanning it. Full collections over it took about a tenth of the loop's
+        # CPU at 100k events/s.
+        gc.freeze()
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(num_messages=batch_max, timeout=0.1)
