@@ -136,29 +136,19 @@ class TypedFeatureDecoder:
         parts: dict[str, list[tuple[FeatureRows, NDArray[np.intp]]]] = {}
         out = DecodedFeatures()
         rejected = out.rejections
-        if typed:
-            kinds = list(map(type, typed))
-            first = kinds[0]
-            if first in self._model_of_type and kinds.count(first) == len(kinds):
-                groups = {first: list(range(len(typed)))}
-            else:
-                groups = {}
-                for i, kind in enumerate(kinds):
-                    groups.setdefault(kind, []).append(i)
-            for kind, members in groups.items():
-                model = self._model_of_type.get(kind)
-                if (
-                    model is None
-                ):  # the sentinel's tag, sent by someone: an unknown model, said by the slow path
-                    slow.extend(typed_at[i] for i in members)
-                    continue
-                events = typed if len(members) == len(typed) else [typed[i] for i in members]
-                rows, refused, kept = self._rows(self.parsers[model], events)
-                at = np.asarray(typed_at, dtype=np.intp)[members]
-                rejected.extend(Rejection(int(at[r.index]), r.reason, r.detail) for r in refused)
-                if refused:
-                    out.refused_by_model[model] = out.refused_by_model.get(model, 0) + len(refused)
-                parts.setdefault(model, []).append((rows, at[kept]))
+        for kind, members in _by_type(typed).items():
+            model = self._model_of_type.get(kind)
+            if model is None:  # the sentinel's tag, sent by someone: the slow path names the unknown model
+                slow.extend(typed_at[i] for i in members)
+                continue
+            whole = len(members) == len(typed)
+            events = typed if whole else [typed[i] for i in members]
+            at = np.asarray(typed_at if whole else [typed_at[i] for i in members], dtype=np.intp)
+            rows, refused, kept = self._rows(self.parsers[model], events)
+            rejected.extend(Rejection(int(at[r.index]), r.reason, r.detail) for r in refused)
+            if refused:
+                out.refused_by_model[model] = out.refused_by_model.get(model, 0) + len(refused)
+            parts.setdefault(model, []).append((rows, at[kept]))
         if slow:
             slow.sort()
             self._slow([messages[i] for i in slow], slow, parts, out)
@@ -236,6 +226,19 @@ class TypedFeatureDecoder:
 _EVENT_ID: Final = operator.attrgetter("event_id")
 _TS: Final = operator.attrgetter("ts")
 _FEATURES: Final = operator.attrgetter("features")
+
+
+def _by_type(items: list[Any]) -> dict[type, list[int]]:
+    """Positions of the items of each type; one C-level pass when they are all alike (one model per topic)."""
+    if not items:
+        return {}
+    kinds = list(map(type, items))
+    if kinds.count(kinds[0]) == len(kinds):
+        return {kinds[0]: list(range(len(kinds)))}
+    groups: dict[type, list[int]] = {}
+    for i, kind in enumerate(kinds):
+        groups.setdefault(kind, []).append(i)
+    return groups
 
 
 def _merge(pieces: list[tuple[FeatureRows, NDArray[np.intp]]]) -> FeatureBatch:
