@@ -1,8 +1,9 @@
 """Turn a micro-batch of decoded events into columnar numpy rows, vectorised, with typed rejections.
 
-The hot path reads every feature of every event with one C-level ``itemgetter`` per event and converts the
-whole batch in one ``np.array`` call; only a batch that holds an absent key or an unexpected type takes the
-slower, per-value path, and only for the columns that need it.
+The hot path reads every feature of every event with one C-level ``itemgetter`` per event (or, for messages
+decoded by :mod:`~stream_monitor.core.typed_decoding`, one tuple per struct) and converts each numeric column
+with one ``struct.pack_into`` call; only a column that holds a null, an absent key or an unexpected type takes
+the slower, per-value path.
 
 Cell codes say why a value did not reach a statistic, so missing values are counted per feature and never fed to
 a detector (one NaN blinds River's ADWIN and PageHinkley for good).

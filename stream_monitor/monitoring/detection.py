@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
@@ -177,6 +178,7 @@ class ModelMonitor:
         counts: np.ndarray[Any, Any],
         ref: NumericProfile | CategoricalProfile,
         n: int,
+        explain_more: Callable[[], dict[str, Any]] | None = None,
     ) -> tuple[Observation, Thresholds]:
         test_name = cal.statistic
         stat = cal.statistic_of(counts)
@@ -205,7 +207,7 @@ class ModelMonitor:
             details.get("p_value"),
             details,
             message,
-            explain=lambda: {"top_bins": _top_bins(counts, ref)},
+            explain=lambda: {"top_bins": _top_bins(counts, ref), **(explain_more() if explain_more else {})},
         )
         return obs, thr
 
@@ -217,13 +219,16 @@ class ModelMonitor:
         n = int(sk.num_codes[i, 0])
         total = int(sk.num_codes[i].sum())
         if n >= min_events:
-            obs, _ = self._distance(kind, name, self._numeric_cal[i], sk.numeric_counts(i), prof, n)
             mean, std = sk.numeric_mean_std(i)
             extremes = (float(sk.num_min[i]), float(sk.num_max[i]))
-            top_bins = obs.explain
-            assert top_bins is not None
-            obs = dataclasses.replace(
-                obs, explain=lambda: {**top_bins(), **_shift_details(prof, mean, std, extremes)}
+            obs, _ = self._distance(
+                kind,
+                name,
+                self._numeric_cal[i],
+                sk.numeric_counts(i),
+                prof,
+                n,
+                explain_more=lambda: _shift_details(prof, mean, std, extremes),
             )
             if obs.level is not None:
                 obs = _with_message(obs, f"{obs.message}; {_shift_phrase(prof, mean)}")

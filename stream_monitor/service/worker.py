@@ -81,9 +81,8 @@ CONSUMER_REQUIRED: Final[dict[str, Any]] = {
     "auto.offset.reset": "earliest",
 }
 HANDOFF_FLUSH_S: Final = 5.0
-QUIET_SNAPSHOT_S: Final = (
-    0.25  # a partition without messages this long is snapshotted (if changed) right away
-)
+# A partition without messages this long is snapshotted (if changed) right away, so it is committed promptly.
+QUIET_SNAPSHOT_S: Final = 0.25
 LAG_EVERY_S: Final = 2.0
 ALERT_TAIL_MAX: Final = 100_000  # alerts read back per partition when a stage 2 starts without a snapshot
 _LATENCY_EDGES: Final = np.asarray(LATENCY_BUCKETS)
