@@ -70,6 +70,10 @@ KINDS: dict[str, Any] = {
     "no features": lambda i: orjson.dumps({**_event(i), "features": DROP}, default=lambda _: None).replace(
         b',"features":null', b""
     ),
+    "duplicate key": lambda i: orjson.dumps(_event(i)).replace(b'"x":', b'"x":"first","x":', 1),
+    "duplicate id": lambda i: orjson.dumps(_event(i)).replace(
+        b'{"event_id"', b'{"event_id":"other","event_id"'
+    ),
     "not json": lambda i: b"{oops " + str(i).encode(),
     "invalid utf8": lambda i: b'{"event_id": "\xff\xfe"}',
     "invalid utf8 in extra": lambda i: orjson.dumps(_event(i)).replace(
