@@ -104,7 +104,9 @@ class Alert:
         message: str,
         p_value: float | None = None,
         details: dict[str, Any] | None = None,
+        event_ts: float | None = None,
     ) -> Alert:
+        """An alert; ``event_ts`` defaults to the window's end."""
         return cls(
             schema=SCHEMA,
             alert_id=alert_id_for(model_id, kind, signal, episode_start_ts),
@@ -118,7 +120,7 @@ class Alert:
             threshold=float(threshold),
             p_value=p_value,
             window=window,
-            event_ts=window.end_ts,
+            event_ts=window.end_ts if event_ts is None else event_ts,
             detected_at=detected_at,
             details=details or {},
             message=message,

@@ -6,6 +6,12 @@ clean windows in a row (clean = every statistic below ``hysteresis`` x its warni
 hovering at the threshold does not flap). After resolving, the signal may not fire again for
 ``cooldown_seconds`` of event time. All time here is event time, so a replay reproduces the service.
 
+A *conclusive* observation is a verdict backed by its own evidence: a firing one (the error stream's CUSUM,
+which restarted from zero and found fresh evidence) is not held back by the cooldown, and a calm one (labels
+that refute an estimate) resolves the episode at once. Windows are judged in the order their data
+became ready, which for late labels is not the order of their spans: a window that ended before an episode
+began says nothing about whether it is over, and one that ended before the episode resolved cannot reopen it.
+
 >>> from stream_monitor.core.alerts import AlertKind, Severity, WindowInfo
 >>> life = AlertLifecycle("m", resolve_after_windows=1, hysteresis=0.8, cooldown_seconds=0)
 >>> hot = Observation(AlertKind.COVARIATE_DRIFT, "x", Severity.WARNING, "psi", 0.2, 0.1, 0.1)
@@ -43,6 +49,7 @@ class Observation:
     # More details, built only when the observation becomes an alert: most windows of most signals are quiet,
     # and describing what moved costs more than testing whether anything did.
     explain: Callable[[], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    conclusive: bool = False  # a sequential verdict: see the module docstring
 
     @property
     def clean(self) -> bool:
@@ -91,49 +98,64 @@ class AlertLifecycle:
         }
 
     def observe(
-        self, window: WindowInfo, observations: Iterable[Observation], detected_at: float
+        self,
+        window: WindowInfo,
+        observations: Iterable[Observation],
+        detected_at: float,
+        event_ts: float | None = None,
     ) -> list[Alert]:
+        """The alerts the observations of one window raise; ``event_ts`` (default: the window's end) is the
+        event time at which they were detected."""
         grouped: dict[tuple[AlertKind, str], list[Observation]] = {}
         for obs in observations:
             grouped.setdefault((obs.kind, obs.signal), []).append(obs)
         alerts: list[Alert] = []
         for key, group in grouped.items():
             episode = self._episodes.setdefault(key, _Episode())
-            alert = self._step(episode, group, window, detected_at)
+            alert = self._step(episode, group, window, detected_at, event_ts)
             if alert is not None:
                 alerts.append(alert)
         return alerts
 
     def _step(
-        self, ep: _Episode, group: list[Observation], window: WindowInfo, detected_at: float
+        self,
+        ep: _Episode,
+        group: list[Observation],
+        window: WindowInfo,
+        detected_at: float,
+        event_ts: float | None,
     ) -> Alert | None:
         top = _pick(group)
         level = top.level
-        if level is not None:
+        stale = ep.resolved_at is not None and window.end_ts <= ep.resolved_at
+        if level is not None and not (ep.severity is None and stale):
             if len(group) > 1:
                 others = [o.detector for o in group if o.level is not None and o is not top]
                 if others:
                     top = dataclasses.replace(top, details={**top.details, "also_flagged_by": others})
             ep.clean_windows = 0
             if ep.severity is None:
-                if ep.resolved_at is not None and window.end_ts - ep.resolved_at < self.cooldown_seconds:
+                cooling = (
+                    ep.resolved_at is not None and window.end_ts - ep.resolved_at < self.cooldown_seconds
+                )
+                if cooling and not top.conclusive:
                     self.suppressed_by_cooldown += 1
                     return None
                 ep.severity, ep.start_ts = level, window.end_ts
-                return self._alert(top, level, Status.FIRING, ep, window, detected_at)
+                return self._alert(top, level, Status.FIRING, ep, window, detected_at, event_ts)
             if level.rank > ep.severity.rank:
                 ep.severity = level
-                return self._alert(top, level, Status.FIRING, ep, window, detected_at)
+                return self._alert(top, level, Status.FIRING, ep, window, detected_at, event_ts)
             return None
-        if ep.severity is None:
+        if ep.severity is None or level is not None or window.end_ts < ep.start_ts:
             return None
         calm = all(o.statistic < self.hysteresis * o.warning_threshold for o in group)
         ep.clean_windows = ep.clean_windows + 1 if calm else 0
-        if ep.clean_windows < self.resolve_after_windows:
+        if ep.clean_windows < self.resolve_after_windows and not (calm and top.conclusive):
             return None
         severity = ep.severity
         ep.severity, ep.resolved_at, ep.clean_windows = None, window.end_ts, 0
-        return self._alert(top, severity, Status.RESOLVED, ep, window, detected_at)
+        return self._alert(top, severity, Status.RESOLVED, ep, window, detected_at, event_ts)
 
     def _alert(
         self,
@@ -143,6 +165,7 @@ class AlertLifecycle:
         ep: _Episode,
         window: WindowInfo,
         detected_at: float,
+        event_ts: float | None,
     ) -> Alert:
         message = obs.message
         if status is Status.RESOLVED:
@@ -165,6 +188,7 @@ class AlertLifecycle:
             detected_at=detected_at,
             details=obs.full_details(),
             message=message,
+            event_ts=event_ts,
         )
 
     # ---- snapshots -----------------------------------------------------------------------------------------

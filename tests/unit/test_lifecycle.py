@@ -87,3 +87,48 @@ def test_snapshot_restore_keeps_open_episodes() -> None:
     assert twin.observe(_window(1), [_obs(0.2, Severity.WARNING)], 1) == []  # still the same episode
     resolved = twin.observe(_window(2), [_obs(0.0, None)], 2)[0]
     assert resolved.alert_id == first.alert_id and resolved.status is Status.RESOLVED
+
+
+def _sequential(level: Severity | None) -> Observation:
+    """What the error stream's CUSUM emits: an alarm, or (level None) its recovery verdict."""
+    return Observation(
+        AlertKind.CONCEPT_DRIFT,
+        "performance",
+        level,
+        "cusum",
+        0.0 if level is None else 15.0,
+        13.0,
+        13.0,
+        conclusive=True,
+    )
+
+
+def test_a_conclusive_calm_resolves_at_once_and_a_conclusive_alarm_ignores_the_cooldown() -> None:
+    life = AlertLifecycle("m", resolve_after_windows=3, hysteresis=0.8, cooldown_seconds=10_000)
+    fired = life.observe(_window(1), [_sequential(Severity.WARNING)], 1.0, event_ts=25.0)
+    assert [(a.status, a.event_ts) for a in fired] == [(Status.FIRING, 25.0)]
+    resolved = life.observe(_window(2), [_sequential(None)], 2.0)
+    assert [a.status for a in resolved] == [Status.RESOLVED]
+    # within the cooldown a window test is held back, the sequential test's fresh evidence is not
+    window_alarm = Observation(
+        AlertKind.CONCEPT_DRIFT, "performance", Severity.WARNING, "accuracy_drop", 0.03, 0.02, 0.02
+    )
+    assert life.observe(_window(3), [window_alarm], 3.0) == []
+    again = life.observe(_window(4), [_sequential(Severity.CRITICAL)], 4.0)
+    assert [(a.status, a.severity) for a in again] == [(Status.FIRING, Severity.CRITICAL)]
+    assert again[0].alert_id != fired[0].alert_id
+
+
+def test_windows_judged_late_neither_end_nor_reopen_an_episode_they_predate() -> None:
+    life = AlertLifecycle("m", resolve_after_windows=1, hysteresis=0.8, cooldown_seconds=0)
+    assert life.observe(_window(5), [_sequential(Severity.WARNING)], 1.0)
+    # a quiet window of predictions made before the episode began is judged now: it says nothing
+    assert life.observe(_window(3), [_obs(0.0, None, "performance")], 2.0) == []
+    assert life.firing == {("concept_drift", "performance"): "warning"}
+    assert [a.status for a in life.observe(_window(6), [_sequential(None)], 3.0)] == [Status.RESOLVED]
+    # a bad window from before the resolution, judged after it, does not open a new episode
+    late_alarm = Observation(
+        AlertKind.CONCEPT_DRIFT, "performance", Severity.CRITICAL, "accuracy_drop", 0.1, 0.05, 0.02
+    )
+    assert life.observe(_window(4), [late_alarm], 4.0) == []
+    assert life.firing == {}
