@@ -32,8 +32,37 @@ def _feature_comment(prof: NumericProfile | CategoricalProfile) -> str:
     return f"{prof.type}: {len(prof.categories)} categories: {cats}{more}; {prof.null_rate:.1%} null"
 
 
+def label_rate(prof: ModelProfile) -> float:
+    """Labels per second of event time in the reference (0 when it has none or cannot tell)."""
+    if prof.labels is None or prof.events <= 0:
+        return 0.0
+    return prof.events_per_second * prof.labels.events / prof.events
+
+
+def performance_window_default(prof: ModelProfile) -> int:
+    """2,000 labelled predictions a window, fewer (at least 500) when labels are too slow to fill that in
+    15 minutes: the windowed accuracy test needs about that many to see a 2-point drop."""
+    rate = label_rate(prof)
+    if rate <= 0:
+        return 2000
+    return int(min(max(round(rate * 900.0, -2), 500), 2000))
+
+
+def _label_rate_text(prof: ModelProfile) -> str:
+    rate = label_rate(prof)
+    return f"{rate:.3g} labels/s" if rate > 0 else "unknown label rate"
+
+
+def _window_span_text(prof: ModelProfile, labelled: int) -> str:
+    rate = label_rate(prof)
+    if rate <= 0:
+        return "an unknown time (at most bucket_seconds)"
+    return f"about {min(labelled / rate, 900.0):.0f} s"
+
+
 def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]:
     max_events, max_seconds = window_defaults(prof.events_per_second)
+    window_labelled = performance_window_default(prof)
     w, c = DEFAULT_FLOORS["psi"]
     lines = [
         f"  {_q(model_id)}:",
@@ -88,10 +117,15 @@ def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]
         "      freshness_sla_seconds: 172800    # labels older than this are counted as stale, not used",
         "      min_coverage: 0.5",
         "    performance:                       # concept drift from labels (and CBPE before them)",
-        "      bucket_seconds: 900              # performance windows of prediction time",
+        f"      # At the reference's {_label_rate_text(prof)} a window of {window_labelled} labelled predictions",
+        f"      # spans {_window_span_text(prof, window_labelled)} of predictions.",
+        f"      window_labelled: {window_labelled}            # a window closes at this many expected labels,",
+        "      bucket_seconds: 900              # or after this much prediction time; label health per bucket",
         "      accuracy_drop_warning: 0.02",
         "      accuracy_drop_critical: 0.05",
-        "      error_stream_detector: ddm       # ddm | eddm | hddm_a | hddm_w | fhddm | adwin | page_hinkley | none",
+        "      # sequential test of each label's error bit, alerting when it fires; cusum is budgeted, the",
+        "      # others are River's: ddm | eddm | hddm_a | hddm_w | fhddm | adwin | page_hinkley (or none)",
+        "      error_stream_detector: cusum",
         "      segment_spread_warning: 0.01     # a segment's error rate above the others', beyond the reference gap",
         "      segment_spread_critical: 0.03",
         "    segments: []                       # categorical features with per-value error rates, e.g. [plan]",

@@ -180,7 +180,16 @@ class PerformanceConfig(_Strict):
     """Concept drift from joined labels, and a label-free estimate for binary classifiers (CBPE-style)."""
 
     enabled: bool = True
-    bucket_seconds: float = Field(default=900.0, gt=0, description="performance windows of prediction time")
+    bucket_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="longest performance window, in prediction time; label health is judged per bucket of it",
+    )
+    window_labelled: int = Field(
+        default=2000,
+        ge=10,
+        description="a performance window closes once it holds this many predictions expected to be labelled",
+    )
     min_labelled: int = Field(
         default=200, ge=10, description="labelled predictions before a window is judged"
     )
@@ -201,8 +210,11 @@ class PerformanceConfig(_Strict):
     )
     segment_max_pending: int = Field(default=500_000, ge=1000)
     error_stream_detector: Literal[
-        "ddm", "eddm", "hddm_a", "hddm_w", "fhddm", "adwin", "page_hinkley", "none"
-    ] = "ddm"
+        "cusum", "ddm", "eddm", "hddm_a", "hddm_w", "fhddm", "adwin", "page_hinkley", "none"
+    ] = Field(
+        default="cusum",
+        description="sequential test of every joined label's error bit, alerting when it fires",
+    )
     estimate_without_labels: bool = True
 
 

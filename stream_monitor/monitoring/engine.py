@@ -2,19 +2,14 @@
 
 Replay drives it over files; the Kafka service runs the same pieces split in two stages (folding per
 partition, testing per model), so a replay is a faithful backtest of the service.
-
->>> from stream_monitor.core.clock import ManualClock
->>> slice_seconds_for(max_events=5000, max_seconds=300.0, events_per_second=1000.0)
-0.5
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from stream_monitor.core.alerts import Alert, RetrainingRequest, retraining_requests
 from stream_monitor.core.clock import Clock, SystemClock
@@ -26,30 +21,9 @@ from stream_monitor.monitoring.detection import ModelMonitor
 from stream_monitor.monitoring.folding import ModelFolder
 from stream_monitor.monitoring.model_layout import ModelLayout
 from stream_monitor.monitoring.performance_monitor import PerformanceMonitor, has_performance
-from stream_monitor.monitoring.windows import SliceFolder, WindowAssembler
+from stream_monitor.monitoring.windows import SliceFolder, WindowAssembler, slice_seconds_for
 from stream_monitor.settings import MonitorConfig
 from stream_monitor.stats.profiles import ModelProfile
-
-SLICES_PER_WINDOW_AT_REFERENCE_RATE: Final = 10
-# A slice is the unit a partition worker ships to stage 2, so slices shorter than this would flood the
-# internal topic on a busy stream; the price is that a count-closed window may overshoot max_events by up to
-# a quarter second of traffic.
-MIN_SLICE_SECONDS: Final = 0.25
-
-
-def slice_seconds_for(
-    max_events: int, max_seconds: float, events_per_second: float, configured: float | None = None
-) -> float:
-    """Slice length: about a tenth of the time the reference rate needs to fill ``max_events``, dividing
-    ``max_seconds`` evenly, so a count-closed window overshoots ``max_events`` by at most about a tenth."""
-    if configured is not None:
-        return configured
-    if events_per_second > 0:
-        raw = max_events / events_per_second / SLICES_PER_WINDOW_AT_REFERENCE_RATE
-    else:
-        raw = max_seconds / 30.0
-    raw = min(max(raw, MIN_SLICE_SECONDS), max_seconds)
-    return max_seconds / math.ceil(max_seconds / raw)
 
 
 @dataclass
@@ -76,12 +50,15 @@ class ModelPipeline:
         self.assembler = WindowAssembler(self.slice_seconds, w.max_events, w.max_seconds)
         self.monitor = ModelMonitor(layout, clock)
         self.performance = (
-            PerformanceMonitor(layout, self.monitor.alpha_warning, self.monitor.alpha_critical)
+            PerformanceMonitor(
+                layout, self.monitor.alpha_warning, self.monitor.alpha_critical, self.monitor.windows_per_day
+            )
             if has_performance(layout)
             else None
         )
         self.accepted: Counter[str] = Counter()
         self.duplicates = 0
+        self.performance_observations = 0  # judged performance windows and error-stream signals so far
 
     def ingest(self, stream: Stream, events: Sequence[dict[str, Any]]) -> list[Rejection]:
         if stream is Stream.FEATURES:
@@ -144,11 +121,12 @@ class ModelPipeline:
             alerts.extend(self.monitor.test(window))
         if self.performance is not None:
             horizon = self.slices.max_ts if final else self.slices.watermark
-            for judged in self.performance.evaluate(horizon):
+            for judged in self.performance.evaluate(horizon, final=final):
+                self.performance_observations += 1
                 self.monitor.last_observations = [*self.monitor.last_observations, *judged.observations]
                 alerts.extend(
                     self.monitor.lifecycle.observe(
-                        judged.window, judged.observations, self.monitor.clock.now()
+                        judged.window, judged.observations, self.monitor.clock.now(), judged.event_ts
                     )
                 )
         return alerts

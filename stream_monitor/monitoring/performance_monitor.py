@@ -15,14 +15,15 @@ growing as late labels arrive, until the label TTL has passed. A bucket is judge
 
 A drop only counts when it is both larger than the configured margin (2% warning, 5% critical by default) and
 statistically distinguishable given the labelled count and the reference's, at the model's false-alarm rate.
-The error stream also feeds a River binary detector (DDM by default, tuned to stay quiet on stable streams),
-in prediction-time order within each label batch.
+Between windows, every joined label feeds the error stream (:mod:`~stream_monitor.monitoring.error_stream`):
+a sequential detector that alerts on the label that proves the model wrong, not at the end of a window.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Final
@@ -33,23 +34,21 @@ from numpy.typing import NDArray
 
 from stream_monitor.core.alerts import AlertKind, Severity, WindowInfo
 from stream_monitor.core.parsing import FeatureRows, LabelRows, PredictionRows
-from stream_monitor.detectors.river_adapter import make_error_detector
 from stream_monitor.errors import SnapshotError
-from stream_monitor.monitoring.joiner import PredictionLabelJoiner, hash_event_ids
+from stream_monitor.monitoring.error_stream import ErrorStreamMonitor
+from stream_monitor.monitoring.joined_pairs import Pairs, PendingPairs
+from stream_monitor.monitoring.joiner import JoinedBatch, PredictionLabelJoiner, hash_event_ids
 from stream_monitor.monitoring.lifecycle import Observation
 from stream_monitor.monitoring.model_layout import ModelLayout
+from stream_monitor.monitoring.performance_windows import ClosedWindow, CountOrTimeWindows
 from stream_monitor.monitoring.segments import SegmentLookup
+from stream_monitor.monitoring.windows import slice_seconds_for
 from stream_monitor.stats.performance import PerformanceSketch, Task
 
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
 PERFORMANCE_SIGNAL: Final = "performance"
 ESTIMATE_SIGNAL: Final = "estimated_performance"
 LABELS_SIGNAL: Final = "labels"
-# River's DDM defaults fire on stable streams (about half of them at a 10% error rate); these stayed quiet on
-# 200 stable streams and still caught a change within ~320 predictions (see detectors/river_adapter.py).
-_ERROR_DETECTOR_PARAMS: Final[dict[str, dict[str, Any]]] = {
-    "ddm": {"warm_start": 500, "warning_threshold": 3.0, "drift_threshold": 4.0},
-}
 
 
 @dataclass
@@ -58,13 +57,46 @@ class _Bucket:
     estimated: bool = False
     judged: bool = False
     lag_checked: bool = False
-    error_alarm: bool = False
     unknown_labels: int = 0
     # per segment feature: labelled pairs and errors per value (reference categories, other, missing)
     seg_labelled: list[NDArray[np.int64]] = field(default_factory=list)
     seg_errors: list[NDArray[np.int64]] = field(default_factory=list)
 
+    def __iadd__(self, other: _Bucket) -> _Bucket:
+        self.sketch.merge(other.sketch)
+        self.unknown_labels += other.unknown_labels
+        for mine, theirs in zip(self.seg_labelled, other.seg_labelled, strict=True):
+            mine += theirs
+        for mine, theirs in zip(self.seg_errors, other.seg_errors, strict=True):
+            mine += theirs
+        return self
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sketch": self.sketch.to_dict(),
+            "estimated": self.estimated,
+            "judged": self.judged,
+            "lag": self.lag_checked,
+            "unknown": self.unknown_labels,
+            "seg_labelled": [a.tolist() for a in self.seg_labelled],
+            "seg_errors": [a.tolist() for a in self.seg_errors],
+        }
+
+    @classmethod
+    def from_dict(cls, v: dict[str, Any]) -> _Bucket:
+        return cls(
+            PerformanceSketch.from_dict(v["sketch"]),
+            v["estimated"],
+            v["judged"],
+            v["lag"],
+            v["unknown"],
+            [np.asarray(a, dtype=np.int64) for a in v.get("seg_labelled", [])],
+            [np.asarray(a, dtype=np.int64) for a in v.get("seg_errors", [])],
+        )
+
+
+# Closed windows waiting for their labels; past this the oldest is judged with the labels it has.
+_MAX_PENDING_WINDOWS: Final = 512
 # Predicted classes travel through the joiner as floats; a segment code rides above them (exact in float64).
 _SEGMENT_BASE: Final = 1 << 20
 
@@ -73,6 +105,11 @@ _SEGMENT_BASE: Final = 1 << 20
 class PerformanceObservation:
     window: WindowInfo
     observations: list[Observation] = field(default_factory=list)
+    event_ts: float | None = None  # when it was detected, if not at the window's end (label-speed alerts)
+
+
+def _predictions(b: _Bucket) -> int:
+    return b.sketch.prediction_count
 
 
 def has_performance(layout: ModelLayout) -> bool:
@@ -84,8 +121,37 @@ def _z(alpha: float) -> float:
     return NormalDist().inv_cdf(1.0 - alpha)
 
 
+def expected_label_share(layout: ModelLayout) -> float:
+    """The share of predictions the reference saw labelled (1 when it cannot tell), at least 5 %."""
+    profile = layout.profile
+    if profile.labels is None or profile.predictions is None or profile.predictions.events <= 0:
+        return 1.0
+    return min(max(profile.labels.joined / profile.predictions.events, 0.05), 1.0)
+
+
+def labels_per_day(layout: ModelLayout) -> float:
+    """The reference's label rate, per day of event time (one a second when it cannot tell)."""
+    profile = layout.profile
+    rate = profile.events_per_second
+    if profile.labels is not None and profile.events > 0 and rate > 0:
+        rate *= profile.labels.events / profile.events
+    return 86400.0 * (rate if rate > 0 else 1.0)
+
+
 class PerformanceMonitor:
-    def __init__(self, layout: ModelLayout, alpha_warning: float, alpha_critical: float) -> None:
+    """Joins, windows and judges one model's performance.
+
+    ``alpha_warning`` / ``alpha_critical`` are one test's false-alarm probability per window of drift, of
+    which there are ``windows_per_day``: the error stream spends the same daily share over its labels.
+    """
+
+    def __init__(
+        self,
+        layout: ModelLayout,
+        alpha_warning: float,
+        alpha_critical: float,
+        windows_per_day: float = 96.0,
+    ) -> None:
         self.layout = layout
         cfg = layout.config
         self.cfg = cfg.performance
@@ -115,13 +181,30 @@ class PerformanceMonitor:
             stale_after=self.labels_cfg.freshness_sla_seconds,
         )
         name = self.cfg.error_stream_detector
-        self._error_detector = (
-            make_error_detector(name, **_ERROR_DETECTOR_PARAMS.get(name, {}))
-            if name != "none" and classes is not None
-            else None
-        )
+        self.error_stream: ErrorStreamMonitor | None = None
+        if name != "none" and classes is not None and "accuracy" in perf:
+            per_label = windows_per_day / labels_per_day(layout)
+            self.error_stream = ErrorStreamMonitor(
+                name,
+                1.0 - perf["accuracy"],
+                self.reference_n,
+                alpha_warning * per_label,
+                alpha_critical * per_label,
+            )
+        # Label health per fixed bucket of prediction time, kept until the label TTL has passed; the
+        # performance tests per window that closes on an expected labelled count or on time.
         self.buckets: dict[int, _Bucket] = {}
+        target = math.ceil(self.cfg.window_labelled / expected_label_share(layout))
+        self.windows = CountOrTimeWindows(
+            self._new_bucket,
+            slice_seconds_for(target, self.cfg.bucket_seconds, layout.profile.events_per_second),
+            target,
+            self.cfg.bucket_seconds,
+            max_pending=_MAX_PENDING_WINDOWS,
+        )
         self.watermark = -math.inf
+        self.pending = PendingPairs()
+        self.label_clock = -math.inf  # the latest arrival of a released pair
         self.segment_names = list(cfg.segments)
         self._segment_categories = [layout.categories[n] for n in self.segment_names]
         self.segments = (
@@ -140,14 +223,27 @@ class PerformanceMonitor:
             return slots
         return self._slot_to_class[slots.astype(np.int64)].astype(np.float64)
 
+    def _new_bucket(self) -> _Bucket:
+        b = _Bucket(PerformanceSketch(self.task, self.n_classes))
+        if self.segments is not None:
+            b.seg_labelled = [np.zeros(r, dtype=np.int64) for r in self.segments.radices]
+            b.seg_errors = [np.zeros(r, dtype=np.int64) for r in self.segments.radices]
+        return b
+
     def _bucket(self, bucket_id: int) -> _Bucket:
         b = self.buckets.get(bucket_id)
         if b is None:
-            b = self.buckets[bucket_id] = _Bucket(PerformanceSketch(self.task, self.n_classes))
-            if self.segments is not None:
-                b.seg_labelled = [np.zeros(r, dtype=np.int64) for r in self.segments.radices]
-                b.seg_errors = [np.zeros(r, dtype=np.int64) for r in self.segments.radices]
+            b = self.buckets[bucket_id] = self._new_bucket()
         return b
+
+    def _targets(self, ts: NDArray[np.float64]) -> Iterator[tuple[_Bucket, NDArray[np.bool_]]]:
+        """Where rows of prediction time ``ts`` fold: their label-health bucket and their window."""
+        ids = self._bucket_ids(ts)
+        for b in np.unique(ids):
+            yield self._bucket(int(b)), ids == b
+        slices = np.floor(ts / self.windows.slice_seconds).astype(np.int64)  # as windows.slice_of
+        for k in np.unique(slices):
+            yield self.windows.slot(int(k)), slices == k
 
     def add_features(self, rows: FeatureRows) -> None:
         """Remember the segment values of feature events until their predictions arrive."""
@@ -180,40 +276,39 @@ class PerformanceMonitor:
             carried = np.where(predicted >= 0, predicted + _SEGMENT_BASE * (combined + 1), predicted)
         batch = self.joiner.add_predictions(rows.event_ids, rows.ts, carried, rows.score)
         keep = batch.accepted & (predicted >= 0)
-        ids = self._bucket_ids(rows.ts[keep])
-        for b in np.unique(ids):
-            sel = ids == b
-            self._bucket(int(b)).sketch.fold_predictions(predicted[keep][sel], rows.score[keep][sel])
-        self._fold_pairs(batch.pred_ts, batch.predicted, batch.score, batch.label)
+        for bucket, sel in self._targets(rows.ts[keep]):
+            bucket.sketch.fold_predictions(predicted[keep][sel], rows.score[keep][sel])
+        self._hold(batch)
         return np.asarray(batch.accepted)
 
     def add_labels(self, rows: LabelRows) -> None:
         if not len(rows):
             return
         batch = self.joiner.add_labels(rows.event_ids, rows.ts, self._classes(rows.label))
-        self._fold_pairs(batch.pred_ts, batch.predicted, batch.score, batch.label)
+        self._hold(batch)
 
-    def _fold_pairs(
-        self,
-        pred_ts: NDArray[np.float64],
-        predicted: NDArray[np.float64],
-        score: NDArray[np.float64],
-        label: NDArray[np.float64],
-    ) -> None:
-        if len(pred_ts) == 0:
-            return
-        order = np.argsort(pred_ts, kind="stable")
-        pred_ts, predicted, score, label = pred_ts[order], predicted[order], score[order], label[order]
+    def _hold(self, batch: JoinedBatch) -> None:
+        self.pending.add(
+            np.maximum(batch.pred_ts, batch.label_ts),
+            batch.pred_ts,
+            batch.predicted,
+            batch.score,
+            batch.label,
+        )
+
+    def _fold_pairs(self, pairs: Pairs) -> list[PerformanceObservation]:
+        """Released pairs into their buckets and windows and through the error stream."""
+        if not len(pairs):
+            return []
+        pred_ts, predicted, score, label = pairs.pred_ts, pairs.predicted, pairs.score, pairs.label
+        self.label_clock = max(self.label_clock, float(pairs.arrival[-1]))
         segment = None
         if self.segments is not None:
             packed = np.where(predicted >= 0, predicted, 0).astype(np.int64)
             segment = packed // _SEGMENT_BASE - 1
             predicted = np.where(predicted >= 0, packed % _SEGMENT_BASE, predicted).astype(np.float64)
         known = (label >= 0) & (predicted >= 0)
-        ids = self._bucket_ids(pred_ts)
-        for b in np.unique(ids):
-            sel = ids == b
-            bucket = self._bucket(int(b))
+        for bucket, sel in self._targets(pred_ts):
             ok = sel & known
             bucket.unknown_labels += int((sel & ~known).sum())
             if ok.any():
@@ -227,48 +322,76 @@ class PerformanceMonitor:
                         bucket.seg_errors[i] += np.bincount(values, weights=wrong, minlength=radix).astype(
                             np.int64
                         )
-        if self._error_detector is not None:
-            errors = (predicted[known] != label[known]).astype(np.float64)
-            for hit in self._error_detector.update_many(errors):
-                self._bucket(int(ids[known][hit])).error_alarm = True
+        if self.error_stream is None:
+            return []
+        out = []
+        for seen in self.error_stream.observe(
+            pairs.arrival[known], pred_ts[known], (predicted[known] != label[known]).astype(np.float64)
+        ):
+            details = {**seen.observation.details, "label_coverage": self._coverage(seen.window)}
+            obs = dataclasses.replace(seen.observation, details=details)
+            out.append(PerformanceObservation(seen.window, [obs], seen.event_ts))
+        return out
 
     # ---- judgement -----------------------------------------------------------------------------------------
-    def evaluate(self, watermark: float) -> list[PerformanceObservation]:
-        """Judge every bucket that became ready by event time ``watermark``; forget those past the label TTL."""
+    def evaluate(self, watermark: float, final: bool = False) -> list[PerformanceObservation]:
+        """What the error stream signalled in labels that arrived before event time ``watermark``, then every
+        bucket that became ready by then; forget those past the label TTL. ``final``: the input has ended."""
         self.watermark = max(self.watermark, watermark)
         self.joiner.expire(self.watermark)
-        out: list[PerformanceObservation] = []
-        width = self.cfg.bucket_seconds
+        out = self._fold_pairs(self.pending.release(math.inf if final else self.watermark))
         sla = self.labels_cfg.freshness_sla_seconds
+        for closed in self.windows.close(self.watermark, _predictions, final):
+            estimate = self._estimate(closed.bucket)
+            if estimate:
+                out.append(PerformanceObservation(self._info(closed), estimate))
+        overflow = self.windows.overflow()
+        for w in self.windows.pending():
+            b = w.bucket
+            coverage = b.sketch.count / b.sketch.prediction_count if b.sketch.prediction_count else 0.0
+            complete = final or w in overflow or self.watermark >= w.end_ts + sla
+            if not (complete or coverage >= self.labels_cfg.min_coverage):
+                continue
+            if b.sketch.count >= self.cfg.min_labelled:
+                out.append(
+                    PerformanceObservation(
+                        self._info(w),
+                        [*self._judge(b, coverage), *self._segments_test(b)],
+                        max(w.end_ts, self.label_clock),
+                    )
+                )
+            if b.sketch.count >= self.cfg.min_labelled or complete:
+                self.windows.pop(w)
+        width = self.cfg.bucket_seconds
         for bucket_id in sorted(self.buckets):
             b = self.buckets[bucket_id]
-            start, end = bucket_id * width, (bucket_id + 1) * width
-            if self.watermark < end:
+            end = (bucket_id + 1) * width
+            if self.watermark < end + sla:
                 break
-            info = WindowInfo(start, end, b.sketch.prediction_count)
-            obs: list[Observation] = []
-            if not b.estimated:
-                b.estimated = True
-                obs.extend(self._estimate(b))
-            coverage = b.sketch.count / b.sketch.prediction_count if b.sketch.prediction_count else 0.0
-            sla_passed = self.watermark >= end + sla
-            if (
-                not b.judged
-                and b.sketch.count >= self.cfg.min_labelled
-                and (coverage >= self.labels_cfg.min_coverage or sla_passed)
-            ):
-                b.judged = True
-                obs.extend(self._judge(b, coverage))
-                obs.extend(self._segments_test(b))
-            if sla_passed and not b.lag_checked:
+            if not b.lag_checked:
                 b.lag_checked = True
-                obs.append(self._label_health(b, coverage))
-            if obs:
-                out.append(PerformanceObservation(info, obs))
+                coverage = b.sketch.count / b.sketch.prediction_count if b.sketch.prediction_count else 0.0
+                out.append(
+                    PerformanceObservation(
+                        WindowInfo(end - width, end, b.sketch.prediction_count),
+                        [self._label_health(b, coverage)],
+                    )
+                )
         horizon = self.watermark - self.labels_cfg.ttl_seconds - width
         for bucket_id in [k for k in self.buckets if (k + 1) * width < horizon]:
             del self.buckets[bucket_id]
         return out
+
+    @staticmethod
+    def _info(w: ClosedWindow[_Bucket]) -> WindowInfo:
+        return WindowInfo(w.start_ts, w.end_ts, w.bucket.sketch.prediction_count)
+
+    def _coverage(self, window: WindowInfo) -> float:
+        """Share of the predictions in the buckets a span of prediction time touches that are labelled."""
+        first, last = self._bucket_ids(np.array([window.start_ts, window.end_ts]))
+        touched = [b for k, b in self.buckets.items() if first <= k <= last]
+        predictions = sum(b.sketch.prediction_count for b in touched)
+        return sum(b.sketch.count for b in touched) / predictions if predictions else math.nan
 
     def _drop_test(
         self, value: float, n: int, baseline: float, n_ref: int
@@ -285,21 +408,34 @@ class PerformanceMonitor:
             level = Severity.WARNING
         return level, drop, z
 
+    def _cbpe_baseline(self) -> float | None:
+        """The reference's own estimate, which a window's estimate is compared with; ``None`` when the
+        comparison says nothing about accuracy: not binary, or the reference's scores are so miscalibrated
+        that its estimate misses its realised accuracy by more than the warning margin."""
+        expected, realised = self.reference.get("expected_accuracy"), self.reference.get("accuracy")
+        if self.task != "binary" or not self.cfg.estimate_without_labels:
+            return None
+        if expected is None or realised is None:
+            return None
+        return expected if abs(expected - realised) <= self.cfg.accuracy_drop_warning else None
+
     def _estimate(self, b: _Bucket) -> list[Observation]:
-        baseline = self.reference.get("accuracy")
-        if self.task != "binary" or not self.cfg.estimate_without_labels or baseline is None:
+        baseline = self._cbpe_baseline()
+        if baseline is None:
             return []
         expected = b.sketch.expected_performance()
         n = int(expected.get("estimated_count", 0))
         acc = expected.get("expected_accuracy", math.nan)
-        if n < self.layout.config.window.min_events or not math.isfinite(acc):
+        if n < max(self.layout.config.window.min_events, self.cfg.min_labelled) or not math.isfinite(acc):
             return []
+        b.estimated = True
         level, drop, z = self._drop_test(acc, n, baseline, self.reference_n)
         details = {
             "estimate": True,
             "method": "confidence-based (CBPE)",
             "expected": expected,
-            "reference_accuracy": baseline,
+            "reference_estimate": baseline,
+            "reference_accuracy": self.reference.get("accuracy"),
             "drop": drop,
             "z": z,
             "predictions": n,
@@ -308,8 +444,8 @@ class PerformanceMonitor:
             self.cfg.accuracy_drop_critical if level is Severity.CRITICAL else self.cfg.accuracy_drop_warning
         )
         message = (
-            f"estimated accuracy {acc:.1%} vs reference {baseline:.1%} "
-            f"(from scores, before labels; {n} predictions)"
+            f"estimated accuracy {acc:.1%} vs {baseline:.1%} estimated on the reference "
+            f"(an estimate from scores, before labels; {n} predictions)"
         )
         return [
             Observation(
@@ -400,23 +536,26 @@ class PerformanceMonitor:
                         f"({n} labelled, {coverage:.0%} of labels in)",
                     )
                 )
-        if self._error_detector is not None:
-            name = self.cfg.error_stream_detector
-            obs.append(
-                Observation(
-                    AlertKind.CONCEPT_DRIFT,
-                    PERFORMANCE_SIGNAL,
-                    Severity.WARNING if b.error_alarm else None,
-                    name,
-                    1.0 if b.error_alarm else 0.0,
-                    1.0,
-                    1.0,
-                    None,
-                    {"labelled": n, "label_coverage": coverage},
-                    f"{name} saw the error rate change in this window of predictions",
-                )
-            )
+                if b.estimated and level is None:
+                    obs.append(self._estimate_refuted(acc, n))
         return obs
+
+    def _estimate_refuted(self, accuracy: float, labelled: int) -> Observation:
+        """The labels caught up and show no drop: whatever the estimate said about this window is over."""
+        warn = self.cfg.accuracy_drop_warning
+        return Observation(
+            AlertKind.CONCEPT_DRIFT,
+            ESTIMATE_SIGNAL,
+            None,
+            "realised_accuracy",
+            0.0,
+            warn,
+            warn,
+            None,
+            {"estimate": True, "realised_accuracy": accuracy, "labelled": labelled},
+            f"realised accuracy {accuracy:.1%} over {labelled} labelled predictions: no drop",
+            conclusive=True,
+        )
 
     def _segments_test(self, b: _Bucket) -> list[Observation]:
         """A segment whose error rate exceeds the rest's by more than it did in the reference (by the spread
@@ -530,42 +669,27 @@ class PerformanceMonitor:
             "v": SNAPSHOT_VERSION,
             "joiner": orjson.loads(self.joiner.snapshot()),
             "watermark": None if not math.isfinite(self.watermark) else self.watermark,
-            "detector": self._error_detector.snapshot() if self._error_detector is not None else None,
+            "pending": self.pending.snapshot(),
+            "label_clock": None if not math.isfinite(self.label_clock) else self.label_clock,
+            "error_stream": self.error_stream.snapshot() if self.error_stream is not None else None,
             "segments": self.segments.snapshot() if self.segments is not None else None,
-            "buckets": {
-                str(k): {
-                    "sketch": b.sketch.to_dict(),
-                    "estimated": b.estimated,
-                    "judged": b.judged,
-                    "lag": b.lag_checked,
-                    "alarm": b.error_alarm,
-                    "unknown": b.unknown_labels,
-                    "seg_labelled": [a.tolist() for a in b.seg_labelled],
-                    "seg_errors": [a.tolist() for a in b.seg_errors],
-                }
-                for k, b in self.buckets.items()
-            },
+            "buckets": {str(k): b.to_dict() for k, b in self.buckets.items()},
+            "windows": self.windows.snapshot(_Bucket.to_dict),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        if state.get("v") != SNAPSHOT_VERSION:
+        if state.get("v") not in (1, SNAPSHOT_VERSION):  # v1: River's verdicts per bucket, no error stream
             raise SnapshotError(f"unsupported performance snapshot version {state.get('v')!r}")
         self.joiner.restore(orjson.dumps(state["joiner"]))
         self.watermark = -math.inf if state["watermark"] is None else float(state["watermark"])
-        if self._error_detector is not None and state["detector"] is not None:
-            self._error_detector.restore(state["detector"])
+        if "pending" in state:
+            self.pending.restore(state["pending"])
+        clock = state.get("label_clock")
+        self.label_clock = -math.inf if clock is None else float(clock)
+        if self.error_stream is not None and state.get("error_stream") is not None:
+            self.error_stream.restore(state["error_stream"])
         if self.segments is not None and state.get("segments") is not None:
             self.segments.restore(state["segments"])
-        self.buckets = {
-            int(k): _Bucket(
-                PerformanceSketch.from_dict(v["sketch"]),
-                v["estimated"],
-                v["judged"],
-                v["lag"],
-                v["alarm"],
-                v["unknown"],
-                [np.asarray(a, dtype=np.int64) for a in v.get("seg_labelled", [])],
-                [np.asarray(a, dtype=np.int64) for a in v.get("seg_errors", [])],
-            )
-            for k, v in state["buckets"].items()
-        }
+        self.buckets = {int(k): _Bucket.from_dict(v) for k, v in state["buckets"].items()}
+        if "windows" in state:
+            self.windows.restore(state["windows"], _Bucket.from_dict)

@@ -144,7 +144,7 @@ class EngineRecorder:
         self.stats = stats
         self.engine = engine
         self._accepted: dict[tuple[str, str], int] = {}
-        self._tested: dict[str, int] = {}
+        self._tested: dict[str, tuple[int, int]] = {}
 
     def record(
         self,
@@ -189,9 +189,9 @@ class EngineRecorder:
     def record_pipeline(self, model_id: str, pipeline: ModelPipeline) -> None:
         """Window fill always; observations only when a window was tested since the last call."""
         monitor = pipeline.monitor
-        tested = monitor.windows_tested
+        tested = (monitor.windows_tested, pipeline.performance_observations)
         if self._tested.get(model_id) == tested:
-            self.stats.set_window(model_id, window_fill(pipeline), tested)
+            self.stats.set_window(model_id, window_fill(pipeline), monitor.windows_tested)
             return
         self._tested[model_id] = tested
         record_monitor(self.stats, model_id, monitor, window_fill(pipeline))

@@ -18,15 +18,41 @@ array([0, 1, 0])
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.alerts import WindowInfo
 from stream_monitor.stats.sketches import SketchLayout, WindowSketch
+
+SLICES_PER_WINDOW_AT_REFERENCE_RATE: Final = 10
+# A slice is the unit a partition worker ships to stage 2, so slices shorter than this would flood the
+# internal topic on a busy stream; the price is that a count-closed window may overshoot max_events by up to
+# a quarter second of traffic.
+MIN_SLICE_SECONDS: Final = 0.25
+
+
+def slice_seconds_for(
+    max_events: int, max_seconds: float, events_per_second: float, configured: float | None = None
+) -> float:
+    """Slice length: about a tenth of the time the reference rate needs to fill ``max_events``, dividing
+    ``max_seconds`` evenly, so a count-closed window overshoots ``max_events`` by at most about a tenth.
+
+    >>> slice_seconds_for(max_events=5000, max_seconds=300.0, events_per_second=1000.0)
+    0.5
+    """
+    if configured is not None:
+        return configured
+    if events_per_second > 0:
+        raw = max_events / events_per_second / SLICES_PER_WINDOW_AT_REFERENCE_RATE
+    else:
+        raw = max_seconds / 30.0
+    raw = min(max(raw, MIN_SLICE_SECONDS), max_seconds)
+    return max_seconds / math.ceil(max_seconds / raw)
 
 
 @dataclass

@@ -113,7 +113,9 @@ class ModelMerger:
         self.late_slices = 0
         self.replayed_slices = 0
         self.performance = (
-            PerformanceMonitor(layout, self.monitor.alpha_warning, self.monitor.alpha_critical)
+            PerformanceMonitor(
+                layout, self.monitor.alpha_warning, self.monitor.alpha_critical, self.monitor.windows_per_day
+            )
             if performance
             else None
         )
@@ -237,7 +239,7 @@ class ModelMerger:
         out = []
         lifecycle = self.monitor.lifecycle
         for j in self.performance.evaluate(watermark):
-            alerts = lifecycle.observe(j.window, j.observations, self.monitor.clock.now())
+            alerts = lifecycle.observe(j.window, j.observations, self.monitor.clock.now(), j.event_ts)
             out.append(
                 TestedWindow(self.model_id, j.window, True, alerts, list(j.observations), lifecycle.firing)
             )

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.events import Stream
-from stream_monitor.monitoring.engine import slice_seconds_for
 from stream_monitor.monitoring.folding import ModelFolder
 from stream_monitor.monitoring.model_layout import ModelLayout
 from stream_monitor.monitoring.performance_monitor import has_performance
+from stream_monitor.monitoring.windows import slice_seconds_for
 from stream_monitor.service.stage1 import ModelSlicing, PartitionFolder
 from stream_monitor.service.stage2 import MergePartition, ModelMerger
 from stream_monitor.settings import MonitorConfig

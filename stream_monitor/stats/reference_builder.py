@@ -165,6 +165,18 @@ class _ModelAccumulator:
     label_count: int = 0
 
 
+def _expected_accuracy(predictions: list[tuple[Any, float | None]]) -> float | None:
+    """The label-free (CBPE) accuracy estimate of a binary classifier's reference predictions: the mean
+    confidence of the predicted class, the score being the probability of the larger class in natural order
+    (1 over 0, True over False), as the monitor reads it. ``None`` unless binary with scores."""
+    classes = {p for p, _ in predictions}
+    scored = [(p, s) for p, s in predictions if s is not None and 0.0 <= s <= 1.0]
+    if len(classes) != 2 or not scored:
+        return None
+    positive = max(classes, key=lambda c: (type(c).__name__, c))
+    return float(np.mean([s if p == positive else 1.0 - s for p, s in scored]))
+
+
 class ReferenceBuilder:
     """Accumulates reference events of any number of models; :meth:`build` returns the profile.
 
@@ -356,6 +368,9 @@ class ReferenceBuilder:
             actual = [a for _, a in pairs]
             if task == "classification":
                 performance["accuracy"] = float(np.mean([p == a for p, a in pairs]))
+                expected = _expected_accuracy(list(acc.predictions.values()))
+                if expected is not None:
+                    performance["expected_accuracy"] = expected
             else:
                 err = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
                 performance["mae"] = float(np.mean(np.abs(err)))

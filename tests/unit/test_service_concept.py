@@ -137,7 +137,9 @@ def test_stage2_raises_the_engines_concept_alerts(switching: dict[str, list[dict
     assert got == ss.concept_alerts(engine_alerts)
     firing = [a for a in cluster.alerts if a.kind.value == "concept_drift" and a.status.value == "firing"]
     assert firing and firing[0].signal == "performance"
-    assert firing[0].window.start_ts >= ss.LIVE_START + ss.CONCEPT_SWITCH_AFTER_S
+    # raised by a label that arrived after the switch, judging predictions up to after it
+    switch_ts = ss.LIVE_START + ss.CONCEPT_SWITCH_AFTER_S
+    assert firing[0].event_ts >= firing[0].window.end_ts >= switch_ts
     merger = cluster.merge.mergers[ss.MODEL]
     assert merger.performance is not None
     stats = merger.performance.joiner.stats()
