@@ -455,6 +455,20 @@ def concept_engine_run(streams: dict[str, list[dict[str, Any]]], batch: int = 50
     return eng.pipelines[MODEL], alerts
 
 
+def concept_replay(streams: dict[str, list[dict[str, Any]]], work: Path) -> list[Alert]:
+    """``stream-monitor replay``'s path over the three streams written as JSON-lines files."""
+    from stream_monitor.adapters.replay import JsonlSource, replay
+    from stream_monitor.core.events import Stream
+
+    sources = []
+    for stream in CONCEPT_STREAMS:
+        path = work / f"{stream}.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in streams[stream]))
+        sources.append(JsonlSource(path, Stream(stream)))
+    eng = Engine(concept_config(), concept_profile().models, ManualClock(0.0))
+    return replay(eng, sources).alerts
+
+
 def concept_sentinels(
     streams: dict[str, list[dict[str, Any]]], n_partitions: int
 ) -> dict[str, list[dict[str, Any]]]:
