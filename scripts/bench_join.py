@@ -7,8 +7,9 @@ delivered up to 60 s before their prediction; 1 % of predictions duplicated. Eve
 ``expire``. A second pass also feeds the error bits of the joined pairs, in prediction-time order, to a DDM
 adapter. Rates are per CPU second of this process (``time.process_time``) and per wall second.
 
-Also: bytes of state per outstanding prediction with 1M outstanding (tracemalloc), and the cost per update of
-each River adapter, per ``update`` call and through ``update_many``, next to River's own.
+Also: bytes of state per outstanding prediction with 1M outstanding (tracemalloc), the cost per update of
+each River adapter, per ``update`` call and through ``update_many``, next to River's own, and the cost per
+error bit of the default error stream (the CUSUM bank) fed in batches of 1,000.
 
 Usage: ``python scripts/bench_join.py [--predictions N] [--batch B] [--seed S]``
 """
@@ -24,6 +25,7 @@ from collections import defaultdict
 import numpy as np
 import orjson
 
+from stream_monitor.detectors.error_cusum import ErrorRateCusum
 from stream_monitor.detectors.river_adapter import DETECTORS, make_error_detector
 from stream_monitor.monitoring.joiner import JoinedBatch, PredictionLabelJoiner
 from stream_monitor.stats.performance import PerformanceSketch
@@ -168,6 +170,19 @@ def river_costs(n: int, seed: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def cusum_cost(n: int, seed: int, batch: int = 1000) -> dict[str, float]:
+    """The default error stream (the CUSUM bank, budgeted as for 100 labels/s) per bit, fed in batches."""
+    bits = (np.random.default_rng(seed).random(n) < 0.1).astype(np.float64)
+    t = time.process_time()
+    bank = ErrorRateCusum(0.1, 1e9, 1e10)
+    design = time.process_time() - t
+    t = time.process_time()
+    for i in range(0, n, batch):
+        bank.update_many(bits[i : i + batch])
+    per_bit = (time.process_time() - t) / n * 1e6
+    return {"update_many_us": round(per_bit, 3), "batch": batch, "design_ms": round(design * 1e3, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=int, default=1_000_000)
@@ -185,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "join_fold_ddm_events_per_cpu_s": round(with_ddm["events_per_cpu_s"]),
         "memory": bytes_per_outstanding(args.predictions),
         "river_update": river_costs(200_000, args.seed),
+        "error_cusum": cusum_cost(1_000_000, args.seed),
         "targets": {"joined_events_per_s": 200_000, "bytes_per_outstanding": 300},
     }
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

@@ -88,7 +88,8 @@ class ModelMonitor:
             + (len(sk.numeric) - len(layout.numeric_features))
             + (len(sk.categorical) - len(layout.categorical_features))
             + 3  # schema: unknown fields, missing fields; correlations
-            + (1 if cfg.performance.enabled and layout.profile.labels is not None else 0)  # error stream
+            # performance: the error stream, the windowed accuracy test, the label-free estimate
+            + (3 if cfg.performance.enabled and layout.profile.labels is not None else 0)
         )
         self.n_tests = n_tests
         self.alpha_warning = per_test_alpha(cfg.budget.false_alerts_per_day, self.windows_per_day, n_tests)

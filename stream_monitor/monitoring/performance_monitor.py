@@ -1,22 +1,18 @@
-"""Concept drift: is the model getting worse? Before the labels arrive (an estimate) and after (measured).
+"""Concept drift: is the model getting worse? Joins, windows and the order of judgement, for one model.
 
 Predictions are joined to their late labels by event id (:class:`~stream_monitor.monitoring.joiner.
-PredictionLabelJoiner`). Performance belongs to the *prediction's* time: each fixed bucket of prediction time
-(``performance.bucket_seconds``) keeps a :class:`~stream_monitor.stats.performance.PerformanceSketch` that keeps
-growing as late labels arrive, until the label TTL has passed. A bucket is judged
+PredictionLabelJoiner`); joined pairs wait for the watermark and are folded in arrival order
+(:mod:`~stream_monitor.monitoring.joined_pairs`), so every runtime folds the same pairs in the same order. Each
+pair goes
 
-* as soon as it closes, from its scores alone, for a binary classifier with calibrated scores: the expected
-  accuracy (confidence-based performance estimation) against the reference accuracy, alerted with
-  ``details.estimate = true``;
-* once enough of its labels are in (``labels.min_coverage`` of its predictions, and at least
-  ``performance.min_labelled``), or when the label freshness SLA has passed, from the labels: accuracy (or MAE)
-  against the reference, with the estimate beside the realised figure and the label coverage in ``details``;
-* for label health: a ``label_lag`` alert when coverage at the SLA, or the lag's p95, breaks the SLA.
-
-A drop only counts when it is both larger than the configured margin (2% warning, 5% critical by default) and
-statistically distinguishable given the labelled count and the reference's, at the model's false-alarm rate.
-Between windows, every joined label feeds the error stream (:mod:`~stream_monitor.monitoring.error_stream`):
-a sequential detector that alerts on the label that proves the model wrong, not at the end of a window.
+* through the error stream (:mod:`~stream_monitor.monitoring.error_stream`), a sequential detector that
+  alerts on the label that proves the model wrong;
+* into the performance window of its prediction's time (:mod:`~stream_monitor.monitoring.performance_windows`:
+  closed at ``performance.window_labelled`` expected labels or ``bucket_seconds``), estimated from scores
+  alone when it closes and judged from its labels once ``labels.min_coverage`` of them are in, or its
+  freshness SLA passed (:mod:`~stream_monitor.monitoring.performance_judge` holds the tests);
+* into the fixed ``bucket_seconds`` bucket of its prediction's time, whose label coverage and lag are checked
+  once the freshness SLA has passed (``label_lag``).
 """
 
 from __future__ import annotations
@@ -25,14 +21,13 @@ import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any, Final
 
 import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from stream_monitor.core.alerts import AlertKind, Severity, WindowInfo
+from stream_monitor.core.alerts import WindowInfo
 from stream_monitor.core.parsing import FeatureRows, LabelRows, PredictionRows
 from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.error_stream import ErrorStreamMonitor
@@ -40,59 +35,16 @@ from stream_monitor.monitoring.joined_pairs import Pairs, PendingPairs
 from stream_monitor.monitoring.joiner import JoinedBatch, PredictionLabelJoiner, hash_event_ids
 from stream_monitor.monitoring.lifecycle import Observation
 from stream_monitor.monitoring.model_layout import ModelLayout
+from stream_monitor.monitoring.performance_judge import (
+    PerformanceBucket,
+    PerformanceJudge,
+)
 from stream_monitor.monitoring.performance_windows import ClosedWindow, CountOrTimeWindows
 from stream_monitor.monitoring.segments import SegmentLookup
 from stream_monitor.monitoring.windows import slice_seconds_for
 from stream_monitor.stats.performance import PerformanceSketch, Task
 
 SNAPSHOT_VERSION: Final = 2
-PERFORMANCE_SIGNAL: Final = "performance"
-ESTIMATE_SIGNAL: Final = "estimated_performance"
-LABELS_SIGNAL: Final = "labels"
-
-
-@dataclass
-class _Bucket:
-    sketch: PerformanceSketch
-    estimated: bool = False
-    judged: bool = False
-    lag_checked: bool = False
-    unknown_labels: int = 0
-    # per segment feature: labelled pairs and errors per value (reference categories, other, missing)
-    seg_labelled: list[NDArray[np.int64]] = field(default_factory=list)
-    seg_errors: list[NDArray[np.int64]] = field(default_factory=list)
-
-    def __iadd__(self, other: _Bucket) -> _Bucket:
-        self.sketch.merge(other.sketch)
-        self.unknown_labels += other.unknown_labels
-        for mine, theirs in zip(self.seg_labelled, other.seg_labelled, strict=True):
-            mine += theirs
-        for mine, theirs in zip(self.seg_errors, other.seg_errors, strict=True):
-            mine += theirs
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sketch": self.sketch.to_dict(),
-            "estimated": self.estimated,
-            "judged": self.judged,
-            "lag": self.lag_checked,
-            "unknown": self.unknown_labels,
-            "seg_labelled": [a.tolist() for a in self.seg_labelled],
-            "seg_errors": [a.tolist() for a in self.seg_errors],
-        }
-
-    @classmethod
-    def from_dict(cls, v: dict[str, Any]) -> _Bucket:
-        return cls(
-            PerformanceSketch.from_dict(v["sketch"]),
-            v["estimated"],
-            v["judged"],
-            v["lag"],
-            v["unknown"],
-            [np.asarray(a, dtype=np.int64) for a in v.get("seg_labelled", [])],
-            [np.asarray(a, dtype=np.int64) for a in v.get("seg_errors", [])],
-        )
 
 
 # Closed windows waiting for their labels; past this the oldest is judged with the labels it has.
@@ -108,17 +60,13 @@ class PerformanceObservation:
     event_ts: float | None = None  # when it was detected, if not at the window's end (label-speed alerts)
 
 
-def _predictions(b: _Bucket) -> int:
+def _predictions(b: PerformanceBucket) -> int:
     return b.sketch.prediction_count
 
 
 def has_performance(layout: ModelLayout) -> bool:
     """Whether a model is monitored for concept drift: enabled, and its reference knows its predictions."""
     return layout.config.performance.enabled and layout.profile.predictions is not None
-
-
-def _z(alpha: float) -> float:
-    return NormalDist().inv_cdf(1.0 - alpha)
 
 
 def expected_label_share(layout: ModelLayout) -> float:
@@ -142,7 +90,9 @@ class PerformanceMonitor:
     """Joins, windows and judges one model's performance.
 
     ``alpha_warning`` / ``alpha_critical`` are one test's false-alarm probability per window of drift, of
-    which there are ``windows_per_day``: the error stream spends the same daily share over its labels.
+    which there are ``windows_per_day``: each of the performance tests (the error stream, the windowed accuracy
+    test, the estimate) spends that same daily share, the error stream over the reference's labels, the others
+    over the performance windows the reference's rate closes in a day.
     """
 
     def __init__(
@@ -156,8 +106,6 @@ class PerformanceMonitor:
         cfg = layout.config
         self.cfg = cfg.performance
         self.labels_cfg = cfg.labels
-        self.alpha_warning = alpha_warning
-        self.alpha_critical = alpha_critical
         classes = layout.classes
         self.task: Task = (
             "regression" if classes is None else ("binary" if len(classes) == 2 else "multiclass")
@@ -173,8 +121,7 @@ class PerformanceMonitor:
             mapping[-1] = -1  # "other": a class the reference never saw
             self._slot_to_class = mapping
         perf = layout.profile.labels.performance if layout.profile.labels else {}
-        self.reference = perf
-        self.reference_n = layout.profile.labels.joined if layout.profile.labels else 0
+        reference_n = layout.profile.labels.joined if layout.profile.labels else 0
         self.joiner = PredictionLabelJoiner(
             ttl=self.labels_cfg.ttl_seconds,
             max_outstanding=self.labels_cfg.max_outstanding,
@@ -187,14 +134,17 @@ class PerformanceMonitor:
             self.error_stream = ErrorStreamMonitor(
                 name,
                 1.0 - perf["accuracy"],
-                self.reference_n,
+                reference_n,
                 alpha_warning * per_label,
                 alpha_critical * per_label,
             )
         # Label health per fixed bucket of prediction time, kept until the label TTL has passed; the
         # performance tests per window that closes on an expected labelled count or on time.
-        self.buckets: dict[int, _Bucket] = {}
+        self.buckets: dict[int, PerformanceBucket] = {}
         target = math.ceil(self.cfg.window_labelled / expected_label_share(layout))
+        rate = layout.profile.events_per_second
+        performance_windows_per_day = max(86400.0 / self.cfg.bucket_seconds, 86400.0 * rate / target)
+        scale = min(1.0, windows_per_day / performance_windows_per_day)
         self.windows = CountOrTimeWindows(
             self._new_bucket,
             slice_seconds_for(target, self.cfg.bucket_seconds, layout.profile.events_per_second),
@@ -216,6 +166,14 @@ class PerformanceMonitor:
             if self.segment_names
             else None
         )
+        self.judge = PerformanceJudge(
+            layout,
+            self.task,
+            alpha_warning * scale,
+            alpha_critical * scale,
+            self.segment_names,
+            self._segment_categories,
+        )
 
     # ---- input ---------------------------------------------------------------------------------------------
     def _classes(self, slots: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -223,20 +181,20 @@ class PerformanceMonitor:
             return slots
         return self._slot_to_class[slots.astype(np.int64)].astype(np.float64)
 
-    def _new_bucket(self) -> _Bucket:
-        b = _Bucket(PerformanceSketch(self.task, self.n_classes))
+    def _new_bucket(self) -> PerformanceBucket:
+        b = PerformanceBucket(PerformanceSketch(self.task, self.n_classes))
         if self.segments is not None:
             b.seg_labelled = [np.zeros(r, dtype=np.int64) for r in self.segments.radices]
             b.seg_errors = [np.zeros(r, dtype=np.int64) for r in self.segments.radices]
         return b
 
-    def _bucket(self, bucket_id: int) -> _Bucket:
+    def _bucket(self, bucket_id: int) -> PerformanceBucket:
         b = self.buckets.get(bucket_id)
         if b is None:
             b = self.buckets[bucket_id] = self._new_bucket()
         return b
 
-    def _targets(self, ts: NDArray[np.float64]) -> Iterator[tuple[_Bucket, NDArray[np.bool_]]]:
+    def _targets(self, ts: NDArray[np.float64]) -> Iterator[tuple[PerformanceBucket, NDArray[np.bool_]]]:
         """Where rows of prediction time ``ts`` fold: their label-health bucket and their window."""
         ids = self._bucket_ids(ts)
         for b in np.unique(ids):
@@ -342,7 +300,7 @@ class PerformanceMonitor:
         out = self._fold_pairs(self.pending.release(math.inf if final else self.watermark))
         sla = self.labels_cfg.freshness_sla_seconds
         for closed in self.windows.close(self.watermark, _predictions, final):
-            estimate = self._estimate(closed.bucket)
+            estimate = self.judge.estimate(closed.bucket)
             if estimate:
                 out.append(PerformanceObservation(self._info(closed), estimate))
         overflow = self.windows.overflow()
@@ -356,7 +314,7 @@ class PerformanceMonitor:
                 out.append(
                     PerformanceObservation(
                         self._info(w),
-                        [*self._judge(b, coverage), *self._segments_test(b)],
+                        [*self.judge.judge(b, coverage), *self.judge.segments(b)],
                         max(w.end_ts, self.label_clock),
                     )
                 )
@@ -374,7 +332,7 @@ class PerformanceMonitor:
                 out.append(
                     PerformanceObservation(
                         WindowInfo(end - width, end, b.sketch.prediction_count),
-                        [self._label_health(b, coverage)],
+                        [self.judge.label_health(b, coverage, self.joiner.stats())],
                     )
                 )
         horizon = self.watermark - self.labels_cfg.ttl_seconds - width
@@ -383,7 +341,7 @@ class PerformanceMonitor:
         return out
 
     @staticmethod
-    def _info(w: ClosedWindow[_Bucket]) -> WindowInfo:
+    def _info(w: ClosedWindow[PerformanceBucket]) -> WindowInfo:
         return WindowInfo(w.start_ts, w.end_ts, w.bucket.sketch.prediction_count)
 
     def _coverage(self, window: WindowInfo) -> float:
@@ -392,276 +350,6 @@ class PerformanceMonitor:
         touched = [b for k, b in self.buckets.items() if first <= k <= last]
         predictions = sum(b.sketch.prediction_count for b in touched)
         return sum(b.sketch.count for b in touched) / predictions if predictions else math.nan
-
-    def _drop_test(
-        self, value: float, n: int, baseline: float, n_ref: int
-    ) -> tuple[Severity | None, float, float]:
-        """(level, drop, z) for a fall of an accuracy-like share from ``baseline``."""
-        drop = baseline - value
-        var = baseline * (1 - baseline)
-        se = math.sqrt(max(var, 1e-6) * (1.0 / max(n, 1) + 1.0 / max(n_ref, 1)))
-        z = drop / se
-        level = None
-        if drop >= self.cfg.accuracy_drop_critical and z > _z(self.alpha_critical):
-            level = Severity.CRITICAL
-        elif drop >= self.cfg.accuracy_drop_warning and z > _z(self.alpha_warning):
-            level = Severity.WARNING
-        return level, drop, z
-
-    def _cbpe_baseline(self) -> float | None:
-        """The reference's own estimate, which a window's estimate is compared with; ``None`` when the
-        comparison says nothing about accuracy: not binary, or the reference's scores are so miscalibrated
-        that its estimate misses its realised accuracy by more than the warning margin."""
-        expected, realised = self.reference.get("expected_accuracy"), self.reference.get("accuracy")
-        if self.task != "binary" or not self.cfg.estimate_without_labels:
-            return None
-        if expected is None or realised is None:
-            return None
-        return expected if abs(expected - realised) <= self.cfg.accuracy_drop_warning else None
-
-    def _estimate(self, b: _Bucket) -> list[Observation]:
-        baseline = self._cbpe_baseline()
-        if baseline is None:
-            return []
-        expected = b.sketch.expected_performance()
-        n = int(expected.get("estimated_count", 0))
-        acc = expected.get("expected_accuracy", math.nan)
-        if n < max(self.layout.config.window.min_events, self.cfg.min_labelled) or not math.isfinite(acc):
-            return []
-        b.estimated = True
-        level, drop, z = self._drop_test(acc, n, baseline, self.reference_n)
-        details = {
-            "estimate": True,
-            "method": "confidence-based (CBPE)",
-            "expected": expected,
-            "reference_estimate": baseline,
-            "reference_accuracy": self.reference.get("accuracy"),
-            "drop": drop,
-            "z": z,
-            "predictions": n,
-        }
-        threshold = baseline - (
-            self.cfg.accuracy_drop_critical if level is Severity.CRITICAL else self.cfg.accuracy_drop_warning
-        )
-        message = (
-            f"estimated accuracy {acc:.1%} vs {baseline:.1%} estimated on the reference "
-            f"(an estimate from scores, before labels; {n} predictions)"
-        )
-        return [
-            Observation(
-                AlertKind.CONCEPT_DRIFT,
-                ESTIMATE_SIGNAL,
-                level,
-                "cbpe",
-                drop,
-                self.cfg.accuracy_drop_critical
-                if level is Severity.CRITICAL
-                else self.cfg.accuracy_drop_warning,
-                self.cfg.accuracy_drop_warning,
-                None,
-                {**details, "accuracy_floor": threshold},
-                message,
-            )
-        ]
-
-    def _judge(self, b: _Bucket, coverage: float) -> list[Observation]:
-        metrics = b.sketch.metrics()
-        n = b.sketch.count
-        details: dict[str, Any] = {
-            "metrics": metrics,
-            "labelled": n,
-            "predictions": b.sketch.prediction_count,
-            "label_coverage": coverage,
-            "reference": self.reference,
-        }
-        if self.task == "binary" and self.cfg.estimate_without_labels:
-            details["estimated"] = b.sketch.expected_performance()
-        if b.unknown_labels:
-            details["labels_of_unknown_class"] = b.unknown_labels
-        obs: list[Observation] = []
-        if self.task == "regression":
-            base = self.reference.get("mae")
-            mae = metrics.get("mae", math.nan)
-            if base is not None and base > 0 and math.isfinite(mae):
-                rise = (mae - base) / base
-                rmse = metrics.get("rmse", math.nan)
-                sd = math.sqrt(max(rmse * rmse - mae * mae, 1e-12)) if math.isfinite(rmse) else base
-                z = (mae - base) / (sd * math.sqrt(1.0 / n + 1.0 / max(self.reference_n, 1)))
-                level = None
-                if rise >= self.cfg.mae_increase_critical and z > _z(self.alpha_critical):
-                    level = Severity.CRITICAL
-                elif rise >= self.cfg.mae_increase_warning and z > _z(self.alpha_warning):
-                    level = Severity.WARNING
-                thr = (
-                    self.cfg.mae_increase_critical
-                    if level is Severity.CRITICAL
-                    else self.cfg.mae_increase_warning
-                )
-                obs.append(
-                    Observation(
-                        AlertKind.CONCEPT_DRIFT,
-                        PERFORMANCE_SIGNAL,
-                        level,
-                        "mae_increase",
-                        rise,
-                        thr,
-                        self.cfg.mae_increase_warning,
-                        None,
-                        {**details, "z": z},
-                        f"MAE {mae:.4g} vs reference {base:.4g} ({rise:+.1%}; {coverage:.0%} of labels in)",
-                    )
-                )
-        else:
-            base = self.reference.get("accuracy")
-            acc = metrics.get("accuracy", math.nan)
-            if base is not None and math.isfinite(acc):
-                level, drop, z = self._drop_test(acc, n, base, self.reference_n)
-                thr = (
-                    self.cfg.accuracy_drop_critical
-                    if level is Severity.CRITICAL
-                    else self.cfg.accuracy_drop_warning
-                )
-                obs.append(
-                    Observation(
-                        AlertKind.CONCEPT_DRIFT,
-                        PERFORMANCE_SIGNAL,
-                        level,
-                        "accuracy_drop",
-                        drop,
-                        thr,
-                        self.cfg.accuracy_drop_warning,
-                        None,
-                        {**details, "z": z},
-                        f"accuracy {acc:.1%} vs reference {base:.1%} "
-                        f"({n} labelled, {coverage:.0%} of labels in)",
-                    )
-                )
-                if b.estimated and level is None:
-                    obs.append(self._estimate_refuted(acc, n))
-        return obs
-
-    def _estimate_refuted(self, accuracy: float, labelled: int) -> Observation:
-        """The labels caught up and show no drop: whatever the estimate said about this window is over."""
-        warn = self.cfg.accuracy_drop_warning
-        return Observation(
-            AlertKind.CONCEPT_DRIFT,
-            ESTIMATE_SIGNAL,
-            None,
-            "realised_accuracy",
-            0.0,
-            warn,
-            warn,
-            None,
-            {"estimate": True, "realised_accuracy": accuracy, "labelled": labelled},
-            f"realised accuracy {accuracy:.1%} over {labelled} labelled predictions: no drop",
-            conclusive=True,
-        )
-
-    def _segments_test(self, b: _Bucket) -> list[Observation]:
-        """A segment whose error rate exceeds the rest's by more than it did in the reference (by the spread
-        margins), with a two-proportion z-test Bonferroni-split over the segment's values."""
-        if self.segments is None:
-            return []
-        out: list[Observation] = []
-        ref_all = self.layout.profile.labels.segments if self.layout.profile.labels else {}
-        min_n = self.cfg.segment_min_labelled
-        warn, crit = self.cfg.segment_spread_warning, self.cfg.segment_spread_critical
-        for i, name in enumerate(self.segment_names):
-            labelled, errors = b.seg_labelled[i], b.seg_errors[i]
-            total_n, total_e = int(labelled.sum()), int(errors.sum())
-            cats = self._segment_categories[i]
-            ref = ref_all.get(name, {})
-            ref_n = np.asarray(ref.get("labelled", []), dtype=np.float64)
-            ref_e = np.asarray(ref.get("errors", []), dtype=np.float64)
-            values = [
-                v for v in range(len(cats) + 1) if labelled[v] >= min_n and total_n - labelled[v] >= min_n
-            ]
-            for v in values:
-                n_v, e_v = int(labelled[v]), int(errors[v])
-                n_r, e_r = total_n - n_v, total_e - e_v
-                rate_v, rate_r = e_v / n_v, e_r / n_r
-                spread = rate_v - rate_r
-                base = 0.0
-                var = rate_v * (1 - rate_v) / n_v + rate_r * (1 - rate_r) / n_r
-                if v < len(ref_n) and ref_n[v] >= 50 and ref_n.sum() - ref_n[v] >= 50:
-                    rv, rr = ref_e[v] / ref_n[v], (ref_e.sum() - ref_e[v]) / (ref_n.sum() - ref_n[v])
-                    base = rv - rr
-                    var += rv * (1 - rv) / ref_n[v] + rr * (1 - rr) / (ref_n.sum() - ref_n[v])
-                excess = spread - base
-                z = excess / math.sqrt(max(var, 1e-12))
-                k = max(len(values), 1)
-                level = None
-                if excess >= crit and z > _z(self.alpha_critical / k):
-                    level = Severity.CRITICAL
-                elif excess >= warn and z > _z(self.alpha_warning / k):
-                    level = Severity.WARNING
-                value = cats[v] if v < len(cats) else "(other)"
-                signal = f"segment:{name}={value}"
-                details = {
-                    "segment": {"feature": name, "value": value},
-                    "error_rate": rate_v,
-                    "others_error_rate": rate_r,
-                    "spread": spread,
-                    "reference_spread": base,
-                    "labelled": n_v,
-                    "z": z,
-                }
-                message = (
-                    f"{name}={value}: error rate {rate_v:.1%} vs {rate_r:.1%} for the other segments "
-                    f"(reference gap {base:+.1%}; {n_v} labelled)"
-                )
-                out.append(
-                    Observation(
-                        AlertKind.CONCEPT_DRIFT,
-                        signal,
-                        level,
-                        "segment_spread",
-                        excess,
-                        crit if level is Severity.CRITICAL else warn,
-                        warn,
-                        None,
-                        details,
-                        message,
-                    )
-                )
-        return out
-
-    def _label_health(self, b: _Bucket, coverage: float) -> Observation:
-        stats = self.joiner.stats()
-        sla = self.labels_cfg.freshness_sla_seconds
-        late = math.isfinite(stats.lag_p95) and stats.lag_p95 > sla
-        short = coverage < self.labels_cfg.min_coverage
-        level = (
-            Severity.WARNING
-            if (late or short) and b.sketch.prediction_count >= self.cfg.min_labelled
-            else None
-        )
-        details = {
-            "label_coverage": coverage,
-            "min_coverage": self.labels_cfg.min_coverage,
-            "lag_p50_seconds": stats.lag_p50,
-            "lag_p95_seconds": stats.lag_p95,
-            "sla_seconds": sla,
-            "stale_labels": stats.stale_labels,
-            "outstanding": stats.outstanding,
-        }
-        message = (
-            f"labels: {coverage:.0%} of predictions labelled within the {sla:.0f}s SLA "
-            f"(need {self.labels_cfg.min_coverage:.0%}); lag p95 {stats.lag_p95:.0f}s"
-        )
-        shortfall = max(self.labels_cfg.min_coverage - coverage, 0.0)
-        return Observation(
-            AlertKind.LABEL_LAG,
-            LABELS_SIGNAL,
-            level,
-            "label_coverage",
-            shortfall,
-            1e-9,
-            1e-9,
-            None,
-            details,
-            message,
-        )
 
     # ---- state ---------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -674,7 +362,7 @@ class PerformanceMonitor:
             "error_stream": self.error_stream.snapshot() if self.error_stream is not None else None,
             "segments": self.segments.snapshot() if self.segments is not None else None,
             "buckets": {str(k): b.to_dict() for k, b in self.buckets.items()},
-            "windows": self.windows.snapshot(_Bucket.to_dict),
+            "windows": self.windows.snapshot(PerformanceBucket.to_dict),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -690,6 +378,6 @@ class PerformanceMonitor:
             self.error_stream.restore(state["error_stream"])
         if self.segments is not None and state.get("segments") is not None:
             self.segments.restore(state["segments"])
-        self.buckets = {int(k): _Bucket.from_dict(v) for k, v in state["buckets"].items()}
+        self.buckets = {int(k): PerformanceBucket.from_dict(v) for k, v in state["buckets"].items()}
         if "windows" in state:
-            self.windows.restore(state["windows"], _Bucket.from_dict)
+            self.windows.restore(state["windows"], PerformanceBucket.from_dict)
