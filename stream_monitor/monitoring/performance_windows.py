@@ -37,7 +37,7 @@ B = TypeVar("B")
 __all__ = ["ClosedWindow", "CountOrTimeWindows"]
 
 
-@dataclass
+@dataclass(eq=False)  # a window is itself, whatever its bucket holds
 class ClosedWindow(Generic[B]):
     first: int  # its first slice
     stop: int  # the slice after its last
