@@ -154,6 +154,7 @@ class ErrorStreamMonitor:
             if detector == "cusum"
             else RiverErrorStream(detector, self.p0)
         )
+        self._since = [0, 0]  # labelled and errors since the detector's last critical alarm
 
     def observe(
         self, arrival: FloatArray, pred_ts: FloatArray, errors: FloatArray
@@ -162,17 +163,29 @@ class ErrorStreamMonitor:
         its arrival and its prediction's time; what the detector signalled on them."""
         if not len(errors):
             return []
-        return [
-            self._observation(e, float(arrival[e.index])) for e in self._detector.update_many(errors, pred_ts)
-        ]
+        events = self._detector.update_many(errors, pred_ts)
+        seen = np.cumsum(errors)
+        out = []
+        for e in events:
+            # the stream's own rate before the run the detector judged: since its last critical alarm
+            n_before = self._since[0] + e.index + 1 - e.labelled
+            e_before = self._since[1] + int(seen[e.index]) - e.errors
+            out.append(
+                self._observation(e, float(arrival[e.index]), e_before / n_before if n_before else math.nan)
+            )
+            if e.level == "critical":
+                self._since = [-(e.index + 1), -int(seen[e.index])]
+        self._since = [self._since[0] + len(errors), self._since[1] + int(seen[-1])]
+        return out
 
-    def _observation(self, e: CusumEvent, event_ts: float) -> LabelSpeedObservation:
+    def _observation(self, e: CusumEvent, event_ts: float, before: float) -> LabelSpeedObservation:
         window = WindowInfo(e.first_stamp, e.last_stamp, e.labelled)
         rate = e.errors / e.labelled if e.labelled else math.nan
         details: dict[str, Any] = {
             "labelled": e.labelled,
             "errors": e.errors,
             "error_rate": rate,
+            "error_rate_before": before,
             "reference_error_rate": self.reference_error,
             "baseline_error_rate": self.p0,
             "label_ts": event_ts,
@@ -198,9 +211,10 @@ class ErrorStreamMonitor:
 
     # ---- state ---------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        return {"detector": self.name, "state": self._detector.snapshot()}
+        return {"detector": self.name, "state": self._detector.snapshot(), "since": self._since}
 
     def restore(self, state: dict[str, Any]) -> None:
         if state.get("detector") != self.name:
             raise SnapshotError(f"error-stream snapshot of {state.get('detector')!r}, not {self.name!r}")
         self._detector.restore(state["state"])
+        self._since = [int(x) for x in state.get("since", [0, 0])]

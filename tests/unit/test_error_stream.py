@@ -137,6 +137,17 @@ def test_pairs_are_released_in_arrival_order_whatever_the_batching() -> None:
     assert run(500, shuffle=False, watermarks=3) == run(37, shuffle=True, watermarks=50) != []
 
 
+def test_an_alarm_says_the_error_rate_before_and_after() -> None:
+    bits = _bits(np.random.default_rng(9), (8000, 0.1), (400, 0.5))
+    ts = np.arange(len(bits), dtype=np.float64)
+    monitor = _monitor("cusum", p0=0.1)
+    first = monitor.observe(ts, ts, bits)[0]
+    details = first.observation.details
+    assert 0.08 < details["error_rate_before"] < 0.12 and details["error_rate"] > 0.35
+    assert details["reference_error_rate"] == 0.1 and details["labelled"] == first.window.events > 0
+    assert first.event_ts >= first.window.end_ts >= 8000
+
+
 def test_windows_close_on_count_or_time_and_take_late_labels() -> None:
     windows: CountOrTimeWindows[list[float]] = CountOrTimeWindows(
         list, slice_seconds=1.0, target=100, max_seconds=30.0, max_pending=4
