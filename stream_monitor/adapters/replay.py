@@ -20,7 +20,7 @@ from stream_monitor.core.alerts import Alert, encode_alert, retraining_requests
 from stream_monitor.core.events import FieldPath, Rejection, Stream, decode_batch, parse_timestamps
 from stream_monitor.monitoring.engine import Engine
 
-BLOCK_LINES: Final = 4096
+BLOCK_BYTES: Final = 1 << 20  # read a file a mebibyte at a time (a few thousand events), split in memory
 
 
 @dataclass
@@ -55,31 +55,28 @@ class JsonlSource:
         self._last_key = -np.inf
 
     def blocks(self, on_dead: Callable[[DeadLetter], None]) -> Iterator[_Block]:
-        with self.path.open("rb") as fh:
-            line_no = 0
-            while True:
-                raw_lines = list(_take(fh, BLOCK_LINES))
-                if not raw_lines:
-                    return
-                self.bytes_read += sum(len(x) for x in raw_lines)
-                lines = [x.rstrip(b"\r\n") for x in raw_lines]
-                numbers = list(range(line_no + 1, line_no + 1 + len(lines)))
-                line_no += len(lines)
-                blank = {i for i, x in enumerate(lines) if not x.strip()}
-                if blank:
-                    lines = [x for i, x in enumerate(lines) if i not in blank]
-                    numbers = [n for i, n in enumerate(numbers) if i not in blank]
-                events, kept, rejected = decode_batch(lines, self._max_bytes)
-                for r in rejected:
-                    on_dead(self._dead(numbers[r.index], r, lines[r.index]))
-                keys, _ = parse_timestamps(self._ts.get_all(events), "auto")
-                # Events without a usable timestamp keep their place in the file; the parser rejects them.
-                for i in np.flatnonzero(np.isnan(keys)):
-                    keys[i] = keys[i - 1] if i > 0 else self._last_key
-                if len(keys):
-                    keys = np.maximum.accumulate(keys)  # merge order; out-of-order events arrive late
-                    self._last_key = float(keys[-1])
-                yield _Block(events, [numbers[i] for i in kept], keys)
+        line_no = 0
+        for raw_lines in _lines(self.path):
+            self.bytes_read += sum(map(len, raw_lines)) + len(raw_lines)
+            numbers = range(line_no + 1, line_no + 1 + len(raw_lines))
+            line_no += len(raw_lines)
+            lines = [x[:-1] if x.endswith(b"\r") else x for x in raw_lines]
+            blank = [i for i, x in enumerate(lines) if not x.strip()]
+            if blank:
+                skip = set(blank)
+                lines = [x for i, x in enumerate(lines) if i not in skip]
+                numbers = [n for i, n in enumerate(numbers) if i not in skip]
+            events, kept, rejected = decode_batch(lines, self._max_bytes)
+            for r in rejected:
+                on_dead(self._dead(numbers[r.index], r, lines[r.index]))
+            keys, _ = parse_timestamps(self._ts.get_all(events), "auto")
+            # Events without a usable timestamp keep their place in the file; the parser rejects them.
+            for i in np.flatnonzero(np.isnan(keys)):
+                keys[i] = keys[i - 1] if i > 0 else self._last_key
+            if len(keys):
+                keys = np.maximum.accumulate(keys)  # merge order; out-of-order events arrive late
+                self._last_key = float(keys[-1])
+            yield _Block(events, [numbers[i] for i in kept], keys)
 
     def _dead(self, line: int, r: Rejection, raw: bytes) -> DeadLetter:
         return DeadLetter(
@@ -92,12 +89,17 @@ class JsonlSource:
         )
 
 
-def _take(fh: IO[bytes], n: int) -> Iterator[bytes]:
-    for _ in range(n):
-        line = fh.readline()
-        if not line:
-            return
-        yield line
+def _lines(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[list[bytes]]:
+    """The lines of a file (without their newline), a block of whole lines at a time."""
+    with path.open("rb") as fh:
+        rest = b""
+        while chunk := fh.read(block_bytes):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            if lines:
+                yield lines
+        if rest:
+            yield [rest]
 
 
 @dataclass

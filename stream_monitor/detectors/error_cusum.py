@@ -48,8 +48,6 @@ from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.sparse import csr_matrix, identity
-from scipy.sparse.linalg import spsolve
 
 from stream_monitor.errors import SnapshotError
 
@@ -124,6 +122,9 @@ def in_control_run_length(up: int, down: int, h: int, p: float) -> float:
     >>> round(in_control_run_length(1, 1, 3, 0.5), 6)  # a fair walk reflected at 0, absorbed at 3
     12.0
     """
+    from scipy.sparse import csr_matrix, identity  # local: only a design needs them (0.3 s to import)
+    from scipy.sparse.linalg import spsolve
+
     states = np.arange(h)
     rise = states + up
     fall = np.maximum(states - down, 0)

@@ -1,0 +1,33 @@
+"""The replay source reads files in blocks of bytes: whole lines, their numbers, CRLF and blank lines kept
+straight whatever the block size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream_monitor.adapters.replay import DeadLetter, JsonlSource, _lines
+from stream_monitor.core.events import Stream
+
+
+@pytest.mark.parametrize("block_bytes", [1, 7, 64, 1 << 20])
+def test_lines_are_whole_whatever_the_block_size(tmp_path: Path, block_bytes: int) -> None:
+    text = b'{"a": 1}\n\n{"b": "two"}\r\n   \n{"c": 3}'  # blank lines, a CRLF, no newline at the end
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(text)
+    lines = [line for block in _lines(path, block_bytes) for line in block]
+    assert lines == text.split(b"\n")
+
+
+def test_dead_letters_and_events_keep_their_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "features.jsonl"
+    rows = [b'{"event_id": "a", "ts": 1.0}', b"", b"not json", b'{"event_id": "b", "ts": 2.0}\r', b"[1]"]
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    dead: list[DeadLetter] = []
+    source = JsonlSource(path, Stream.FEATURES)
+    blocks = list(source.blocks(dead.append))
+    assert [line for b in blocks for line in b.lines] == [1, 4]
+    assert [e["event_id"] for b in blocks for e in b.events] == ["a", "b"]
+    assert [(d.line, d.reason) for d in dead] == [(3, "not_json"), (5, "not_object")]
+    assert source.bytes_read == path.stat().st_size
