@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from stream_monitor.monitoring.windows import slice_boundary, slices_in
+
 B = TypeVar("B")
 
 __all__ = ["ClosedWindow", "CountOrTimeWindows"]
@@ -99,20 +101,21 @@ class CountOrTimeWindows(Generic[B]):
         """Close every window the watermark completed (all of them at ``final``); returns the new ones."""
         out: list[ClosedWindow[B]] = []
         ss = self.slice_seconds
+        complete = slice_boundary(watermark, ss) if math.isfinite(watermark) else None
         while self.open_start is not None and self.slices:
             start = self.open_start
-            limit = start + max(1, round(self.max_seconds / ss))  # the slice where time runs out
+            limit = start + slices_in(self.max_seconds, ss)  # the slice where time runs out
             cut: int | None = None
             total = 0
             for k in sorted(self.slices):
-                if k >= limit or ((k + 1) * ss > watermark and not final):
+                if k >= limit or (not final and (complete is None or k >= complete)):
                     break
                 total += counts(self.slices[k])
                 if total >= self.target:
                     cut = k + 1
                     break
             if cut is None:
-                if limit * ss <= watermark:
+                if complete is not None and limit <= complete:
                     cut = limit
                 elif final:
                     cut = min(limit, max(self.slices) + 1)

@@ -55,6 +55,25 @@ def slice_seconds_for(
     return max_seconds / math.ceil(max_seconds / raw)
 
 
+# Slice lengths such as 300 / 7 s are not exact in binary: boundaries are compared in whole slices, with this
+# tolerance, so that whether a slice is complete never depends on how far one batch moved the watermark.
+_SLICE_TOLERANCE: Final = 1e-9
+
+
+def slice_boundary(watermark: float, slice_seconds: float) -> int:
+    """The first slice a watermark has not passed: every slice before it is complete.
+
+    >>> slice_boundary(7 * (300 / 7), 300 / 7)  # 300 s is seven slices of 300/7 s, rounding aside
+    7
+    """
+    return math.floor(watermark / slice_seconds + _SLICE_TOLERANCE)
+
+
+def slices_in(seconds: float, slice_seconds: float) -> int:
+    """Whole slices in a span (at least one)."""
+    return max(1, math.floor(seconds / slice_seconds + _SLICE_TOLERANCE))
+
+
 @dataclass
 class ClosedSlice:
     slice_id: int
@@ -138,7 +157,7 @@ class SliceFolder:
             ready = sorted(self.open)
         else:
             boundary = (
-                int(np.floor(self.watermark / self.slice_seconds)) if np.isfinite(self.watermark) else None
+                slice_boundary(self.watermark, self.slice_seconds) if np.isfinite(self.watermark) else None
             )
             if boundary is None:
                 return []
@@ -165,6 +184,7 @@ class WindowAssembler:
         self.slice_seconds = slice_seconds
         self.max_events = max_events
         self.max_seconds = max_seconds
+        self.max_slices = slices_in(max_seconds, slice_seconds)
         self.current: WindowSketch | None = None
         self.start_slice = 0
         self.end_slice = 0  # exclusive
@@ -177,10 +197,7 @@ class WindowAssembler:
             )
         self.last_slice = closed.slice_id
         out: list[ClosedWindow] = []
-        if (
-            self.current is not None
-            and (closed.slice_id + 1 - self.start_slice) * self.slice_seconds > self.max_seconds
-        ):
+        if self.current is not None and closed.slice_id + 1 - self.start_slice > self.max_slices:
             out.append(self._close())
         if self.current is None:
             self.current = closed.sketch
@@ -194,7 +211,10 @@ class WindowAssembler:
 
     def advance(self, watermark: float) -> list[ClosedWindow]:
         """Close the current window once event time has moved past its longest allowed span."""
-        if self.current is not None and watermark >= self.start_slice * self.slice_seconds + self.max_seconds:
+        if (
+            self.current is not None
+            and slice_boundary(watermark, self.slice_seconds) >= self.start_slice + self.max_slices
+        ):
             return [self._close()]
         return []
 
