@@ -1,8 +1,10 @@
 """The replay edge: JSON-lines files in, merged in event-time order, through the same engine as the service.
 
-Files are read in blocks and merged block-wise: each round emits, from every file, the events up to the
-earliest "last timestamp" among the files' current blocks, so the merged order is event time whenever each file
-is itself in event-time order (a file that is not is still handled: out-of-order events become late events).
+Files are read in blocks and merged: each round emits, from every file, the events up to the earliest "last
+timestamp" among the files' current blocks, and at most half the allowed lateness past the earliest pending
+event, so the merged order is event time whenever each file is itself in event-time order (a file that is not
+is still handled: out-of-order events become late events), and no event is late because of how the files were
+cut into blocks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import orjson
 
 from stream_monitor.core.alerts import Alert, encode_alert, retraining_requests
 from stream_monitor.core.events import FieldPath, Rejection, Stream, decode_batch, parse_timestamps
+from stream_monitor.core.typed_decoding import DecodedFeatures, split_decoded
 from stream_monitor.monitoring.engine import Engine
 
 BLOCK_BYTES: Final = 1 << 20  # read a file a mebibyte at a time (a few thousand events), split in memory
@@ -38,27 +41,54 @@ class DeadLetter:
 
 @dataclass
 class _Block:
-    events: list[dict[str, Any]]
+    """Messages of one file: decoded into dicts (``events``) or, for feature files, into typed rows
+    (``decoded``: what the service's decoder makes of them), with their line numbers and sort keys."""
+
     lines: list[int]
-    keys: np.ndarray[Any, Any]  # event-time sort key per event
+    keys: np.ndarray[Any, Any]  # event-time sort key per message
+    events: list[dict[str, Any]] | None = None
+    decoded: DecodedFeatures | None = None
+
+    def split(self, cut: int) -> tuple[_Block, _Block]:
+        """The first ``cut`` messages and the rest."""
+        head, tail = (None, None) if self.decoded is None else split_decoded(self.decoded, cut)
+        events = self.events
+        return (
+            _Block(self.lines[:cut], self.keys[:cut], None if events is None else events[:cut], head),
+            _Block(self.lines[cut:], self.keys[cut:], None if events is None else events[cut:], tail),
+        )
 
 
 class JsonlSource:
     """Reads one JSON-lines file in decoded blocks; undecodable lines become dead letters."""
 
-    def __init__(self, path: Path, stream: Stream, ts_path: str = "ts", max_bytes: int = 1_048_576) -> None:
+    def __init__(
+        self,
+        path: Path,
+        stream: Stream,
+        ts_path: str = "ts",
+        max_bytes: int = 1_048_576,
+        block_bytes: int = BLOCK_BYTES,
+    ) -> None:
         self.path = path
+        self.block_bytes = block_bytes
         self.stream = stream
         self._ts = FieldPath(ts_path)
         self._max_bytes = max_bytes
         self.bytes_read = 0
         self._last_key = -np.inf
 
-    def blocks(self, on_dead: Callable[[DeadLetter], None]) -> Iterator[_Block]:
+    def blocks(
+        self,
+        on_dead: Callable[[DeadLetter], None],
+        decode: Callable[[list[bytes]], DecodedFeatures | None] | None = None,
+    ) -> Iterator[_Block]:
+        """Blocks of the file's messages; ``decode`` (feature files), when it serves, decodes them as the
+        service does, else they are decoded into dicts. Undecodable messages go to ``on_dead`` here."""
         line_no = 0
-        for raw_lines in _lines(self.path):
+        for raw_lines in _lines(self.path, self.block_bytes):
             self.bytes_read += sum(map(len, raw_lines)) + len(raw_lines)
-            numbers = range(line_no + 1, line_no + 1 + len(raw_lines))
+            numbers = list(range(line_no + 1, line_no + 1 + len(raw_lines)))
             line_no += len(raw_lines)
             lines = [x[:-1] if x.endswith(b"\r") else x for x in raw_lines]
             blank = [i for i, x in enumerate(lines) if not x.strip()]
@@ -66,17 +96,34 @@ class JsonlSource:
                 skip = set(blank)
                 lines = [x for i, x in enumerate(lines) if i not in skip]
                 numbers = [n for i, n in enumerate(numbers) if i not in skip]
+            if not lines:
+                continue
+            decoded = decode(lines) if decode is not None else None
+            if decoded is not None:
+                for r in decoded.rejections:
+                    on_dead(self._dead(numbers[r.index], r, lines[r.index]))
+                keys = np.full(len(lines), np.nan)
+                for batch in decoded.batches.values():
+                    keys[batch.positions] = batch.rows.ts
+                yield _Block(numbers, self._merge_keys(keys), decoded=decoded)
+                continue
             events, kept, rejected = decode_batch(lines, self._max_bytes)
             for r in rejected:
                 on_dead(self._dead(numbers[r.index], r, lines[r.index]))
+            if not events:  # nothing but dead letters: an empty block would stall the merge
+                continue
             keys, _ = parse_timestamps(self._ts.get_all(events), "auto")
-            # Events without a usable timestamp keep their place in the file; the parser rejects them.
-            for i in np.flatnonzero(np.isnan(keys)):
-                keys[i] = keys[i - 1] if i > 0 else self._last_key
-            if len(keys):
-                keys = np.maximum.accumulate(keys)  # merge order; out-of-order events arrive late
-                self._last_key = float(keys[-1])
-            yield _Block(events, [numbers[i] for i in kept], keys)
+            yield _Block([numbers[i] for i in kept], self._merge_keys(keys), events=events)
+
+    def _merge_keys(self, keys: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Sort keys for the merge: a message without a usable timestamp keeps its place in the file (the
+        parser rejects it), and one out of order keeps the file's order (it arrives late)."""
+        for i in np.flatnonzero(np.isnan(keys)):
+            keys[i] = keys[i - 1] if i > 0 else self._last_key
+        if len(keys):
+            keys = np.maximum.accumulate(keys)
+            self._last_key = float(keys[-1])
+        return keys
 
     def _dead(self, line: int, r: Rejection, raw: bytes) -> DeadLetter:
         return DeadLetter(
@@ -122,6 +169,15 @@ class ReplayReport:
         return [(k, s, r[0], r[1], r[2]) for (k, s), r in sorted(table.items())]
 
 
+def merge_step_seconds(engine: Engine) -> float:
+    """How far one file may run ahead of the others while merging: half the smallest allowed lateness (or a
+    quarter slice when a model allows none), so that no event is late only because of how files were read."""
+    lateness = [m.window.allowed_lateness_seconds for m in engine.config.models.values()]
+    slices = [p.slice_seconds for p in engine.pipelines.values()]
+    smallest = min(lateness, default=0.0)
+    return smallest / 2 if smallest > 0 else min(slices, default=1.0) / 4
+
+
 def replay(
     engine: Engine,
     sources: Sequence[JsonlSource],
@@ -151,8 +207,12 @@ def replay(
             for r in retraining_requests(alerts):
                 retraining_out.write(orjson.dumps(r) + b"\n")
 
+    step = merge_step_seconds(engine)
     by_stream = {s.stream: s for s in sources}
-    iters = {s.stream: s.blocks(dead) for s in sources}
+    iters = {
+        s.stream: s.blocks(dead, engine.decode_features if s.stream is Stream.FEATURES else None)
+        for s in sources
+    }
     pending: dict[Stream, _Block] = {}
     done_bytes = 0
     while True:
@@ -165,23 +225,32 @@ def replay(
                     pending[stream] = block
         if not pending:
             break
-        horizon = min(float(b.keys[-1]) if len(b.keys) else -np.inf for b in pending.values())
+        # Up to the earliest end of a pending block, and no more than a step past the earliest pending event:
+        # a file may never run ahead of another by more than the lateness the windows allow.
+        horizon = min(
+            min(float(b.keys[-1]) for b in pending.values()),
+            min(float(b.keys[0]) for b in pending.values()) + step,
+        )
         for stream in sorted(pending, key=lambda s: list(Stream).index(s)):
             block = pending[stream]
             cut = int(np.searchsorted(block.keys, horizon, side="right"))
             if cut == 0:
                 continue
-            events, lines = block.events[:cut], block.lines[:cut]
-            source = by_stream[stream]
-            result = engine.process_events(stream, events)
-            for r in result.rejections:
-                dead(source._dead(lines[r.index], r, orjson.dumps(events[r.index])))
-            report.events[stream.value] = report.events.get(stream.value, 0) + cut
+            head, rest = block.split(cut)
+            if head.decoded is not None:  # its rejections became dead letters when it was decoded
+                result = engine.process_decoded_features(head.decoded)
+            else:
+                assert head.events is not None
+                result = engine.process_events(stream, head.events)
+                for r in result.rejections:
+                    dead(by_stream[stream]._dead(head.lines[r.index], r, orjson.dumps(head.events[r.index])))
+            accepted = cut - len(result.rejections)
+            report.events[stream.value] = report.events.get(stream.value, 0) + accepted
             emit(result.alerts)
-            if cut == len(block.events):
+            if cut == len(block.keys):
                 del pending[stream]
             else:
-                pending[stream] = _Block(block.events[cut:], block.lines[cut:], block.keys[cut:])
+                pending[stream] = rest
         if on_progress is not None:
             total = sum(s.bytes_read for s in sources)
             on_progress(total - done_bytes)

@@ -113,6 +113,25 @@ class FeatureRows:
             ],
         )
 
+    def split(self, k: int) -> tuple[FeatureRows, FeatureRows]:
+        """The first ``k`` rows and the rest."""
+
+        def cells(items: list[tuple[int, Any]], head: bool) -> list[tuple[int, Any]]:
+            return [(r, v) for r, v in items if r < k] if head else [(r - k, v) for r, v in items if r >= k]
+
+        return tuple(  # type: ignore[return-value]
+            FeatureRows(
+                ts=self.ts[:k] if head else self.ts[k:],
+                event_ids=self.event_ids[:k] if head else self.event_ids[k:],
+                numeric=self.numeric[:k] if head else self.numeric[k:],
+                numeric_code=self.numeric_code[:k] if head else self.numeric_code[k:],
+                categorical=self.categorical[:k] if head else self.categorical[k:],
+                new_values=[cells(col, head) for col in self.new_values],
+                unknown_fields=cells(self.unknown_fields, head),
+            )
+            for head in (True, False)
+        )
+
     def permute(self, order: NDArray[np.intp]) -> FeatureRows:
         """The same rows in another order (``order`` is a permutation of every row)."""
         where = np.empty(len(order), dtype=np.intp)

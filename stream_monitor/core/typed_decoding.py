@@ -70,6 +70,26 @@ class DecodedFeatures:
     slow: int = 0  # messages the structs refused, decoded by the orjson path
 
 
+def split_decoded(decoded: DecodedFeatures, cut: int) -> tuple[DecodedFeatures, DecodedFeatures]:
+    """What messages ``[0, cut)`` decoded to, and what the rest did (positions counted from ``cut``); the
+    counters go with the first part."""
+    head = DecodedFeatures(refused_by_model=decoded.refused_by_model, slow=decoded.slow)
+    tail = DecodedFeatures()
+    for model, batch in decoded.batches.items():
+        k = int(np.searchsorted(batch.positions, cut))
+        first, rest = batch.rows.split(k)
+        if k:
+            head.batches[model] = FeatureBatch(first, batch.positions[:k])
+        if k < len(batch.positions):
+            tail.batches[model] = FeatureBatch(rest, batch.positions[k:] - cut)
+    for r in decoded.rejections:
+        if r.index < cut:
+            head.rejections.append(r)
+        else:
+            tail.rejections.append(Rejection(r.index - cut, r.reason, r.detail))
+    return head, tail
+
+
 class TypedFeatureDecoder:
     """Raw feature messages of any configured model -> :class:`FeatureRows` per model, plus rejections."""
 

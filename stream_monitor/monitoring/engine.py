@@ -15,7 +15,7 @@ from stream_monitor.core.alerts import Alert, RetrainingRequest, retraining_requ
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.events import Rejection, Stream, decode_batch
 from stream_monitor.core.parsing import FeatureRows, route_by_model
-from stream_monitor.core.typed_decoding import TypedFeatureDecoder
+from stream_monitor.core.typed_decoding import DecodedFeatures, TypedFeatureDecoder
 from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.detection import ModelMonitor
 from stream_monitor.monitoring.folding import ModelFolder
@@ -155,7 +155,7 @@ class Engine:
 
     def process(self, stream: Stream, messages: Sequence[bytes | None]) -> ProcessResult:
         if stream is Stream.FEATURES and self._features is not None:
-            return self._process_features(messages, self._features)
+            return self.process_decoded_features(self._features.decode(messages))
         events, positions, rejected = decode_batch(messages, self.config.service.max_message_bytes)
         result = self.process_events(stream, events, positions)
         result.rejections = sorted(rejected + result.rejections, key=lambda r: r.index)
@@ -163,11 +163,15 @@ class Engine:
             self.rejected[(stream.value, r.reason.value)] += 1
         return result
 
-    def _process_features(
-        self, messages: Sequence[bytes | None], decoder: TypedFeatureDecoder
-    ) -> ProcessResult:
-        decoded = decoder.decode(messages)
-        out = ProcessResult(rejections=decoded.rejections)
+    def decode_features(self, messages: Sequence[bytes | None]) -> DecodedFeatures | None:
+        """Feature messages decoded as :meth:`process` decodes them, or None when the typed decoder does not
+        serve this config (nested field paths): then :meth:`process_events` takes orjson-decoded events."""
+        return None if self._features is None else self._features.decode(messages)
+
+    def process_decoded_features(self, decoded: DecodedFeatures) -> ProcessResult:
+        """Decoded feature messages (all of :meth:`decode_features`' output, or a prefix of it) in; alerts
+        and the decoder's rejections out."""
+        out = ProcessResult(rejections=list(decoded.rejections))
         for model_id, batch in decoded.batches.items():
             pipeline = self.pipelines[model_id]
             pipeline.ingest_feature_rows(batch.rows)
