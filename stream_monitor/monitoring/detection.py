@@ -89,7 +89,7 @@ class ModelMonitor:
             + (len(sk.categorical) - len(layout.categorical_features))
             + 3  # schema: unknown fields, missing fields; correlations
             # performance: the error stream, the windowed accuracy test, the label-free estimate
-            + (3 if cfg.performance.enabled and layout.profile.labels is not None else 0)
+            + (3 if cfg.performance.enabled and layout.profile.labels and layout.profile.predictions else 0)
         )
         self.n_tests = n_tests
         self.alpha_warning = per_test_alpha(cfg.budget.false_alerts_per_day, self.windows_per_day, n_tests)

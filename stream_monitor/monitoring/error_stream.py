@@ -21,16 +21,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from stream_monitor.core.alerts import AlertKind, Severity, WindowInfo
 from stream_monitor.detectors.error_cusum import CusumEvent, ErrorRateCusum, Run
-from stream_monitor.detectors.river_adapter import BinaryErrorDetector, make_error_detector
 from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.lifecycle import Observation
+
+if TYPE_CHECKING:
+    from stream_monitor.detectors.river_adapter import BinaryErrorDetector
 
 __all__ = ["ErrorStreamMonitor", "LabelSpeedObservation", "RiverErrorStream"]
 
@@ -62,6 +64,9 @@ class RiverErrorStream:
     """
 
     def __init__(self, name: str, p0: float) -> None:
+        # River takes half a second to import: only a config that asks for one of its detectors pays for it
+        from stream_monitor.detectors.river_adapter import make_error_detector
+
         self.name = name
         self.p0 = p0
         self._detector: BinaryErrorDetector = make_error_detector(name, **_RIVER_PARAMS.get(name, {}))

@@ -65,8 +65,13 @@ def _predictions(b: PerformanceBucket) -> int:
 
 
 def has_performance(layout: ModelLayout) -> bool:
-    """Whether a model is monitored for concept drift: enabled, and its reference knows its predictions."""
-    return layout.config.performance.enabled and layout.profile.predictions is not None
+    """Whether a model is monitored for concept drift: enabled, and its reference knows its predictions and
+    their labels. Without reference labels there is no performance to compare with, so no prediction is held
+    for a join (the model's memory does not grow with its prediction rate)."""
+    profile = layout.profile
+    return (
+        layout.config.performance.enabled and profile.predictions is not None and profile.labels is not None
+    )
 
 
 def expected_label_share(layout: ModelLayout) -> float:

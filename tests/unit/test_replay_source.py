@@ -55,8 +55,12 @@ def test_the_alerts_of_a_replay_do_not_depend_on_how_the_files_are_cut_into_bloc
 
     def alerts(block_bytes: int) -> list[tuple[str, str, str, float]]:
         engine = build_engine(load_config(tmp_path / "config.yaml"))
-        sources = [JsonlSource(EXAMPLE_STREAM / f"{s.value}.jsonl", s, block_bytes=block_bytes) for s in streams]
-        return [(a.alert_id, a.status.value, a.severity.value, a.event_ts) for a in replay(engine, sources).alerts]
+        sources = [
+            JsonlSource(EXAMPLE_STREAM / f"{s.value}.jsonl", s, block_bytes=block_bytes) for s in streams
+        ]
+        return [
+            (a.alert_id, a.status.value, a.severity.value, a.event_ts) for a in replay(engine, sources).alerts
+        ]
 
     whole = alerts(1 << 24)
     assert whole, "the example stream drifts"
