@@ -7,8 +7,7 @@ from pathlib import Path
 from stream_monitor.core.clock import Clock
 from stream_monitor.errors import ConfigError, ReferenceProfileError
 from stream_monitor.monitoring.engine import Engine
-from stream_monitor.monitoring.model_layout import ModelLayout
-from stream_monitor.settings import MonitorConfig, load_config
+from stream_monitor.settings import MonitorConfig
 from stream_monitor.stats.profiles import ModelProfile, ReferenceProfile
 
 
@@ -36,24 +35,6 @@ def load_profiles(config: MonitorConfig) -> dict[str, ModelProfile]:
     if problems:
         raise ConfigError(problems)
     return out
-
-
-def check_config(path: str | Path) -> MonitorConfig:
-    """Everything ``config validate`` checks: the schema, the reference files, and the layout of every model."""
-    config = load_config(path)
-    try:
-        profiles = load_profiles(config)
-    except ConfigError as exc:
-        raise ConfigError(exc.problems, str(path)) from None
-    problems: list[tuple[str, str]] = []
-    for model_id, mcfg in config.models.items():
-        try:
-            ModelLayout.build(model_id, mcfg, profiles[model_id])
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems, str(path))
-    return config
 
 
 def build_engine(config: MonitorConfig, clock: Clock | None = None) -> Engine:

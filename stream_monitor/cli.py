@@ -116,15 +116,15 @@ def config_init(reference_file: Path, out: Path) -> None:
 @config.command("validate")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def config_validate(path: Path) -> None:
-    """Report every problem in a config file with its path; exit 2 if there is any."""
-    from stream_monitor.bootstrap import check_config
+    """Report every problem in a config file, with its line and path; exit 2 if there is any."""
+    from stream_monitor.settings import check_config_file
 
     try:
-        cfg = check_config(path)
+        cfg = check_config_file(path)
     except ConfigError as exc:
+        for row in exc.report():
+            click.echo(row, err=True)
         click.echo(f"{exc.source}: {len(exc.problems)} problem(s)", err=True)
-        for where, message in exc.problems:
-            click.echo(f"  {where}: {message}", err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(f"{path}: OK ({len(cfg.models)} model(s))")
 

@@ -6,19 +6,55 @@ are for bad configuration, bad reference files and misuse of the API, where stop
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class StreamMonitorError(Exception):
     """Base class: catch this to handle every deliberate stream-monitor failure."""
 
 
 class ConfigError(StreamMonitorError):
-    """The config file is unreadable or invalid. ``problems`` holds one ``(path, message)`` per error."""
+    """The config file is unreadable or invalid. ``problems`` holds one ``(path, message)`` per error.
 
-    def __init__(self, problems: list[tuple[str, str]], source: str = "config") -> None:
+    ``lines`` holds, per problem, the line of the config file it is on (``None`` where there is none, e.g. a
+    config that did not come from a file); :meth:`report` and the message list the problems in line order.
+
+    >>> print(ConfigError([("a.b", "unknown key"), ("a", "too big")], "c.yaml", [7, 3]))
+    c.yaml: 2 problem(s)
+      c.yaml:3: a: too big
+      c.yaml:7: a.b: unknown key
+    """
+
+    def __init__(
+        self,
+        problems: list[tuple[str, str]],
+        source: str = "config",
+        lines: Sequence[int | None] | None = None,
+    ) -> None:
         self.problems = problems
         self.source = source
-        lines = "\n".join(f"  {path}: {message}" for path, message in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+        self.lines: list[int | None] = list(lines) if lines is not None else [None] * len(problems)
+        if len(self.lines) != len(problems):
+            raise ValueError("ConfigError needs one line (or None) per problem")
+        body = "\n".join(f"  {row}" for row in self._rows(with_source=False))
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{body}")
+
+    def report(self) -> list[str]:
+        """One line per problem, in line order: ``config.yaml:12: models.m.window.max_event: unknown key``."""
+        return self._rows(with_source=True)
+
+    def _rows(self, with_source: bool) -> list[str]:
+        order = sorted(range(len(self.problems)), key=lambda i: self.lines[i] or 0)
+        rows = []
+        for i in order:
+            path, message = self.problems[i]
+            line = self.lines[i]
+            what = f"{path}: {message}" if path else message
+            if line is not None:
+                rows.append(f"{self.source}:{line}: {what}")
+            else:
+                rows.append(f"{self.source}: {what}" if with_source else what)
+        return rows
 
 
 class ReferenceProfileError(StreamMonitorError):

@@ -1,8 +1,9 @@
 """The one frozen, validated config tree.
 
-``yaml.safe_load`` (a ``!!python`` tag is an error, not code), then pydantic models with ``extra="forbid"`` so a
-misspelled key is reported with its path, ``Literal`` enumerations, ``SecretStr`` for credentials. Every problem
-in a file is reported at once, each with its path (:class:`~stream_monitor.errors.ConfigError`).
+Pydantic models with ``extra="forbid"`` so a misspelled key is reported with its path, ``Literal``
+enumerations, ``SecretStr`` for credentials. :mod:`stream_monitor.config_file` reads YAML files into them
+(``yaml.safe_load``'s semantics: a ``!!python`` tag is an error, not code) and reports every problem at once,
+each with its path, line and closest valid key (:class:`~stream_monitor.errors.ConfigError`).
 
 >>> cfg = MonitorConfig.model_validate({"models": {"m": {"reference": "ref.json"}}})
 >>> cfg.models["m"].window.max_events, cfg.models["m"].thresholds
@@ -16,18 +17,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
-
-from stream_monitor.errors import ConfigError
 
 StatisticName = Literal["psi", "js", "ks", "wasserstein", "chi2"]
 
@@ -313,7 +310,7 @@ class MonitorConfig(_Strict):
     base_dir: Annotated[str, Field(exclude=True)] = "."
 
     def reference_path(self, model_id: str) -> Path:
-        return (Path(self.base_dir) / self.models[model_id].reference).resolve()
+        return resolve_reference(self.base_dir, self.models[model_id].reference)
 
 
 def _expand_env(value: str, where: str) -> str:
@@ -326,48 +323,28 @@ def _expand_env(value: str, where: str) -> str:
     return _ENV_REF.sub(repl, value)
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in {"function-after", "function-before"} or "[" in str(part):
-            continue
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
+def resolve_reference(base_dir: str | Path, reference: str) -> Path:
+    """Where a model's reference profile is: relative paths are relative to the config file's folder."""
+    return (Path(base_dir) / reference).resolve()
 
 
+# Reading and checking files lives in config_file.py; these are the names the rest of the code calls.
 def parse_config(raw: Any, source: str = "config", base_dir: str | Path = ".") -> MonitorConfig:
     """Validate an already-loaded mapping; every problem is reported with its path."""
-    if not isinstance(raw, dict):
-        raise ConfigError([("(top level)", f"expected a mapping, found {type(raw).__name__}")], source)
-    try:
-        return MonitorConfig.model_validate({**raw, "base_dir": str(base_dir)})
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False, include_input=False):
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (misspelled?)"
-            problems.append((_format_loc(tuple(err["loc"])), msg))
-        raise ConfigError(problems, source) from None
+    from stream_monitor.config_file import parse
+
+    return parse(raw, source, base_dir)
 
 
 def load_config(path: str | Path) -> MonitorConfig:
-    """Read and validate a YAML config file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([("(file)", f"cannot read: {exc.strerror}")], str(p)) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if "python/" in str(exc) or "constructor" in str(problem):
-            problem = f"unsafe or unknown YAML tag rejected: {problem}"
-        raise ConfigError([(where, str(problem))], str(p)) from None
-    return parse_config(raw, str(p), p.parent)
+    """Read and validate a YAML config file: every schema problem, each with its path and line."""
+    from stream_monitor.config_file import load
+
+    return load(path)
+
+
+def check_config_file(path: str | Path) -> MonitorConfig:
+    """Everything ``config validate`` checks, in one pass (see :func:`stream_monitor.config_file.check`)."""
+    from stream_monitor.config_file import check
+
+    return check(path)

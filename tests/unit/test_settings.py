@@ -34,7 +34,22 @@ models:
     assert "models.churn.window.min_events" in paths
     assert "models.churn.default_test.statistic" in paths
     assert "models.churn.budget.false_alerts_per_day" in paths
-    assert dict(info.value.problems)["models.churn.windw"] == "unknown key (misspelled?)"
+    assert dict(info.value.problems)["models.churn.windw"] == "unknown key (did you mean 'window'?)"
+    lines = dict(zip(info.value.problems, info.value.lines, strict=True))
+    assert lines[("models.churn.windw", "unknown key (did you mean 'window'?)")] == 5
+    assert f"{info.value.source}:8: models.churn.budget.false_alerts_per_day: must be greater than 0" in str(
+        info.value
+    )
+
+
+def test_a_config_not_from_a_file_has_paths_but_no_lines() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"models": {"m": {"reference": "r", "window": {"max_events": 1}}}})
+    assert info.value.problems == [("models.m.window.max_events", "must be at least 10 (got 1)")]
+    assert info.value.lines == [None]
+    assert (
+        str(info.value) == "config: 1 problem(s)\n  models.m.window.max_events: must be at least 10 (got 1)"
+    )
 
 
 def test_unsafe_yaml_is_rejected_not_executed(tmp_path: Path) -> None:
@@ -44,7 +59,7 @@ def test_unsafe_yaml_is_rejected_not_executed(tmp_path: Path) -> None:
 
 
 def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="line 2"):
+    with pytest.raises(ConfigError, match=r"config\.yaml:2: invalid YAML: .*\(column 7\)"):
         load_config(_write(tmp_path, "models:\n  a: b: c\n"))
 
 
