@@ -10,6 +10,7 @@ cut into blocks.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,16 +87,17 @@ class JsonlSource:
         """Blocks of the file's messages; ``decode`` (feature files), when it serves, decodes them as the
         service does, else they are decoded into dicts. Undecodable messages go to ``on_dead`` here."""
         line_no = 0
-        for raw_lines in _lines(self.path, self.block_bytes):
-            self.bytes_read += sum(map(len, raw_lines)) + len(raw_lines)
-            numbers = list(range(line_no + 1, line_no + 1 + len(raw_lines)))
-            line_no += len(raw_lines)
-            lines = [x[:-1] if x.endswith(b"\r") else x for x in raw_lines]
-            blank = [i for i, x in enumerate(lines) if not x.strip()]
-            if blank:
-                skip = set(blank)
-                lines = [x for i, x in enumerate(lines) if i not in skip]
-                numbers = [n for i, n in enumerate(numbers) if i not in skip]
+        for text, lines in _lines(self.path, self.block_bytes):
+            self.bytes_read += len(text) + 1
+            numbers = list(range(line_no + 1, line_no + 1 + len(lines)))
+            line_no += len(lines)
+            # per-line work only for the blocks that need it (a search of the block's bytes finds them)
+            if b"\r" in text:
+                lines = [x[:-1] if x.endswith(b"\r") else x for x in lines]
+            if not lines[0].strip() or not lines[-1].strip() or _BLANK_INNER.search(text):
+                blank = {i for i, x in enumerate(lines) if not x.strip()}
+                lines = [x for i, x in enumerate(lines) if i not in blank]
+                numbers = [n for i, n in enumerate(numbers) if i not in blank]
             if not lines:
                 continue
             decoded = decode(lines) if decode is not None else None
@@ -136,17 +138,23 @@ class JsonlSource:
         )
 
 
-def _lines(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[list[bytes]]:
-    """The lines of a file (without their newline), a block of whole lines at a time."""
+_BLANK_INNER: Final = re.compile(rb"\n[ \t\r\f\v]*\n")  # a literal first byte: the search runs in C
+
+
+def _lines(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[bytes, list[bytes]]]:
+    """A file's whole lines (without their newline) a block at a time, with the block's bytes."""
     with path.open("rb") as fh:
         rest = b""
         while chunk := fh.read(block_bytes):
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            if lines:
-                yield lines
+            text = rest + chunk
+            cut = text.rfind(b"\n")
+            if cut < 0:
+                rest = text
+                continue
+            text, rest = text[:cut], text[cut + 1 :]
+            yield text, text.split(b"\n")
         if rest:
-            yield [rest]
+            yield rest, [rest]
 
 
 @dataclass

@@ -16,7 +16,7 @@ def test_lines_are_whole_whatever_the_block_size(tmp_path: Path, block_bytes: in
     text = b'{"a": 1}\n\n{"b": "two"}\r\n   \n{"c": 3}'  # blank lines, a CRLF, no newline at the end
     path = tmp_path / "f.jsonl"
     path.write_bytes(text)
-    lines = [line for block in _lines(path, block_bytes) for line in block]
+    lines = [line for _, block in _lines(path, block_bytes) for line in block]
     assert lines == text.split(b"\n")
 
 
