@@ -49,14 +49,23 @@ class _Block:
     keys: np.ndarray[Any, Any]  # event-time sort key per message
     events: list[dict[str, Any]] | None = None
     decoded: DecodedFeatures | None = None
+    dead: list[DeadLetter] = field(default_factory=list)  # undecodable lines among these, not yet written
 
     def split(self, cut: int) -> tuple[_Block, _Block]:
         """The first ``cut`` messages and the rest."""
         head, tail = (None, None) if self.decoded is None else split_decoded(self.decoded, cut)
         events = self.events
+        later = self.lines[cut] if cut < len(self.lines) else None
+        dead = [d for d in self.dead if later is None or d.line < later]
         return (
-            _Block(self.lines[:cut], self.keys[:cut], None if events is None else events[:cut], head),
-            _Block(self.lines[cut:], self.keys[cut:], None if events is None else events[cut:], tail),
+            _Block(self.lines[:cut], self.keys[:cut], None if events is None else events[:cut], head, dead),
+            _Block(
+                self.lines[cut:],
+                self.keys[cut:],
+                None if events is None else events[cut:],
+                tail,
+                self.dead[len(dead) :],
+            ),
         )
 
 
@@ -77,6 +86,8 @@ class JsonlSource:
         self._ts = FieldPath(ts_path)
         self._max_bytes = max_bytes
         self.bytes_read = 0
+        self.lines_read = 0
+        self.blank_lines = 0
         self._last_key = -np.inf
 
     def blocks(
@@ -85,10 +96,13 @@ class JsonlSource:
         decode: Callable[[list[bytes]], DecodedFeatures | None] | None = None,
     ) -> Iterator[_Block]:
         """Blocks of the file's messages; ``decode`` (feature files), when it serves, decodes them as the
-        service does, else they are decoded into dicts. Undecodable messages go to ``on_dead`` here."""
+        service does (what it refuses goes to ``on_dead`` here), else they are decoded into dicts (the lines
+        that are not JSON objects travel with the block, to be written in line order with what the parser
+        refuses)."""
         line_no = 0
         for text, lines in _lines(self.path, self.block_bytes):
             self.bytes_read += len(text) + 1
+            self.lines_read += len(lines)
             numbers = list(range(line_no + 1, line_no + 1 + len(lines)))
             line_no += len(lines)
             # per-line work only for the blocks that need it (a search of the block's bytes finds them)
@@ -96,6 +110,7 @@ class JsonlSource:
                 lines = [x[:-1] if x.endswith(b"\r") else x for x in lines]
             if not lines[0].strip() or not lines[-1].strip() or _BLANK_INNER.search(text):
                 blank = {i for i, x in enumerate(lines) if not x.strip()}
+                self.blank_lines += len(blank)
                 lines = [x for i, x in enumerate(lines) if i not in blank]
                 numbers = [n for i, n in enumerate(numbers) if i not in blank]
             if not lines:
@@ -110,12 +125,13 @@ class JsonlSource:
                 yield _Block(numbers, self._merge_keys(keys), decoded=decoded)
                 continue
             events, kept, rejected = decode_batch(lines, self._max_bytes)
-            for r in rejected:
-                on_dead(self._dead(numbers[r.index], r, lines[r.index]))
+            dead = [self._dead(numbers[r.index], r, lines[r.index]) for r in rejected]
             if not events:  # nothing but dead letters: an empty block would stall the merge
+                for d in dead:
+                    on_dead(d)
                 continue
             keys, _ = parse_timestamps(self._ts.get_all(events), "auto")
-            yield _Block([numbers[i] for i in kept], self._merge_keys(keys), events=events)
+            yield _Block([numbers[i] for i in kept], self._merge_keys(keys), events=events, dead=dead)
 
     def _merge_keys(self, keys: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Sort keys for the merge: a message without a usable timestamp keeps its place in the file (the
@@ -160,8 +176,21 @@ def _lines(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[bytes, 
 @dataclass
 class ReplayReport:
     alerts: list[Alert] = field(default_factory=list)
-    events: dict[str, int] = field(default_factory=dict)
-    dead_letters: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)  # accepted, per stream
+    dead_letters: dict[str, int] = field(default_factory=dict)  # per "stream:reason"
+    lines: dict[str, int] = field(default_factory=dict)  # read, per stream
+    blank: dict[str, int] = field(default_factory=dict)  # blank lines, per stream
+
+    def stream_rows(self) -> list[tuple[str, int, int, int, int]]:
+        """(stream, lines read, accepted, dead-lettered, blank): the last three add up to the first."""
+        dead: dict[str, int] = {}
+        for key, n in self.dead_letters.items():
+            stream = key.split(":", 1)[0]
+            dead[stream] = dead.get(stream, 0) + n
+        return [
+            (stream, n, self.events.get(stream, 0), dead.get(stream, 0), self.blank.get(stream, 0))
+            for stream, n in self.lines.items()
+        ]
 
     def summary_rows(self) -> list[tuple[str, str, str, int, int]]:
         """(kind, signal, worst severity, firing events, resolved events) per kind and signal."""
@@ -250,8 +279,13 @@ def replay(
             else:
                 assert head.events is not None
                 result = engine.process_events(stream, head.events)
-                for r in result.rejections:
-                    dead(by_stream[stream]._dead(head.lines[r.index], r, orjson.dumps(head.events[r.index])))
+                source = by_stream[stream]
+                refused = [
+                    source._dead(head.lines[r.index], r, orjson.dumps(head.events[r.index]))
+                    for r in result.rejections
+                ]
+                for d in sorted([*head.dead, *refused], key=lambda d: d.line):  # in the file's order
+                    dead(d)
             accepted = cut - len(result.rejections)
             report.events[stream.value] = report.events.get(stream.value, 0) + accepted
             emit(result.alerts)
@@ -264,6 +298,9 @@ def replay(
             on_progress(total - done_bytes)
             done_bytes = total
     emit(engine.flush())
+    for source in sources:
+        report.lines[source.stream.value] = source.lines_read
+        report.blank[source.stream.value] = source.blank_lines
     return report
 
 
@@ -325,17 +362,27 @@ def run_replay(
                 sink.flush()
                 if sink.fileno() != 1:
                     sink.close()
-    _print_summary(report, engine, sys.stderr)
+    _print_summary(report, engine, sys.stderr, dead_letters_out)
     return report
 
 
-def _print_summary(report: ReplayReport, engine: Engine, out: IO[str]) -> None:
-    events = ", ".join(f"{v} {k}" for k, v in sorted(report.events.items())) or "no events"
+def _print_summary(
+    report: ReplayReport, engine: Engine, out: IO[str], dead_letters_out: str | None = None
+) -> None:
     windows = sum(p.monitor.windows_tested for p in engine.pipelines.values())
-    out.write(f"replayed {events}; {windows} window(s) tested\n")
+    out.write(f"replayed in event-time order; {windows} window(s) tested\n")
+    for stream, lines, accepted, dead, blank in report.stream_rows():
+        out.write(
+            f"  {stream:<12} {lines:>10,} lines: {accepted:,} accepted, {dead:,} dead-lettered, {blank:,} blank\n"
+        )
     if report.dead_letters:
-        dl = ", ".join(f"{v} {k}" for k, v in sorted(report.dead_letters.items()))
-        out.write(f"dead letters: {dl}\n")
+        dl = ", ".join(f"{v:,} {k}" for k, v in sorted(report.dead_letters.items()))
+        where = (
+            f"written to {dead_letters_out}"
+            if dead_letters_out
+            else "rerun with --dead-letters-out FILE to see each with its file and line"
+        )
+        out.write(f"dead letters: {dl} ({where})\n")
     rows = report.summary_rows()
     if not rows:
         out.write("no alerts: no drift found\n")

@@ -27,6 +27,7 @@ def test_dead_letters_and_events_keep_their_line_numbers(tmp_path: Path) -> None
     dead: list[DeadLetter] = []
     source = JsonlSource(path, Stream.FEATURES)
     blocks = list(source.blocks(dead.append))
+    dead += [d for b in blocks for d in b.dead]  # written with the block's events, in line order
     assert [line for b in blocks for line in b.lines] == [1, 4]
     assert [e["event_id"] for b in blocks for e in b.events or []] == ["a", "b"]
     assert [(d.line, d.reason) for d in dead] == [(3, "not_json"), (5, "not_object")]
@@ -38,6 +39,7 @@ def test_a_block_of_nothing_but_blank_or_dead_lines_does_not_stall_the_merge(tmp
     path.write_bytes(b"\n" * (1 << 21) + b"garbage\n" * 300_000 + b'{"event_id": "a", "ts": 1.0}\n')
     dead: list[DeadLetter] = []
     blocks = list(JsonlSource(path, Stream.FEATURES).blocks(dead.append))
+    dead += [d for b in blocks for d in b.dead]
     assert [e["event_id"] for b in blocks for e in b.events or []] == ["a"]
     assert len(dead) == 300_000
 
@@ -65,3 +67,46 @@ def test_the_alerts_of_a_replay_do_not_depend_on_how_the_files_are_cut_into_bloc
     whole = alerts(1 << 24)
     assert whole, "the example stream drifts"
     assert alerts(4096) == alerts(100_000) == whole
+
+
+def test_the_summary_counts_add_up_and_dead_letters_come_in_input_order(tmp_path: Path) -> None:
+    import orjson
+    from click.testing import CliRunner
+
+    from stream_monitor.cli import main
+    from stream_monitor.config_template import write_config
+    from tests.engine_feed import EXAMPLE_STREAM, REPO
+
+    write_config(REPO / "config" / "reference.json", tmp_path / "config.yaml")
+    good = (EXAMPLE_STREAM / "predictions.jsonl").read_bytes().splitlines()[:3000]
+    # predictions take the orjson path: undecodable lines (found when a block is read) and events the parser
+    # refuses (found when it is processed) interleave, and must still come out in line order
+    bad = [b"not json", b'{"event_id": "p", "model_id": "churn-v3", "ts": 1763766100.0}', b"[]", b"  "]
+    lines: list[bytes] = []
+    for i, line in enumerate(good):
+        lines.append(line)
+        if i % 500 == 7:
+            lines.extend(bad)
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_bytes(b"\n".join(lines) + b"\n")
+    dead = tmp_path / "dead.jsonl"
+    args = [
+        "replay",
+        "--config",
+        str(tmp_path / "config.yaml"),
+        "--features",
+        str(EXAMPLE_STREAM / "features.jsonl"),
+    ]
+    args += ["--predictions", str(predictions), "--alerts-out", str(tmp_path / "alerts.jsonl")]
+    result = CliRunner().invoke(main, [*args, "--dead-letters-out", str(dead)])
+    assert result.exit_code == 0, result.output
+    records = [orjson.loads(x) for x in dead.read_bytes().splitlines()]
+    assert [r["line"] for r in records] == sorted(r["line"] for r in records)
+    assert {r["reason"] for r in records} == {"not_json", "missing_field", "not_object"}
+    n_bad = sum(1 for i in range(len(good)) if i % 500 == 7)
+    assert f"{len(lines):,} lines: {len(good):,} accepted, {3 * n_bad:,} dead-lettered, {n_bad:,} blank" in (
+        result.output
+    )
+    assert len(records) == 3 * n_bad
+    without = CliRunner().invoke(main, args)
+    assert "rerun with --dead-letters-out FILE" in without.output
