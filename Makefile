@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-PY ?= python
+PY ?= .venv/bin/python
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'

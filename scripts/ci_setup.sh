@@ -3,7 +3,8 @@
 # quick when all of it is already there:
 #   - kcat (an independent Kafka client for integration tests), prometheus + promtool (binaries only);
 #   - Java and Maven for the real Kafka broker, if the machine lacks them;
-#   - this package with its dev extras, editable;
+#   - a virtual environment in .venv (Debian's own python3 refuses a bare `pip install`), holding this package
+#     with its dev extras, editable: the test command runs `.venv/bin/python -m pytest`;
 #   - the Kafka broker jars, fetched once into .cache/ (see stream_monitor/devkafka).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ command -v kcat >/dev/null || packages+=(kcat)
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then packages+=(prometheus); fi
 command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || packages+=(maven)
+python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 
 if [ "${#packages[@]}" -gt 0 ]; then
     echo "ci_setup: installing ${packages[*]}"
@@ -41,11 +43,13 @@ fi
 
 # pip takes ~10 s even when nothing changed; skip it while pyproject.toml and the interpreter are the same
 # as at the last successful install (the stamp lives in the git-ignored .cache/, so a fresh clone installs).
+[ -x .venv/bin/python ] || python3 -m venv .venv
+py=.venv/bin/python
 stamp=".cache/pip-install.stamp"
-want="$(python -c 'import sys; print(sys.executable)') $(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$($py -c 'import sys; print(sys.executable)') $(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    python -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[dev]'
+    $py -m pip install -q --disable-pip-version-check -e '.[dev]'
     mkdir -p .cache && echo "$want" > "$stamp"
 fi
-python scripts/kafka_local.py fetch >/dev/null
-echo "ci_setup: ready (kcat, prometheus, promtool, java, mvn, stream-monitor[dev], Kafka jars)"
+$py scripts/kafka_local.py fetch >/dev/null
+echo "ci_setup: ready (kcat, prometheus, promtool, java, mvn, .venv with stream-monitor[dev], Kafka jars)"
