@@ -5,42 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-import pytest
 from click.testing import CliRunner
 
 from stream_monitor.cli import main
 from stream_monitor.core.alerts import decode_alert
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cli")
-    runner = CliRunner()
-    ref = EXAMPLES / "reference"
-    result = runner.invoke(
-        main,
-        [
-            "reference",
-            "build",
-            "--features",
-            str(ref / "features.jsonl"),
-            "--predictions",
-            str(ref / "predictions.jsonl"),
-            "--labels",
-            str(ref / "labels.jsonl"),
-            "--out",
-            str(out / "reference.json"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(
-        main,
-        ["config", "init", "--reference", str(out / "reference.json"), "--out", str(out / "config.yaml")],
-    )
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_reference_is_versioned_json_with_every_feature(workspace: Path) -> None:

@@ -4,40 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 
 from stream_monitor.cli import main
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A reference profile of the bundled examples (model churn-v3) and the config ``config init`` writes."""
-    out = tmp_path_factory.mktemp("validate")
-    ref = EXAMPLES / "reference"
-    runner = CliRunner()
-    built = runner.invoke(
-        main,
-        [
-            "reference",
-            "build",
-            "--features",
-            str(ref / "features.jsonl"),
-            "--predictions",
-            str(ref / "predictions.jsonl"),
-            "--out",
-            str(out / "reference.json"),
-        ],
-    )
-    assert built.exit_code == 0, built.output
-    init = runner.invoke(
-        main,
-        ["config", "init", "--reference", str(out / "reference.json"), "--out", str(out / "config.yaml")],
-    )
-    assert init.exit_code == 0, init.output
-    return out
 
 
 def _validate(path: Path) -> Result:
