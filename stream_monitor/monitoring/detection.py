@@ -417,6 +417,13 @@ class ModelMonitor:
             if obs.level is not None and new_values:
                 shown = ", ".join(repr(v) for v, _ in new_values[:3])
                 obs = _with_message(obs, f"{name}: new categories {shown} in {obs.statistic:.1%} of events")
+                # the distance test usually speaks for the signal: it names the new categories too
+                out = [
+                    _with_message(o, f"{o.message}; new categories {shown} in {obs.statistic:.1%} of events")
+                    if o.level is not None and o.detector == self._categorical_cal[j].statistic
+                    else o
+                    for o in out
+                ]
             out.append(obs)
             out.append(self._vanished(name, prof, counts, n))
         if dq.enabled:
