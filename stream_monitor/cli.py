@@ -173,16 +173,23 @@ def replay_cmd(
     "--drift-after", default=60.0, show_default=True, help="seconds before the stream starts drifting"
 )
 @click.option("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
-def demo(offline: bool, rate: float, drift_after: float, duration: float | None) -> None:
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where the demo keeps its reference, config, alerts and logs  [default: ./stream-monitor-demo]",
+)
+def demo(
+    offline: bool, rate: float, drift_after: float, duration: float | None, workdir: Path | None
+) -> None:
     """Run the whole thing locally: a broker, the monitor, a drifting producer; alerts printed as they fire."""
     if offline:
         from stream_monitor.demo_offline import run_offline_demo
 
-        run_offline_demo()
+        run_offline_demo(workdir=workdir)
         return
     from stream_monitor.demo_kafka import run_kafka_demo
 
-    sys.exit(run_kafka_demo(rate=rate, drift_after=drift_after, duration=duration))
+    sys.exit(run_kafka_demo(rate=rate, drift_after=drift_after, duration=duration, workdir=workdir))
 
 
 # ---- Kafka service ---------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -24,7 +23,15 @@ from typing import Any
 
 import click
 
-from stream_monitor.demo_offline import examples_dir, format_alert
+from stream_monitor.demo_offline import (
+    TIME_LEGEND,
+    describe_workdir,
+    examples_dir,
+    format_alert,
+    prepare_workdir,
+)
+
+STATUS_EVERY_SECONDS = 15.0
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,6 +90,54 @@ def _write_config(work: Path, bootstrap: str, metrics_port: int, suffix: str) ->
     return path
 
 
+def status_line(metrics_text: str) -> str:
+    """One line from the monitor's /metrics: events in, windows tested, the signal nearest to its threshold.
+
+    >>> status_line('''stream_monitor_events_total{model="m",stream="features",outcome="accepted"} 1200.0
+    ... stream_monitor_windows_tested_total{model="m"} 3.0
+    ... stream_monitor_drift_statistic{model="m",kind="covariate_drift",signal="x",detector="psi"} 0.05
+    ... stream_monitor_drift_threshold{model="m",kind="covariate_drift",signal="x",detector="psi"} 0.1
+    ... ''')
+    'status: 1,200 events in, 3 windows tested; nearest to its threshold: x (psi 0.05 of 0.1)'
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    events = windows = 0.0
+    statistic: dict[tuple[str, str, str], float] = {}
+    threshold: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            labels = sample.labels
+            key = (labels.get("model", ""), labels.get("signal", ""), labels.get("detector", ""))
+            if sample.name == "stream_monitor_events_total" and labels.get("outcome") == "accepted":
+                events += sample.value
+            elif sample.name == "stream_monitor_windows_tested_total":
+                windows += sample.value
+            elif sample.name == "stream_monitor_drift_statistic":
+                statistic[key] = sample.value
+            elif sample.name == "stream_monitor_drift_threshold":
+                threshold[key] = sample.value
+    line = f"status: {events:,.0f} events in, {windows:,.0f} windows tested"
+    ratios = {k: v / threshold[k] for k, v in statistic.items() if threshold.get(k, 0) > 0}
+    if ratios:
+        key = max(ratios, key=lambda k: ratios[k])
+        _, signal, detector = key
+        line += (
+            f"; nearest to its threshold: {signal} ({detector} {statistic[key]:.3g} of {threshold[key]:.3g})"
+        )
+    return line
+
+
+def _fetch(url: str) -> str | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own loopback endpoint)
+            return str(response.read().decode("utf-8"))
+    except OSError:
+        return None
+
+
 def _die_with_parent() -> None:
     """In a child, before exec: ask Linux to SIGTERM it when the demo dies, even by SIGKILL, so a killed demo
     leaves no monitor or producer running. Elsewhere a no-op: Ctrl-C and SIGTERM still stop everything."""
@@ -109,6 +164,7 @@ def run_kafka_demo(
     drift_after: float = 60.0,
     duration: float | None = None,
     echo: Callable[[str], None] = click.echo,
+    workdir: Path | None = None,
 ) -> int:
     from confluent_kafka import Consumer
 
@@ -122,9 +178,9 @@ def run_kafka_demo(
         stopping[0] = True
 
     previous = signal.signal(signal.SIGTERM, on_signal)
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="stream-monitor-demo-") as tmp:
+    work = prepare_workdir(workdir)
+    with ExitStack() as stack:
         stack.callback(signal.signal, signal.SIGTERM, previous)
-        work = Path(tmp)
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if bootstrap:
             echo(f"using the Kafka broker at {bootstrap}")
@@ -183,17 +239,27 @@ def run_kafka_demo(
         )
         stack.callback(consumer.close)
         consumer.subscribe([config.topics.alerts])
+        alerts_file = stack.enter_context((work / "alerts.jsonl").open("ab"))
+        echo(TIME_LEGEND)
         deadline = None if duration is None else time.monotonic() + duration
+        next_status = time.monotonic() + STATUS_EVERY_SECONDS
         try:
             while not stopping[0] and (deadline is None or time.monotonic() < deadline):
                 if monitor.poll() is not None:
                     echo(f"the monitor exited with code {monitor.returncode}; its log:")
                     echo((work / "monitor.log").read_text(errors="replace")[-3000:])
                     return 1
+                if time.monotonic() >= next_status:
+                    next_status = time.monotonic() + STATUS_EVERY_SECONDS
+                    text = _fetch(f"http://127.0.0.1:{metrics_port}/metrics")
+                    if text is not None:
+                        echo(status_line(text))
                 msg = consumer.poll(0.5)
                 value = None if msg is None or msg.error() else msg.value()
                 if value is None:
                     continue
+                alerts_file.write(value + b"\n")
+                alerts_file.flush()
                 try:
                     echo(format_alert(decode_alert(value)))
                 except ValueError as exc:
@@ -201,5 +267,7 @@ def run_kafka_demo(
         except KeyboardInterrupt:
             pass
         echo("stopping the producer, the monitor and the broker ...")
+    for line in describe_workdir(work):
+        echo(line)
     echo("demo stopped")
     return 0

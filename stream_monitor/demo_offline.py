@@ -2,15 +2,20 @@
 
 Builds a reference profile from ``examples/reference``, writes a config with ``config init``'s defaults,
 replays ``examples/stream`` (clean for 10 minutes, then a mean shift, a new category and a score shift) through
-the engine and prints each alert as it fires.
+the engine and prints each alert as it fires. Its files (reference, config, alerts) stay in the demo's folder,
+``./stream-monitor-demo`` unless ``--workdir`` says otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import click
 
@@ -26,13 +31,52 @@ def examples_dir() -> Path:
     return here
 
 
+DEFAULT_WORKDIR: Final = "stream-monitor-demo"  # in the current directory; kept after the demo, for a look
+TIME_LEGEND: Final = "times in [brackets] are the events' own time (UTC), not the wall clock"
+
+
+# what a demo writes in its folder, and what each file holds
+DEMO_FILES: Final = {
+    "reference.json": "the reference profile built from examples/reference",
+    "config.yaml": "the config (config init's defaults)",
+    "alerts.jsonl": "every alert event, one JSON object a line",
+    "monitor.log": "the monitor's log (Kafka demo)",
+    "producer.log": "the synthetic producer's log (Kafka demo)",
+}
+
+
+def prepare_workdir(workdir: Path | None) -> Path:
+    """The demo's folder (``./stream-monitor-demo`` unless given), emptied of a previous demo's files; also
+    removes temporary folders that demos of earlier versions left behind when they were killed."""
+    work = (workdir or Path.cwd() / DEFAULT_WORKDIR).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_FILES:
+        (work / name).unlink(missing_ok=True)
+    stale = time.time() - 3600
+    for old in Path(tempfile.gettempdir()).glob("stream-monitor-demo-*"):
+        with contextlib.suppress(OSError):
+            if old.is_dir() and old.stat().st_mtime < stale:
+                shutil.rmtree(old, ignore_errors=True)
+    return work
+
+
+def describe_workdir(work: Path) -> list[str]:
+    """Lines telling where the demo's files are."""
+    lines = [f"the demo's files are in {work}:"]
+    for name, what in DEMO_FILES.items():
+        if (work / name).exists():
+            lines.append(f"  {name:<15} {what}")
+    return lines
+
+
 def format_alert(a: Alert) -> str:
     when = datetime.fromtimestamp(a.event_ts, tz=UTC).strftime("%H:%M:%S")
     badge = "RESOLVED" if a.status is Status.RESOLVED else a.severity.value.upper()
     return f"[{when}] {badge:<8} {a.model_id} {a.kind.value:<18} {a.signal:<22} {a.message}"
 
 
-def run_offline_demo(echo: Callable[[str], None] = click.echo) -> list[Alert]:
+def run_offline_demo(echo: Callable[[str], None] = click.echo, workdir: Path | None = None) -> list[Alert]:
+    from stream_monitor.adapters.files import read_jsonl_events
     from stream_monitor.adapters.replay import JsonlSource, replay
     from stream_monitor.bootstrap import build_engine
     from stream_monitor.config_template import write_config
@@ -41,32 +85,31 @@ def run_offline_demo(echo: Callable[[str], None] = click.echo) -> list[Alert]:
     from stream_monitor.stats.reference_builder import ReferenceBuilder
 
     ex = examples_dir()
-    from stream_monitor.adapters.files import read_jsonl_events
+    work = prepare_workdir(workdir)
+    builder = ReferenceBuilder()
+    bad: dict[str, int] = {}
+    builder.add_features(read_jsonl_events(ex / "reference" / "features.jsonl", bad))
+    builder.add_predictions(read_jsonl_events(ex / "reference" / "predictions.jsonl", bad))
+    builder.add_labels(read_jsonl_events(ex / "reference" / "labels.jsonl", bad))
+    builder.build().save(work / "reference.json")
+    write_config(work / "reference.json", work / "config.yaml")
+    echo(f"reference profile and config written to {work} (config init defaults)")
+    engine = build_engine(load_config(work / "config.yaml"))
+    sources = [
+        JsonlSource(ex / "stream" / f"{s.value}.jsonl", s)
+        for s in (Stream.FEATURES, Stream.PREDICTIONS, Stream.LABELS)
+    ]
+    echo("replaying examples/stream: clean for 10 minutes, then a mean shift, a new category, a score shift")
+    echo(TIME_LEGEND)
 
-    with tempfile.TemporaryDirectory(prefix="stream-monitor-demo-") as tmp:
-        work = Path(tmp)
-        builder = ReferenceBuilder()
-        bad: dict[str, int] = {}
-        builder.add_features(read_jsonl_events(ex / "reference" / "features.jsonl", bad))
-        builder.add_predictions(read_jsonl_events(ex / "reference" / "predictions.jsonl", bad))
-        builder.add_labels(read_jsonl_events(ex / "reference" / "labels.jsonl", bad))
-        builder.build().save(work / "reference.json")
-        write_config(work / "reference.json", work / "config.yaml")
-        echo(f"reference profile and config written to {work} (config init defaults)")
-        engine = build_engine(load_config(work / "config.yaml"))
-        sources = [
-            JsonlSource(ex / "stream" / f"{s.value}.jsonl", s)
-            for s in (Stream.FEATURES, Stream.PREDICTIONS, Stream.LABELS)
-        ]
-        echo(
-            "replaying examples/stream: clean for 10 minutes, then a mean shift, a new category, a score shift"
-        )
+    def show(alerts: list[Alert]) -> None:
+        for a in alerts:
+            echo(format_alert(a))
 
-        def show(alerts: list[Alert]) -> None:
-            for a in alerts:
-                echo(format_alert(a))
-
-        report = replay(engine, sources, on_alerts=show)
-        events = sum(report.events.values())
-        echo(f"{events} events replayed, {len(report.alerts)} alert event(s)")
-        return report.alerts
+    with (work / "alerts.jsonl").open("wb") as alerts_out:
+        report = replay(engine, sources, alerts_out, on_alerts=show)
+    events = sum(report.events.values())
+    echo(f"{events} events replayed, {len(report.alerts)} alert event(s)")
+    for line in describe_workdir(work):
+        echo(line)
+    return report.alerts

@@ -10,15 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 pytestmark = pytest.mark.kafka
 
 
-def test_demo_prints_the_drift_alert_and_stops_cleanly(kafka_bootstrap: str) -> None:
+def test_demo_prints_the_drift_alert_and_stops_cleanly(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "PYTHONUNBUFFERED": "1"}
+    work = tmp_path / "demo"
+    command = ["demo", "--rate", "200", "--drift-after", "5", "--workdir", str(work)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream_monitor.cli", "demo", "--rate", "200", "--drift-after", "5"],
+        [sys.executable, "-m", "stream_monitor.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
@@ -38,16 +41,26 @@ def test_demo_prints_the_drift_alert_and_stops_cleanly(kafka_bootstrap: str) -> 
             if not line:
                 break
             lines.append(line)
-            if "CRITICAL" in line and "num_00" in line:
+            critical = any("CRITICAL" in ln and "num_00" in ln for ln in lines)
+            if critical and any(ln.startswith("status: ") for ln in lines):
                 break
         assert any("CRITICAL" in ln and "covariate_drift" in ln and "num_00" in ln for ln in lines), "".join(
             lines
         )
         assert any("/metrics" in ln for ln in lines)
+        assert any("events' own time" in ln for ln in lines)  # the bracketed times are explained
+        # every ~15 s while it runs: events in, windows tested, the signal nearest to its threshold
+        status = [ln for ln in lines if ln.startswith("status: ")]
+        assert status and " events in, " in status[0] and " windows tested" in status[0], "".join(lines)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=40)
         assert proc.returncode == 0, out
         assert "demo stopped" in out
+        # the demo keeps its files, and says where they are
+        assert f"the demo's files are in {work}" in out
+        alerts = [orjson.loads(x) for x in (work / "alerts.jsonl").read_bytes().splitlines()]
+        assert any(a["signal"] == "num_00" and a["severity"] == "critical" for a in alerts)
+        assert (work / "config.yaml").exists() and (work / "monitor.log").exists()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -75,10 +88,10 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
-def test_a_killed_demo_leaves_no_monitor_or_producer_behind(kafka_bootstrap: str) -> None:
+def test_a_killed_demo_leaves_no_monitor_or_producer_behind(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream_monitor.cli", "demo", "--rate", "50"],
+        [sys.executable, "-m", "stream_monitor.cli", "demo", "--rate", "50", "--workdir", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
