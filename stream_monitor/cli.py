@@ -192,6 +192,59 @@ def demo(
     sys.exit(run_kafka_demo(rate=rate, drift_after=drift_after, duration=duration, workdir=workdir))
 
 
+# ---- alerts ----------------------------------------------------------------------------------------------------
+@main.group()
+def alerts() -> None:
+    """The alerts topic, for an operator."""
+
+
+@alerts.command("tail")
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
+)
+@click.option("--model", "models", multiple=True, help="only this model's alerts (repeatable)")
+@click.option(
+    "--kind", "kinds", multiple=True, help="only alerts of this kind, e.g. concept_drift (repeatable)"
+)
+@click.option("--from-beginning", is_flag=True, help="every alert the topic holds, not only new ones")
+@click.option("--json", "as_json", is_flag=True, help="print each alert event's JSON as it is on the topic")
+@click.option("--max-alerts", type=click.IntRange(min=1), help="stop after this many alerts")
+@click.option("--idle-seconds", type=click.FloatRange(min=0), help="stop when nothing arrived for this long")
+def alerts_tail(
+    config_path: Path,
+    models: tuple[str, ...],
+    kinds: tuple[str, ...],
+    from_beginning: bool,
+    as_json: bool,
+    max_alerts: int | None,
+    idle_seconds: float | None,
+) -> None:
+    """Print the alerts as they arrive on the alerts topic (Ctrl-C stops)."""
+    from confluent_kafka import KafkaException
+
+    from stream_monitor.adapters.alerts_tail import tail_alerts
+    from stream_monitor.core.alerts import AlertKind
+    from stream_monitor.settings import load_config
+
+    unknown = sorted(set(kinds) - {k.value for k in AlertKind})
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)}; the kinds are {', '.join(k.value for k in AlertKind)}",
+            param_hint="--kind",
+        )
+    try:
+        config = load_config(config_path)
+    except StreamMonitorError as exc:
+        _fail(exc)
+    try:
+        tail_alerts(config, click.echo, models, kinds, from_beginning, as_json, max_alerts, idle_seconds)
+    except KafkaException as exc:
+        click.echo(f"error: cannot read the alerts topic: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
 # ---- Kafka service ---------------------------------------------------------------------------------------------
 _CONFIG_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 

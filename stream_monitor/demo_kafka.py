@@ -23,13 +23,8 @@ from typing import Any
 
 import click
 
-from stream_monitor.demo_offline import (
-    TIME_LEGEND,
-    describe_workdir,
-    examples_dir,
-    format_alert,
-    prepare_workdir,
-)
+from stream_monitor.core.alerts import format_alert
+from stream_monitor.demo_offline import TIME_LEGEND, describe_workdir, examples_dir, prepare_workdir
 
 STATUS_EVERY_SECONDS = 15.0
 

@@ -13,13 +13,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
 import click
 
-from stream_monitor.core.alerts import Alert, Status
+from stream_monitor.core.alerts import Alert, format_alert
 
 
 def examples_dir() -> Path:
@@ -67,12 +66,6 @@ def describe_workdir(work: Path) -> list[str]:
         if (work / name).exists():
             lines.append(f"  {name:<15} {what}")
     return lines
-
-
-def format_alert(a: Alert) -> str:
-    when = datetime.fromtimestamp(a.event_ts, tz=UTC).strftime("%H:%M:%S")
-    badge = "RESOLVED" if a.status is Status.RESOLVED else a.severity.value.upper()
-    return f"[{when}] {badge:<8} {a.model_id} {a.kind.value:<18} {a.signal:<22} {a.message}"
 
 
 def run_offline_demo(echo: Callable[[str], None] = click.echo, workdir: Path | None = None) -> list[Alert]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -193,3 +194,17 @@ def retraining_requests(alerts: list[Alert]) -> list[RetrainingRequest]:
         for a in alerts
         if a.kind is AlertKind.CONCEPT_DRIFT and a.severity is Severity.CRITICAL and a.status is Status.FIRING
     ]
+
+
+def format_alert(a: Alert) -> str:
+    """One line for a terminal: the event time (UTC) in brackets, the severity, model, kind, signal, message.
+
+    >>> a = Alert.build(model_id="m", kind=AlertKind.CONCEPT_DRIFT, signal="performance",
+    ...     severity=Severity.CRITICAL, status=Status.FIRING, detector="cusum", statistic=20.0, threshold=18.0,
+    ...     window=WindowInfo(0.0, 60.0, 40), episode_start_ts=60.0, detected_at=61.0, message="worse")
+    >>> format_alert(a)
+    '[00:01:00] CRITICAL m concept_drift      performance            worse'
+    """
+    when = datetime.fromtimestamp(a.event_ts, tz=UTC).strftime("%H:%M:%S")
+    badge = "RESOLVED" if a.status is Status.RESOLVED else a.severity.value.upper()
+    return f"[{when}] {badge:<8} {a.model_id} {a.kind.value:<18} {a.signal:<22} {a.message}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,27 @@ def test_drifting_stream_raises_the_alert_read_by_kcat(deployment: ss.Deployment
     assert any(a["signal"] == "num_00" and a["severity"] == "critical" for a in by_kcat)
 
     assert worker.metric("stream_monitor_drift_status", model=ss.MODEL, signal="num_00") == 2
+
+    # an operator's view of the same topic: `alerts tail` prints the alert, as the demo prints it
+    from stream_monitor.core.alerts import format_alert
+
+    def tail(*extra: str) -> list[str]:
+        command = ["alerts", "tail", "--config", str(deployment.config_path), "--from-beginning"]
+        command += ["--idle-seconds", "5", *extra]
+        done = subprocess.run(
+            [sys.executable, "-m", "stream_monitor.cli", *command],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=True,
+        )
+        return done.stdout.splitlines()
+
+    assert tail() == [format_alert(a) for a in alerts]
+    assert tail("--kind", "covariate_drift", "--json", "--max-alerts", "1") == [
+        value for _, value in rows[:1]
+    ]
+    assert tail("--model", "no-such-model") == []
     code, seconds = worker.terminate()
     assert (code, seconds < 10) == (0, True)
 

@@ -119,3 +119,11 @@ def test_replay_needs_an_input(workspace: Path) -> None:
         main, ["replay", "--config", str(workspace / "config.yaml"), "--alerts-out", "-"]
     )
     assert result.exit_code == 2 and "at least one of" in result.output
+
+
+def test_alerts_tail_refuses_an_unknown_kind_and_names_the_kinds(workspace: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["alerts", "tail", "--config", str(workspace / "config.yaml"), "--kind", "concept"]
+    )
+    assert result.exit_code == 2
+    assert "concept_drift" in result.output and "covariate_drift" in result.output
