@@ -141,6 +141,10 @@ def config_validate(path: Path) -> None:
 @click.option("--dead-letters-out", help="JSON-lines file for every rejected input line, with its reason")
 @click.option("--retraining-out", help="JSON-lines file for retraining requests (critical concept drift)")
 @click.option(
+    "--stats-out",
+    help="JSON-lines file of every tested window's statistics, thresholds and decision, per signal",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="progress bar (default: when stderr is a terminal)"
 )
 def replay_cmd(
@@ -151,6 +155,7 @@ def replay_cmd(
     alerts_out: str,
     dead_letters_out: str | None,
     retraining_out: str | None,
+    stats_out: str | None,
     progress: bool | None,
 ) -> None:
     """Run the detection engine over files in event-time order and write every alert as JSON lines."""
@@ -160,7 +165,15 @@ def replay_cmd(
         raise click.UsageError("give at least one of --features, --predictions, --labels")
     try:
         run_replay(
-            config_path, features, predictions, labels, alerts_out, dead_letters_out, progress, retraining_out
+            config_path,
+            features,
+            predictions,
+            labels,
+            alerts_out,
+            dead_letters_out,
+            progress,
+            retraining_out,
+            stats_out,
         )
     except StreamMonitorError as exc:
         _fail(exc)

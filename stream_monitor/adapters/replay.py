@@ -22,6 +22,7 @@ import orjson
 from stream_monitor.core.alerts import Alert, encode_alert, retraining_requests
 from stream_monitor.core.events import FieldPath, Rejection, Stream, decode_batch, parse_timestamps
 from stream_monitor.core.typed_decoding import DecodedFeatures, split_decoded
+from stream_monitor.core.window_stats import encode_window_stat
 from stream_monitor.monitoring.engine import Engine
 
 BLOCK_BYTES: Final = 1 << 20  # read a file a mebibyte at a time (a few thousand events), split in memory
@@ -223,9 +224,13 @@ def replay(
     on_progress: Callable[[int], None] | None = None,
     on_alerts: Callable[[list[Alert]], None] | None = None,
     retraining_out: IO[bytes] | None = None,
+    stats_out: IO[bytes] | None = None,
 ) -> ReplayReport:
-    """Merge the sources in event time, feed the engine block by block, write alerts as they fire."""
+    """Merge the sources in event time, feed the engine block by block, write alerts as they fire (and, with
+    ``stats_out``, every window's statistics as they are tested)."""
     report = ReplayReport()
+    for pipeline in engine.pipelines.values():
+        pipeline.keep_stats = stats_out is not None
 
     def dead(d: DeadLetter) -> None:
         key = f"{d.stream}:{d.reason}"
@@ -243,6 +248,10 @@ def replay(
         if retraining_out is not None:
             for r in retraining_requests(alerts):
                 retraining_out.write(orjson.dumps(r) + b"\n")
+        if stats_out is not None:
+            for pipeline in engine.pipelines.values():
+                for record in pipeline.take_stats():
+                    stats_out.write(encode_window_stat(record) + b"\n")
 
     step = merge_step_seconds(engine)
     by_stream = {s.stream: s for s in sources}
@@ -321,6 +330,7 @@ def run_replay(
     dead_letters_out: str | None,
     progress: bool | None,
     retraining_out: str | None = None,
+    stats_out: str | None = None,
 ) -> ReplayReport:
     """``stream-monitor replay``: wire files, engine and outputs; print a summary to stderr."""
     import sys
@@ -349,15 +359,22 @@ def run_replay(
     alerts_sink = open_text_sink(alerts_out)
     dead_sink = open_text_sink(dead_letters_out)
     retrain_sink = open_text_sink(retraining_out)
+    stats_sink = open_text_sink(stats_out)
     try:
         with tqdm(
             total=total, unit="B", unit_scale=True, desc="replay", disable=not show, file=sys.stderr
         ) as bar:
             report = replay(
-                engine, sources, alerts_sink, dead_sink, on_progress=bar.update, retraining_out=retrain_sink
+                engine,
+                sources,
+                alerts_sink,
+                dead_sink,
+                on_progress=bar.update,
+                retraining_out=retrain_sink,
+                stats_out=stats_sink,
             )
     finally:
-        for sink in (alerts_sink, dead_sink, retrain_sink):
+        for sink in (alerts_sink, dead_sink, retrain_sink, stats_sink):
             if sink is not None:
                 sink.flush()
                 if sink.fileno() != 1:

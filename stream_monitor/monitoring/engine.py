@@ -11,14 +11,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_monitor.core.alerts import Alert, RetrainingRequest, retraining_requests
+from stream_monitor.core.alerts import Alert, RetrainingRequest, Severity, WindowInfo, retraining_requests
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.events import Rejection, Stream, decode_batch
 from stream_monitor.core.parsing import FeatureRows, route_by_model
 from stream_monitor.core.typed_decoding import DecodedFeatures, TypedFeatureDecoder
+from stream_monitor.core.window_stats import WindowStat
 from stream_monitor.errors import SnapshotError
 from stream_monitor.monitoring.detection import ModelMonitor
 from stream_monitor.monitoring.folding import ModelFolder
+from stream_monitor.monitoring.lifecycle import Observation
 from stream_monitor.monitoring.model_layout import ModelLayout
 from stream_monitor.monitoring.performance_monitor import PerformanceMonitor, has_performance
 from stream_monitor.monitoring.windows import SliceFolder, WindowAssembler, slice_seconds_for
@@ -59,6 +61,8 @@ class ModelPipeline:
         self.accepted: Counter[str] = Counter()
         self.duplicates = 0
         self.performance_observations = 0  # judged performance windows and error-stream signals so far
+        self.keep_stats = False  # record every test of every window (replay --stats-out)
+        self.stats: list[WindowStat] = []
 
     def ingest(self, stream: Stream, events: Sequence[dict[str, Any]]) -> list[Rejection]:
         if stream is Stream.FEATURES:
@@ -113,23 +117,56 @@ class ModelPipeline:
 
     def advance(self, final: bool = False) -> list[Alert]:
         alerts: list[Alert] = []
-        for closed in self.slices.drain(final=final):
-            for window in self.assembler.add(closed):
-                alerts.extend(self.monitor.test(window))
-        windows = self.assembler.flush() if final else self.assembler.advance(self.slices.watermark)
+        windows = [w for closed in self.slices.drain(final=final) for w in self.assembler.add(closed)]
+        windows += self.assembler.flush() if final else self.assembler.advance(self.slices.watermark)
         for window in windows:
+            tested = self.monitor.windows_tested
             alerts.extend(self.monitor.test(window))
+            if self.keep_stats and self.monitor.windows_tested > tested:
+                self._record(window.info, self.monitor.last_observations, window.info.end_ts)
         if self.performance is not None:
             horizon = self.slices.max_ts if final else self.slices.watermark
             for judged in self.performance.evaluate(horizon, final=final):
                 self.performance_observations += 1
                 self.monitor.last_observations = [*self.monitor.last_observations, *judged.observations]
+                event_ts = judged.window.end_ts if judged.event_ts is None else judged.event_ts
+                if self.keep_stats:
+                    self._record(judged.window, judged.observations, event_ts)
                 alerts.extend(
                     self.monitor.lifecycle.observe(
                         judged.window, judged.observations, self.monitor.clock.now(), judged.event_ts
                     )
                 )
         return alerts
+
+    def _record(self, window: WindowInfo, observations: Sequence[Observation], event_ts: float) -> None:
+        for o in observations:
+            thresholds = o.details.get("thresholds")
+            critical = (
+                float(thresholds["critical"])
+                if isinstance(thresholds, dict) and "critical" in thresholds
+                else (o.threshold if o.level is Severity.CRITICAL else None)
+            )
+            self.stats.append(
+                WindowStat.of(
+                    self.layout.model_id,
+                    window,
+                    o.kind,
+                    o.signal,
+                    o.detector,
+                    o.statistic,
+                    o.warning_threshold,
+                    critical,
+                    o.p_value,
+                    o.level,
+                    event_ts,
+                )
+            )
+
+    def take_stats(self) -> list[WindowStat]:
+        """The window statistics recorded since the last call (``keep_stats`` must be on)."""
+        out, self.stats = self.stats, []
+        return out
 
 
 class Engine:
