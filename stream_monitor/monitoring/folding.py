@@ -68,7 +68,7 @@ class ModelFolder:
         ends = [*starts[1:].tolist(), len(rows)]
         for sk, lo, hi in zip(sketches, starts.tolist(), ends, strict=True):
             sk.count_events("features", rows.ts[lo:hi])
-        fold_numeric_segments(sketches, starts, 0, rows.numeric, rows.numeric_code)
+        bins = fold_numeric_segments(sketches, starts, 0, rows.numeric, rows.numeric_code)
         if self._n_cat_features:
             fold_categorical_segments(sketches, starts, 0, rows.categorical, rows.new_values)
         if rows.unknown_fields:
@@ -76,7 +76,7 @@ class ModelFolder:
                 sk.note_unknown_fields(name for r, name in rows.unknown_fields if lo <= r < hi)
         corr = self.layout.correlation
         if corr is not None:
-            z, valid = corr.standardise(rows.numeric, rows.numeric_code)
+            z, valid = corr.standardise(rows.numeric, rows.numeric_code, bins)
             for sk, lo, hi in zip(sketches, starts.tolist(), ends, strict=True):
                 sk.fold_pair_sums(pair_sums(z[lo:hi], valid[lo:hi]))
 

@@ -11,24 +11,40 @@ from numpy.typing import NDArray
 from stream_monitor.core.parsing import FieldPaths
 from stream_monitor.errors import ConfigError
 from stream_monitor.settings import DriftTest, ModelConfig
+from stream_monitor.stats.correlation import normal_scores
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile
 from stream_monitor.stats.sketches import CategoricalSignal, NumericSignal, SketchLayout
 
 MULTIVARIATE_SIGNAL = "feature_correlations"
 
 
+def _numeric(profile: ModelProfile, name: str) -> NumericProfile:
+    prof = profile.features[name]
+    if not isinstance(prof, NumericProfile):
+        raise ConfigError([(f"reference.{name}", "a correlated feature must be numeric")])
+    return prof
+
+
 @dataclass(frozen=True)
 class CorrelationInputs:
-    """Which numeric columns enter the correlation test, and how to standardise them."""
+    """Which numeric columns enter the correlation test, and what of them is correlated: each value's bin
+    score (rank-based, see :func:`stream_monitor.stats.correlation.normal_scores`), or for a reference built
+    before those, the standardised value."""
 
     columns: NDArray[np.intp]  # positions among the numeric feature columns
     mean: NDArray[np.float64]
     std: NDArray[np.float64]
+    scores: NDArray[np.float64] | None = None  # (columns, bins): score per bin of each column; None: values
 
     def standardise(
-        self, numeric: NDArray[np.float64], codes: NDArray[np.int8]
+        self, numeric: NDArray[np.float64], codes: NDArray[np.int8], bins: NDArray[np.int8] | None = None
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-        return (numeric[:, self.columns] - self.mean) / self.std, codes[:, self.columns] == 0
+        """What to correlate, and where it is valid; ``bins`` are the values' bins (all numeric columns)."""
+        valid = codes[:, self.columns] == 0
+        if self.scores is None or bins is None:
+            return (numeric[:, self.columns] - self.mean) / self.std, valid
+        rows = np.arange(len(self.columns))
+        return self.scores[rows, bins[:, self.columns]], valid
 
 
 @dataclass(frozen=True)
@@ -93,10 +109,19 @@ class ModelLayout:
         if config.multivariate.enabled and mv is not None:
             present = [k for k, n in enumerate(mv.features) if n in num_names]
             if len(present) >= 2:
+                names = [mv.features[k] for k in present]
+                scores = None
+                if mv.method == "normal_scores":
+                    tables = [normal_scores(_numeric(profile, n).counts) for n in names]
+                    scores = np.zeros((len(tables), max(map(len, tables))))
+                    for k, table in enumerate(tables):
+                        scores[k, : len(table)] = table
+                        scores[k, len(table) :] = table[-1]  # never reached: bins past a column's own
                 correlation = CorrelationInputs(
-                    columns=np.array([num_names.index(mv.features[k]) for k in present], dtype=np.intp),
+                    columns=np.array([num_names.index(n) for n in names], dtype=np.intp),
                     mean=mv.mean[present],
                     std=mv.std[present],
+                    scores=scores,
                 )
         score_index = pred_num = pred_cat = None
         classes: tuple[Any, ...] | None = None

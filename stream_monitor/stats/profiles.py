@@ -162,10 +162,13 @@ class MultivariateProfile:
     std: NDArray[np.float64]
     correlation: NDArray[np.float64]  # (d, d)
     counts: NDArray[np.float64]  # (d, d) rows behind each pair
+    # "normal_scores": correlations of the features' bin scores (rank-based); "pairwise_correlation": of the
+    # standardised values (references built before rank correlations; still read and used as they were)
+    method: str = "normal_scores"
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": "pairwise_correlation",
+            "method": self.method,
             "features": list(self.features),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
@@ -182,6 +185,7 @@ class MultivariateProfile:
             std=np.asarray(raw["std"], dtype=np.float64),
             correlation=np.asarray(raw["correlation"], dtype=np.float64).reshape(d, d),
             counts=np.asarray(raw["counts"], dtype=np.float64).reshape(d, d),
+            method=str(raw.get("method", "pairwise_correlation")),
         )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.errors import ReferenceProfileError
-from stream_monitor.stats.correlation import correlations, pair_sums
+from stream_monitor.stats.correlation import correlations, normal_scores, pair_sums
 from stream_monitor.stats.profiles import (
     CategoricalProfile,
     LabelProfile,
@@ -303,7 +303,9 @@ class ReferenceBuilder:
                 )
         numeric_names = [n for n, p in features.items() if isinstance(p, NumericProfile)]
         multivariate = (
-            self._correlations(acc, numeric_names[:MAX_CORRELATED]) if len(numeric_names) >= 2 else None
+            self._correlations(acc, numeric_names[:MAX_CORRELATED], features)
+            if len(numeric_names) >= 2
+            else None
         )
         predictions = self._predictions(acc)
         labels = self._labels(acc, predictions, features)
@@ -320,7 +322,9 @@ class ReferenceBuilder:
             labels=labels,
         )
 
-    def _correlations(self, acc: _ModelAccumulator, names: list[str]) -> MultivariateProfile | None:
+    def _correlations(
+        self, acc: _ModelAccumulator, names: list[str], features: dict[str, SignalProfile]
+    ) -> MultivariateProfile | None:
         rows = acc.reservoir.rows
         x = np.array([[_as_float(r.get(n)) for n in names] for _, r in rows], dtype=np.float64)
         if len(x) < 50:
@@ -329,7 +333,15 @@ class ReferenceBuilder:
         std = np.nanstd(x, axis=0)
         std[~(std > 0)] = 1.0
         valid = np.isfinite(x)
-        correlation, counts = correlations(pair_sums((x - mean) / std, valid))
+        scores = np.zeros_like(x)
+        for j, name in enumerate(names):  # rank-based: each value's bin score (see stats.correlation)
+            prof = features[name]
+            assert isinstance(prof, NumericProfile)
+            table = normal_scores(prof.counts)
+            scores[:, j] = table[
+                np.searchsorted(prof.edges, np.where(valid[:, j], x[:, j], 0.0), side="right")
+            ]
+        correlation, counts = correlations(pair_sums(scores, valid))
         return MultivariateProfile(tuple(names), mean, std, correlation, counts)
 
     def _predictions(self, acc: _ModelAccumulator) -> PredictionProfile | None:

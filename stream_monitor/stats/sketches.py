@@ -337,16 +337,17 @@ def fold_numeric_segments(
     first: int,
     values: NDArray[np.float64],
     codes: NDArray[np.int8],
-) -> None:
+) -> NDArray[np.int8] | None:
     """Fold rows, grouped in consecutive segments (segment ``g`` starts at row ``starts[g]``), into
-    ``sketches[g]``: the whole batch is binned and summed at once, whatever the number of segments.
+    ``sketches[g]``: the whole batch is binned and summed at once, whatever the number of segments. Returns
+    each value's bin, (n, width), column-major (meaningless where ``codes`` is not 0), or None for no rows.
 
     ``values`` is NaN wherever ``codes`` is not 0. A batch with no missing value (the common case) skips the
     masking passes.
     """
     n, width = values.shape
     if n == 0 or width == 0:
-        return
+        return None
     layout = sketches[0].layout
     g = len(starts)
     stop = first + width
@@ -403,6 +404,7 @@ def fold_numeric_segments(
         np.fmax(sk.num_max[first:stop], maxs[k], out=sk.num_max[first:stop])
         sk.num_out[first:stop, 0] += below[k]
         sk.num_out[first:stop, 1] += above[k]
+    return small
 
 
 def fold_categorical_segments(

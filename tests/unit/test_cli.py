@@ -20,7 +20,7 @@ def test_reference_is_versioned_json_with_every_feature(workspace: Path) -> None
     assert {"num_00", "cat_00"} <= set(model["features"])
     assert model["features"]["cat_00"]["type"] == "categorical"
     assert model["predictions"]["score"]["type"] == "numeric"
-    assert model["multivariate"]["method"] == "pairwise_correlation"
+    assert model["multivariate"]["method"] == "normal_scores"  # rank-based correlations
 
 
 def test_generated_config_is_commented_and_valid(workspace: Path) -> None:
