@@ -1,4 +1,4 @@
-"""The ``stream-monitor`` command line (the contract is in DESIGN.md)."""
+"""The ``stream-monitor`` command line (the contract is in README.md and docs/formats.md)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A :class:`StreamSpec` describes one model's world: numeric features ``num_00``, 
 normal distributions with distinct means and spreads (the first pairs correlated), categorical features
 ``cat_00``, ... whose categories ``"a"``, ``"b"``, ... have unequal frequencies, and a fixed logistic model
 ``score = sigmoid(w . x + b)`` over them. :func:`generate` draws feature, prediction and label events from it,
-in the wire formats of DESIGN.md, with any number of :class:`Drift` injections.
+in the wire formats of docs/formats.md, with any number of :class:`Drift` injections.
 
 Two sources of randomness are kept apart:
 
@@ -731,7 +731,7 @@ class SyntheticStream:
     spec, drifts
         What was generated.
     features, predictions, labels
-        Feature, prediction and label events as dicts in the DESIGN.md wire format. Predictions share the
+        Feature, prediction and label events as dicts in the wire format of docs/formats.md. Predictions share the
         ``event_id`` of their feature event and come 15 ms later on average; a label shares the ``event_id``
         of its prediction and comes an exponential delay after it; dropped labels never come.
     """

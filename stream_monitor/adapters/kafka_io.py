@@ -266,7 +266,7 @@ class TrackedProducer:
 
 
 class AlertPublisher:
-    """Alert events onto the alerts topic: key = model_id, value = the DESIGN.md schema
+    """Alert events onto the alerts topic: key = model_id, value = the alert schema (docs/formats.md)
     (:func:`encode_alert`).
 
     Remembers, per partition, the offset just past the newest alert the broker acknowledged: where a restarted

@@ -1,6 +1,6 @@
 """The alert event: the one thing stream-monitor emits to the outside world.
 
-The dataclass *is* the wire schema (``stream-monitor.alert/v1`` in DESIGN.md): orjson serialises frozen
+The dataclass *is* the wire schema (``stream-monitor.alert/v1``, docs/formats.md): orjson serialises frozen
 dataclasses and enums natively, so what a test builds is byte-for-byte what goes on the topic.
 
 >>> a = Alert.build(model_id="churn-v3", kind=AlertKind.COVARIATE_DRIFT, signal="age",
@@ -68,7 +68,7 @@ def alert_id_for(model_id: str, kind: AlertKind, signal: str, episode_start_ts: 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One alert event; field order and names are the DESIGN.md wire schema."""
+    """One alert event; field order and names are the wire schema (docs/formats.md)."""
 
     schema: str
     alert_id: str

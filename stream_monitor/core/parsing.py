@@ -52,7 +52,7 @@ _BOOLEAN_CELL: Final = frozenset({bool, type(None), type(MISSING)})
 
 @dataclass(frozen=True)
 class FieldPaths:
-    """Where each field lives in an event (dotted paths); defaults are DESIGN.md's names."""
+    """Where each field lives in an event (dotted paths); defaults are the names of docs/formats.md."""
 
     event_id: str = "event_id"
     model_id: str = "model_id"

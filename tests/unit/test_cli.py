@@ -1,4 +1,4 @@
-"""The CLI contract of DESIGN.md, end to end on the bundled examples (no broker)."""
+"""The CLI contract of README.md, end to end on the bundled examples (no broker)."""
 
 from __future__ import annotations
 
