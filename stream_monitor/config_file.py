@@ -277,9 +277,19 @@ def _model_problems(
         if isinstance(features, dict) and name in features:
             if _dig(features, name, "enabled") is False:
                 continue
-            stat = _dig(features, name, "test", "statistic") or "psi"
-            if _needs_order(stat):
-                problems.append(_Problem(f"{where}.features.{name}.test.statistic", f"{stat} {_NOT_ORDERED}"))
+            own = _dig(features, name, "test")
+            stat = (
+                (own.get("statistic") or "psi")
+                if isinstance(own, dict)
+                else _dig(mraw, "default_test", "statistic")
+            )
+            if stat is not None and _needs_order(stat):
+                if isinstance(own, dict):
+                    problems.append(
+                        _Problem(f"{where}.features.{name}.test.statistic", f"{stat} {_NOT_ORDERED}")
+                    )
+                else:
+                    ordinal_default.append(name)
         elif _needs_order(_dig(mraw, "default_test", "statistic")):
             ordinal_default.append(name)
     if ordinal_default:

@@ -70,7 +70,9 @@ class DriftTest(_Strict):
 
 class FeatureConfig(_Strict):
     enabled: bool = True
-    test: DriftTest = DriftTest()
+    test: DriftTest | None = Field(
+        default=None, description="the feature's own test; default_test when absent"
+    )
     sequential: bool = True
 
 

@@ -126,10 +126,18 @@ class ModelMonitor:
     ) -> ThresholdCalibrator | FixedThresholds:
         test = self.layout.test_for(role, name)
         if STATISTICS[test.statistic].ordinal_only and isinstance(profile, CategoricalProfile):
+            fc = self.layout.config.features.get(name) if role == "feature" else None
+            where = (
+                "prediction.test"
+                if role in ("prediction", "score")
+                else f"features.{name}.test"
+                if fc is not None and fc.test is not None
+                else "default_test"
+            )
             raise ConfigError(
                 [
                     (
-                        f"models.{self.layout.model_id}.features.{name}.test.statistic",
+                        f"models.{self.layout.model_id}.{where}.statistic",
                         f"{test.statistic} needs ordered bins; use psi, js or chi2 for a categorical signal",
                     )
                 ]

@@ -67,8 +67,9 @@ class ModelLayout:
 
     def test_for(self, role: str, name: str) -> DriftTest:
         cfg = self.config
-        if role == "feature" and name in cfg.features:
-            return cfg.features[name].test
+        own = cfg.features[name].test if role == "feature" and name in cfg.features else None
+        if own is not None:
+            return own
         if role in ("prediction", "score"):
             return cfg.prediction.test
         return cfg.default_test

@@ -94,3 +94,19 @@ def test_defaults_are_complete() -> None:
     assert m.default_test.levels() == (0.1, 0.25)
     assert cfg.service.bind_host == "127.0.0.1"
     assert str(cfg.reference_path("m")) == "/etc/sm/r.json"
+
+
+def test_a_feature_listed_without_a_test_of_its_own_takes_default_test() -> None:
+    from stream_monitor.monitoring.model_layout import ModelLayout
+    from tests import service_support as ss
+
+    model = {
+        **ss.model_config(),
+        "default_test": {"statistic": "js", "warning": 0.2},
+        "features": {"num_00": {"sequential": False}, "num_01": {"test": {"statistic": "ks"}}},
+    }
+    cfg = parse_config({"models": {ss.MODEL: model}}).models[ss.MODEL]
+    layout = ModelLayout.build(ss.MODEL, cfg, ss.profile().models[ss.MODEL])
+    assert layout.test_for("feature", "num_00").statistic == "js"  # listed to set sequential only
+    assert layout.test_for("feature", "num_01").statistic == "ks"  # its own test
+    assert layout.test_for("feature", "num_02").statistic == "js"  # not listed
