@@ -34,7 +34,6 @@ class PerformanceBucket:
 
     sketch: PerformanceSketch
     estimated: bool = False
-    judged: bool = False
     lag_checked: bool = False
     unknown_labels: int = 0
     # per segment feature: labelled pairs and errors per value (reference categories, other, missing)
@@ -50,11 +49,16 @@ class PerformanceBucket:
             mine += theirs
         return self
 
+    @property
+    def coverage(self) -> float:
+        """Share of its predictions whose label is in (0 before any prediction)."""
+        n = self.sketch.prediction_count
+        return self.sketch.count / n if n else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "sketch": self.sketch.to_dict(),
             "estimated": self.estimated,
-            "judged": self.judged,
             "lag": self.lag_checked,
             "unknown": self.unknown_labels,
             "seg_labelled": [a.tolist() for a in self.seg_labelled],
@@ -66,7 +70,6 @@ class PerformanceBucket:
         return cls(
             PerformanceSketch.from_dict(v["sketch"]),
             v["estimated"],
-            v["judged"],
             v["lag"],
             v["unknown"],
             [np.asarray(a, dtype=np.int64) for a in v.get("seg_labelled", [])],

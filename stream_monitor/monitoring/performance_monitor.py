@@ -311,7 +311,7 @@ class PerformanceMonitor:
         overflow = self.windows.overflow()
         for w in self.windows.pending():
             b = w.bucket
-            coverage = b.sketch.count / b.sketch.prediction_count if b.sketch.prediction_count else 0.0
+            coverage = b.coverage
             complete = final or w in overflow or self.watermark >= w.end_ts + sla
             if not (complete or coverage >= self.labels_cfg.min_coverage):
                 continue
@@ -333,11 +333,10 @@ class PerformanceMonitor:
                 break
             if not b.lag_checked:
                 b.lag_checked = True
-                coverage = b.sketch.count / b.sketch.prediction_count if b.sketch.prediction_count else 0.0
                 out.append(
                     PerformanceObservation(
                         WindowInfo(end - width, end, b.sketch.prediction_count),
-                        [self.judge.label_health(b, coverage, self.joiner.stats())],
+                        [self.judge.label_health(b, b.coverage, self.joiner.stats())],
                     )
                 )
         horizon = self.watermark - self.labels_cfg.ttl_seconds - width
