@@ -23,12 +23,12 @@ from pathlib import Path
 
 import orjson
 
+from stream_monitor.config.loading import parse_config
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
-from stream_monitor.monitoring.engine import Engine
-from stream_monitor.settings import parse_config
+from stream_monitor.devtools.synthetic import Drift, StreamSpec, generate, iter_feature_batches
+from stream_monitor.pipeline.local import Engine
 from stream_monitor.stats.reference_builder import ReferenceBuilder
-from stream_monitor.synthetic import Drift, StreamSpec, generate, iter_feature_batches
 
 N_NUMERIC, N_CATEGORICAL = 20, 3
 RATE = 20_000.0  # events/s of event time: windows of 5000 events close every quarter second

@@ -44,7 +44,7 @@ LIVE_START = REF_START + 86400.0
 
 
 def spec(seed: int, start: float, n_drift: int = 0) -> Any:
-    from stream_monitor.synthetic import StreamSpec
+    from stream_monitor.devtools.synthetic import StreamSpec
 
     return StreamSpec(
         model_id=MODEL,
@@ -61,12 +61,14 @@ def spec(seed: int, start: float, n_drift: int = 0) -> Any:
 def write_setup(directory: Path, bootstrap: str, partitions: int, lateness: float, snapshot_s: float) -> Path:
     import yaml
 
+    from stream_monitor.devtools.synthetic import generate
     from stream_monitor.stats.reference_builder import ReferenceBuilder
-    from stream_monitor.synthetic import generate
 
     builder = ReferenceBuilder(seed=0)
     builder.add_features(generate(spec(1, REF_START), 50_000).features)
-    builder.build().save(directory / "reference.json")
+    from stream_monitor.adapters.files.reference_file import save_reference
+
+    save_reference(builder.build(), directory / "reference.json")
     suffix = uuid.uuid4().hex[:8]
     topics = {
         k: f"bench-{k}-{suffix}"
@@ -91,8 +93,8 @@ def write_setup(directory: Path, bootstrap: str, partitions: int, lateness: floa
 def produce(config_path: Path, n_events: int) -> dict[str, float]:
     from confluent_kafka import Producer
 
-    from stream_monitor.settings import load_config
-    from stream_monitor.synthetic import iter_feature_batches
+    from stream_monitor.config.loading import load_config
+    from stream_monitor.devtools.synthetic import iter_feature_batches
 
     cfg = load_config(config_path)
     # Uncompressed, so that every reader measured (librdkafka and Faust's aiokafka) can read it as is.
@@ -126,7 +128,7 @@ def floor(config_path: Path, n_events: int) -> dict[str, Any]:
 
     from confluent_kafka import Consumer
 
-    from stream_monitor.settings import load_config
+    from stream_monitor.config.loading import load_config
 
     cfg = load_config(config_path)
     c = Consumer(
@@ -166,7 +168,7 @@ def faust_floor(config_path: Path, n_events: int) -> None:
     """Faust 0.15 agent with ``take_events(5000)`` and orjson decoding: what the Faust hot path would start from."""
     import faust
 
-    from stream_monitor.settings import load_config
+    from stream_monitor.config.loading import load_config
 
     cfg = load_config(config_path)
     app = faust.App(
@@ -217,11 +219,11 @@ def worker(config_path: Path, n_events: int) -> None:
 
     from confluent_kafka import Consumer, TopicPartition
 
-    from stream_monitor.bootstrap import load_profiles
-    from stream_monitor.monitoring.service_stats import ServiceStats
-    from stream_monitor.service.wiring import build_models
-    from stream_monitor.service.worker import Worker
-    from stream_monitor.settings import load_config
+    from stream_monitor.adapters.kafka.worker import Worker
+    from stream_monitor.app.compose import load_profiles
+    from stream_monitor.config.loading import load_config
+    from stream_monitor.pipeline.assembly import build_models
+    from stream_monitor.pipeline.counters import ServiceStats
 
     cfg = load_config(config_path)
     stats = ServiceStats()
@@ -303,9 +305,9 @@ def latency(
 ) -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer
 
+    from stream_monitor.config.loading import load_config
     from stream_monitor.core.alerts import decode_alert
-    from stream_monitor.settings import load_config
-    from stream_monitor.synthetic import Drift, generate
+    from stream_monitor.devtools.synthetic import Drift, generate
 
     cfg = load_config(config_path)
     start = after_ts + 1.0
@@ -396,9 +398,9 @@ def main() -> int:
         worker(args.config, args.events)
         return 0
 
-    from stream_monitor.adapters.topics import create_all
-    from stream_monitor.devkafka import LocalBroker
-    from stream_monitor.settings import load_config
+    from stream_monitor.adapters.kafka.topics import create_all
+    from stream_monitor.config.loading import load_config
+    from stream_monitor.devtools.kafka import LocalBroker
 
     load_before = os.getloadavg()
     broker = None

@@ -5,7 +5,7 @@
 #   - Java and Maven for the real Kafka broker, if the machine lacks them;
 #   - a virtual environment in .venv (Debian's own python3 refuses a bare `pip install`), holding this package
 #     with its dev extras, editable: the test command runs `.venv/bin/python -m pytest`;
-#   - the Kafka broker jars, fetched once into .cache/ (see stream_monitor/devkafka).
+#   - the Kafka broker jars, fetched once into .cache/ (see stream_monitor/devtools/kafka).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

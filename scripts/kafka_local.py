@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real local Kafka broker: ``kafka_local.py fetch | start [--port 9092] [--foreground] | stop``.
 
-A thin wrapper over ``python -m stream_monitor.devkafka`` that also works before ``pip install -e .``,
+A thin wrapper over ``python -m stream_monitor.devtools.kafka`` that also works before ``pip install -e .``,
 which is how scripts/ci_setup.sh prefetches the jars.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stream_monitor.devkafka.cli import main
+from stream_monitor.devtools.kafka.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -4,7 +4,7 @@ The compose stack's producer (``docker-compose.yml``) and anyone trying the moni
 
     python scripts/produce_synthetic.py --config config/stream-monitor.yaml --rate 50 --drift-after 60
 
-Events are those of :mod:`stream_monitor.synthetic` for the model ``churn-v3`` (the world of ``examples/`` and
+Events are those of :mod:`stream_monitor.devtools.synthetic` for the model ``churn-v3`` (the world of ``examples/`` and
 ``config/reference.json``), with event times from the wall clock at the start, paced at ``--rate`` feature
 events per second; each prediction follows its feature event by ~15 ms and most labels follow after an
 exponential delay (``--label-delay`` seconds). By default three changes start ``--drift-after`` seconds in,
@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from stream_monitor import synthetic
+    from stream_monitor.devtools import synthetic
 except ModuleNotFoundError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from stream_monitor import synthetic
+    from stream_monitor.devtools import synthetic
 
-from stream_monitor.settings import MonitorConfig, TopicsConfig, load_config
+from stream_monitor.config.loading import load_config
+from stream_monitor.config.schema import MonitorConfig, TopicsConfig
 
 CHUNK_SECONDS = 10.0
 STREAMS = ("features", "predictions", "labels")

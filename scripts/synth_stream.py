@@ -1,6 +1,6 @@
 """Write a seeded synthetic model stream (features, predictions, labels) as JSON lines.
 
-A thin CLI over :mod:`stream_monitor.synthetic`. Example::
+A thin CLI over :mod:`stream_monitor.devtools.synthetic`. Example::
 
     python scripts/synth_stream.py --out /tmp/stream --events 30000 --seed 2 --rate 100 \\
         --drift mean_shift:num_00:start=+100:magnitude=0.75 \\
@@ -20,10 +20,10 @@ from pathlib import Path
 import orjson
 
 try:
-    from stream_monitor import synthetic
+    from stream_monitor.devtools import synthetic
 except ModuleNotFoundError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from stream_monitor import synthetic
+    from stream_monitor.devtools import synthetic
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from stream_monitor.errors import ConfigError, StreamMonitorError
+from stream_monitor.core.errors import ConfigError, StreamMonitorError
 
 EXIT_CONFIG = 2
 
@@ -56,7 +56,8 @@ def reference_build(
     seed: int,
 ) -> None:
     """Build a reference profile from the data the model was trained or validated on."""
-    from stream_monitor.adapters.files import read_jsonl_events
+    from stream_monitor.adapters.files.jsonl import read_jsonl_events
+    from stream_monitor.adapters.files.reference_file import save_reference
     from stream_monitor.stats.reference_builder import ReferenceBuilder
 
     try:
@@ -73,7 +74,7 @@ def reference_build(
         profile = builder.build()
     except StreamMonitorError as exc:
         _fail(exc)
-    profile.save(out)
+    save_reference(profile, out)
     for reason, count in sorted({**bad, **builder.skipped}.items()):
         click.echo(f"skipped {count} event(s): {reason}", err=True)
     for model_id, m in profile.models.items():
@@ -104,7 +105,7 @@ def config() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def config_init(reference_file: Path, out: Path) -> None:
     """Write a complete, commented config for every model and feature in a reference profile."""
-    from stream_monitor.config_template import write_config
+    from stream_monitor.config.template import write_config
 
     try:
         write_config(reference_file, out)
@@ -117,7 +118,7 @@ def config_init(reference_file: Path, out: Path) -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def config_validate(path: Path) -> None:
     """Report every problem in a config file, with its line and path; exit 2 if there is any."""
-    from stream_monitor.settings import check_config_file
+    from stream_monitor.config.loading import check_config_file
 
     try:
         cfg = check_config_file(path)
@@ -159,7 +160,7 @@ def replay_cmd(
     progress: bool | None,
 ) -> None:
     """Run the detection engine over files in event-time order and write every alert as JSON lines."""
-    from stream_monitor.adapters.replay import run_replay
+    from stream_monitor.app.replay import run_replay
 
     if not (features or predictions or labels):
         raise click.UsageError("give at least one of --features, --predictions, --labels")
@@ -196,11 +197,11 @@ def demo(
 ) -> None:
     """Run the whole thing locally: a broker, the monitor, a drifting producer; alerts printed as they fire."""
     if offline:
-        from stream_monitor.demo_offline import run_offline_demo
+        from stream_monitor.app.demo_offline import run_offline_demo
 
         run_offline_demo(workdir=workdir)
         return
-    from stream_monitor.demo_kafka import run_kafka_demo
+    from stream_monitor.app.demo_kafka import run_kafka_demo
 
     sys.exit(run_kafka_demo(rate=rate, drift_after=drift_after, duration=duration, workdir=workdir))
 
@@ -235,9 +236,9 @@ def alerts_tail(
     """Print the alerts as they arrive on the alerts topic (Ctrl-C stops)."""
     from confluent_kafka import KafkaException
 
-    from stream_monitor.adapters.alerts_tail import tail_alerts
+    from stream_monitor.adapters.kafka.alerts_tail import tail_alerts
+    from stream_monitor.config.loading import load_config
     from stream_monitor.core.alerts import AlertKind
-    from stream_monitor.settings import load_config
 
     unknown = sorted(set(kinds) - {k.value for k in AlertKind})
     if unknown:
@@ -276,8 +277,8 @@ def topics_create(config_path: Path) -> None:
     """
     from confluent_kafka import KafkaException
 
-    from stream_monitor.adapters.topics import create_all
-    from stream_monitor.settings import load_config
+    from stream_monitor.adapters.kafka.topics import create_all
+    from stream_monitor.config.loading import load_config
 
     try:
         cfg = load_config(config_path)
@@ -299,7 +300,7 @@ def topics_create(config_path: Path) -> None:
 @click.option("--config", "config_path", type=_CONFIG_FILE, required=True)
 def run_cmd(config_path: Path) -> None:
     """Run the monitor against Kafka until SIGTERM or Ctrl-C, then snapshot, commit and exit 0."""
-    from stream_monitor.service.run import run_service
+    from stream_monitor.app.run import run_service
 
     try:
         code = run_service(config_path)

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 
 from stream_monitor.core.events import Stream
-from stream_monitor.monitoring.engine import Engine, ProcessResult
-from stream_monitor.monitoring.stats_recorder import EngineRecorder
+from stream_monitor.pipeline.local import Engine, ProcessResult
+from stream_monitor.pipeline.recorder import EngineRecorder
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_STREAM = REPO / "examples" / "stream"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream_monitor.devkafka import LocalBroker
+from stream_monitor.devtools.kafka import LocalBroker
 
 TOPIC_READY_TIMEOUT_S = 30.0
 

@@ -23,14 +23,16 @@ import orjson
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from stream_monitor.adapters.files.reference_file import save_reference
+from stream_monitor.config.loading import parse_config
+from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.alerts import Alert, decode_alert
 from stream_monitor.core.clock import ManualClock
-from stream_monitor.monitoring.engine import Engine
-from stream_monitor.service.messages import decode_snapshot
-from stream_monitor.settings import MonitorConfig, parse_config
+from stream_monitor.devtools.synthetic import Drift, StreamSpec, generate
+from stream_monitor.pipeline.local import Engine
+from stream_monitor.pipeline.partials import decode_snapshot
 from stream_monitor.stats.profiles import ReferenceProfile
 from stream_monitor.stats.reference_builder import ReferenceBuilder
-from stream_monitor.synthetic import Drift, StreamSpec, generate
 
 MODEL = "churn-v3"
 RATE = 200.0
@@ -101,10 +103,10 @@ def write_config(
     """Reference profile and config files for a ``stream-monitor run`` subprocess (the concept-drift model's
     when ``concept``)."""
     if concept:
-        concept_profile().save(directory / "reference.json")
+        save_reference(concept_profile(), directory / "reference.json")
         raw = {"models": {MODEL: concept_model_config()}, "service": service}
     else:
-        profile().save(directory / "reference.json")
+        save_reference(profile(), directory / "reference.json")
         raw = config_dict(**service)
     raw["kafka"] = {
         "bootstrap_servers": bootstrap,
@@ -457,7 +459,7 @@ def concept_engine_run(streams: dict[str, list[dict[str, Any]]], batch: int = 50
 
 def concept_replay(streams: dict[str, list[dict[str, Any]]], work: Path) -> list[Alert]:
     """``stream-monitor replay``'s path over the three streams written as JSON-lines files."""
-    from stream_monitor.adapters.replay import JsonlSource, replay
+    from stream_monitor.adapters.files.replay import JsonlSource, replay
     from stream_monitor.core.events import Stream
 
     sources = []

@@ -1,0 +1,1 @@
+"""Sequential tests and change detectors with a stated false-alarm budget; River is wrapped here only."""

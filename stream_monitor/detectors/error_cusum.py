@@ -49,7 +49,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from stream_monitor.errors import SnapshotError
+from stream_monitor.core.errors import SnapshotError
 
 __all__ = ["CusumEvent", "ErrorRateCusum", "Run", "design_cusum", "in_control_run_length"]
 
@@ -351,7 +351,7 @@ class ErrorRateCusum:
 
         Raises
         ------
-        stream_monitor.errors.SnapshotError
+        stream_monitor.core.errors.SnapshotError
             If the snapshot is of another format or of a bank with other parameters.
         """
         if state.get("format") != _FORMAT or state.get("params") != self._params():

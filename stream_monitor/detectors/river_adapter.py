@@ -52,7 +52,7 @@ import numpy.typing as npt
 from river import drift
 from river.drift import binary
 
-from stream_monitor.errors import SnapshotError, UnknownDetectorError
+from stream_monitor.core.errors import SnapshotError, UnknownDetectorError
 
 __all__ = [
     "DETECTORS",
@@ -240,7 +240,7 @@ class RiverAdapter(abc.ABC):
 
         Raises
         ------
-        stream_monitor.errors.SnapshotError
+        stream_monitor.core.errors.SnapshotError
             If the state is not a snapshot of a detector of this kind with the same parameters.
         """
         try:
@@ -614,7 +614,7 @@ def make_detector(name: str, **params: Any) -> RiverAdapter:
 
     Raises
     ------
-    stream_monitor.errors.UnknownDetectorError
+    stream_monitor.core.errors.UnknownDetectorError
         (a ``ValueError``) if the name is not registered; the message lists the valid names.
     ValueError
         If a parameter is unknown (the message lists the valid ones) or invalid.

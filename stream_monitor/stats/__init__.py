@@ -1,0 +1,1 @@
+"""Sketches, distances and profiles: pure numerics, mergeable, no I/O."""

@@ -12,14 +12,13 @@ Categorical counts carry one trailing "other" slot for every value outside the b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from stream_monitor.errors import ReferenceProfileError
+from stream_monitor.core.errors import ReferenceProfileError
 
 FORMAT = "stream-monitor.reference/v1"
 
@@ -312,14 +311,3 @@ class ReferenceProfile:
             return cls(models={mid: ModelProfile.from_dict(m) for mid, m in raw["models"].items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceProfileError(f"malformed reference profile: {exc!r}") from exc
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_bytes(self.to_json())
-
-    @classmethod
-    def load(cls, path: str | Path) -> ReferenceProfile:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ReferenceProfileError(f"cannot read reference profile {path}: {exc.strerror}") from exc
-        return cls.from_json(data)

@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from stream_monitor.errors import ReferenceProfileError
+from stream_monitor.core.errors import ReferenceProfileError
 from stream_monitor.stats.correlation import correlations, normal_scores, pair_sums
 from stream_monitor.stats.profiles import (
     CategoricalProfile,

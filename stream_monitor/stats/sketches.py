@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from stream_monitor.errors import SnapshotError
+from stream_monitor.core.errors import SnapshotError
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
 
 SignalRole = Literal["feature", "prediction", "score"]

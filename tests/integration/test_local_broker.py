@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream_monitor.devkafka import DevKafkaError, LocalBroker, ensure_jars
-from stream_monitor.devkafka import broker as broker_module
-from stream_monitor.devkafka.broker import broker_ready
+from stream_monitor.devtools.kafka import DevKafkaError, LocalBroker, ensure_jars
+from stream_monitor.devtools.kafka import broker as broker_module
+from stream_monitor.devtools.kafka.broker import broker_ready
 from tests.kafka_fixtures import MakeTopic
 
 pytestmark = pytest.mark.kafka

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 
-from stream_monitor.bootstrap import build_engine
+from stream_monitor.app.compose import build_engine
+from stream_monitor.config.loading import load_config
 from stream_monitor.core.events import Stream
-from stream_monitor.settings import load_config
 from tests.engine_feed import COMPOSE_CONFIG, REPO
 from tests.kafka_fixtures import MakeTopic
 

@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from stream_monitor.adapters.metrics import MetricsServer, start_metrics_server
-from stream_monitor.bootstrap import build_engine
-from stream_monitor.monitoring.service_stats import ServiceStats
-from stream_monitor.monitoring.stats_recorder import EngineRecorder
-from stream_monitor.settings import load_config
+from stream_monitor.adapters.prometheus.metrics import MetricsServer, start_metrics_server
+from stream_monitor.app.compose import build_engine
+from stream_monitor.config.loading import load_config
+from stream_monitor.pipeline.counters import ServiceStats
+from stream_monitor.pipeline.recorder import EngineRecorder
 from tests.engine_feed import COMPOSE_CONFIG, EXAMPLE_STREAM, REPO, STREAM_START, feed, merged_batches
 
 DEADLINE = 30.0

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from stream_monitor.core.clock import ManualClock
-from stream_monitor.service.wiring import build_models
+from stream_monitor.pipeline.assembly import build_models
 from tests import service_support as ss
 
 pytestmark = pytest.mark.kafka

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_monitor.service.run import FAULT_ENV
+from stream_monitor.app.run import FAULT_ENV
 from tests import service_support as ss
 
 pytestmark = pytest.mark.kafka

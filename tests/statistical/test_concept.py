@@ -16,17 +16,17 @@ import numpy as np
 import pytest
 from river.datasets import synth
 
+from stream_monitor.config.loading import parse_config
 from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
 from stream_monitor.core.parsing import PredictionRows
-from stream_monitor.monitoring.engine import Engine
-from stream_monitor.monitoring.model_layout import ModelLayout
-from stream_monitor.monitoring.performance_monitor import PerformanceMonitor
-from stream_monitor.settings import parse_config
+from stream_monitor.devtools.synthetic import StreamSpec, generate
+from stream_monitor.pipeline.local import Engine
+from stream_monitor.pipeline.model_layout import ModelLayout
+from stream_monitor.pipeline.performance_monitor import PerformanceMonitor
 from stream_monitor.stats.profiles import ModelProfile
 from stream_monitor.stats.reference_builder import ReferenceBuilder
-from stream_monitor.synthetic import StreamSpec, generate
 
 pytestmark = pytest.mark.slow
 
@@ -223,7 +223,7 @@ def test_the_same_switch_is_found_by_replay_from_files(tmp_path: Any) -> None:
 
     from stream_monitor.cli import main
     from stream_monitor.core.alerts import decode_alert
-    from stream_monitor.synthetic import encode
+    from stream_monitor.devtools.synthetic import encode
 
     def write(streams: dict[str, list[dict[str, Any]]], folder: Any) -> None:
         folder.mkdir()

@@ -35,12 +35,12 @@ import yaml
 from numpy.typing import NDArray
 from river.datasets import synth
 
-from stream_monitor.config_template import render_config
+from stream_monitor.config.loading import parse_config
+from stream_monitor.config.template import render_config
 from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
-from stream_monitor.monitoring.engine import Engine
-from stream_monitor.settings import parse_config
+from stream_monitor.pipeline.local import Engine
 from stream_monitor.stats.profiles import ModelProfile, ReferenceProfile
 from tests.statistical.test_concept import SEA_THRESHOLDS, START, _profile
 

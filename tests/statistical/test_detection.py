@@ -12,14 +12,14 @@ from collections.abc import Sequence
 
 import pytest
 
+from stream_monitor.config.loading import parse_config
 from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
-from stream_monitor.monitoring.engine import Engine
-from stream_monitor.settings import parse_config
+from stream_monitor.devtools.synthetic import Drift, StreamSpec, generate
+from stream_monitor.pipeline.local import Engine
 from stream_monitor.stats.profiles import ModelProfile
 from stream_monitor.stats.reference_builder import ReferenceBuilder
-from stream_monitor.synthetic import Drift, StreamSpec, generate
 
 pytestmark = pytest.mark.slow
 

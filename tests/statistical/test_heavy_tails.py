@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stream_monitor.config.loading import parse_config
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
-from stream_monitor.monitoring.engine import Engine
-from stream_monitor.settings import parse_config
+from stream_monitor.pipeline.local import Engine
 from stream_monitor.stats.reference_builder import ReferenceBuilder
 
 pytestmark = pytest.mark.slow

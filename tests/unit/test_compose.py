@@ -20,9 +20,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from stream_monitor.adapters.metrics import METRICS
+from stream_monitor.adapters.prometheus.metrics import METRICS
 from stream_monitor.cli import main as cli
-from stream_monitor.settings import load_config
+from stream_monitor.config.loading import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

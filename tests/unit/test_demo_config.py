@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stream_monitor.demo_kafka import _write_config
-from stream_monitor.settings import load_config
+from stream_monitor.app.demo_kafka import _write_config
+from stream_monitor.config.loading import load_config
 
 
 def test_every_topic_and_the_group_are_the_runs_own(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from stream_monitor.demo_offline import run_offline_demo
+from stream_monitor.app.demo_offline import run_offline_demo
 
 
 def test_the_offline_demo_keeps_its_files_and_says_where_they_are(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from stream_monitor.core.errors import SnapshotError
 from stream_monitor.detectors.error_cusum import ErrorRateCusum, design_cusum, in_control_run_length
-from stream_monitor.errors import SnapshotError
-from stream_monitor.monitoring.error_stream import ErrorStreamMonitor
-from stream_monitor.monitoring.joined_pairs import PendingPairs
-from stream_monitor.monitoring.performance_windows import CountOrTimeWindows
+from stream_monitor.pipeline.error_stream import ErrorStreamMonitor
+from stream_monitor.pipeline.joined_pairs import PendingPairs
+from stream_monitor.pipeline.performance_windows import CountOrTimeWindows
 
 DETECTORS = ["cusum", "ddm", "eddm", "hddm_a", "hddm_w", "fhddm", "adwin", "page_hinkley"]
 

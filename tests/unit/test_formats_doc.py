@@ -18,13 +18,13 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from stream_monitor.adapters.kafka_io import DeadLetterPublisher
-from stream_monitor.adapters.replay import DeadLetter
+from stream_monitor.adapters.files.replay import DeadLetter
+from stream_monitor.adapters.kafka.clients import DeadLetterPublisher
+from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.alerts import RETRAINING_SCHEMA, SCHEMA, Alert, AlertKind, RetrainingRequest
 from stream_monitor.core.events import RejectReason
 from stream_monitor.core.window_stats import SCHEMA as WINDOW_STATS_SCHEMA
 from stream_monitor.core.window_stats import WindowStat
-from stream_monitor.settings import MonitorConfig
 
 REPO = Path(__file__).resolve().parents[2]
 FORMATS_PATH = REPO / "docs" / "formats.md"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.errors import SnapshotError
-from stream_monitor.monitoring.joiner import (
+from stream_monitor.core.errors import SnapshotError
+from stream_monitor.pipeline.joiner import (
     ExpiredBatch,
     JoinedBatch,
     JoinerStats,

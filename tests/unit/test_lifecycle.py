@@ -11,7 +11,7 @@ from stream_monitor.core.alerts import (
     decode_alert,
     encode_alert,
 )
-from stream_monitor.monitoring.lifecycle import AlertLifecycle, Observation
+from stream_monitor.pipeline.lifecycle import AlertLifecycle, Observation
 
 
 def _obs(stat: float, level: Severity | None, signal: str = "x", detector: str = "psi") -> Observation:

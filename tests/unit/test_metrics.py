@@ -19,16 +19,16 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from stream_monitor.adapters.metrics import (
+from stream_monitor.adapters.prometheus.metrics import (
     METRICS,
     MetricsServer,
     create_registry,
     generate_text,
     start_metrics_server,
 )
+from stream_monitor.config.schema import ServiceConfig
 from stream_monitor.core.alerts import Alert, AlertKind, Severity, Status, WindowInfo
-from stream_monitor.monitoring.lifecycle import Observation
-from stream_monitor.monitoring.service_stats import (
+from stream_monitor.pipeline.counters import (
     BATCH_BUCKETS,
     LATENCY_BUCKETS,
     OVERFLOW,
@@ -36,7 +36,7 @@ from stream_monitor.monitoring.service_stats import (
     ServiceStats,
     StatsSnapshot,
 )
-from stream_monitor.settings import ServiceConfig
+from stream_monitor.pipeline.lifecycle import Observation
 
 LABELS = {spec.name: spec.labels for spec in METRICS}
 
@@ -458,8 +458,8 @@ def test_snapshot_is_a_full_independent_copy() -> None:
 def test_label_join_figures_are_exported_per_model() -> None:
     from prometheus_client import generate_latest
 
-    from stream_monitor.adapters.metrics import create_registry
-    from stream_monitor.monitoring.joiner import PredictionLabelJoiner
+    from stream_monitor.adapters.prometheus.metrics import create_registry
+    from stream_monitor.pipeline.joiner import PredictionLabelJoiner
 
     joiner = PredictionLabelJoiner(ttl=100.0, max_outstanding=1000)
     joiner.add_predictions(

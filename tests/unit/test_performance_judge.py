@@ -7,11 +7,11 @@ import dataclasses
 
 import numpy as np
 
+from stream_monitor.config.loading import parse_config
 from stream_monitor.core.alerts import Severity, Status, WindowInfo
-from stream_monitor.monitoring.lifecycle import AlertLifecycle
-from stream_monitor.monitoring.model_layout import ModelLayout
-from stream_monitor.monitoring.performance_judge import ESTIMATE_SIGNAL, PerformanceBucket, PerformanceJudge
-from stream_monitor.settings import parse_config
+from stream_monitor.pipeline.lifecycle import AlertLifecycle
+from stream_monitor.pipeline.model_layout import ModelLayout
+from stream_monitor.pipeline.performance_judge import ESTIMATE_SIGNAL, PerformanceBucket, PerformanceJudge
 from stream_monitor.stats.performance import PerformanceSketch
 from stream_monitor.stats.profiles import ModelProfile
 from tests import service_support as ss

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream_monitor.config.loading import parse_config
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
-from stream_monitor.monitoring.engine import Engine
-from stream_monitor.monitoring.performance_monitor import PerformanceMonitor, expected_label_share
-from stream_monitor.settings import parse_config
+from stream_monitor.pipeline.local import Engine
+from stream_monitor.pipeline.performance_monitor import PerformanceMonitor, expected_label_share
 from tests import service_support as ss
 
 

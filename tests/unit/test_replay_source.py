@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_monitor.adapters.replay import DeadLetter, JsonlSource, _lines
+from stream_monitor.adapters.files.replay import DeadLetter, JsonlSource, _lines
 from stream_monitor.core.events import Stream
 
 
@@ -45,10 +45,10 @@ def test_a_block_of_nothing_but_blank_or_dead_lines_does_not_stall_the_merge(tmp
 
 
 def test_the_alerts_of_a_replay_do_not_depend_on_how_the_files_are_cut_into_blocks(tmp_path: Path) -> None:
-    from stream_monitor.adapters.replay import replay
-    from stream_monitor.bootstrap import build_engine
-    from stream_monitor.config_template import write_config
-    from stream_monitor.settings import load_config
+    from stream_monitor.adapters.files.replay import replay
+    from stream_monitor.app.compose import build_engine
+    from stream_monitor.config.loading import load_config
+    from stream_monitor.config.template import write_config
     from tests.engine_feed import EXAMPLE_STREAM, REPO
 
     ref = REPO / "config" / "reference.json"
@@ -74,7 +74,7 @@ def test_the_summary_counts_add_up_and_dead_letters_come_in_input_order(tmp_path
     from click.testing import CliRunner
 
     from stream_monitor.cli import main
-    from stream_monitor.config_template import write_config
+    from stream_monitor.config.template import write_config
     from tests.engine_feed import EXAMPLE_STREAM, REPO
 
     write_config(REPO / "config" / "reference.json", tmp_path / "config.yaml")

@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
+from stream_monitor.core.errors import SnapshotError, UnknownDetectorError
 from stream_monitor.detectors.river_adapter import (
     DETECTORS,
     BinaryErrorDetector,
@@ -19,7 +20,6 @@ from stream_monitor.detectors.river_adapter import (
     make_detector,
     make_error_detector,
 )
-from stream_monitor.errors import SnapshotError, UnknownDetectorError
 
 NAMES = ["ddm", "eddm", "hddm_a", "hddm_w", "fhddm", "adwin", "page_hinkley"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_monitor.monitoring.segments import SegmentLookup
+from stream_monitor.pipeline.segments import SegmentLookup
 
 
 def _keys(lo: int, hi: int) -> np.ndarray:  # type: ignore[type-arg]

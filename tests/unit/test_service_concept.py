@@ -16,8 +16,10 @@ import pytest
 from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
-from stream_monitor.monitoring.joiner import _unpack
-from stream_monitor.service.messages import (
+from stream_monitor.pipeline.assembly import ServiceModels, build_models
+from stream_monitor.pipeline.joiner import _unpack
+from stream_monitor.pipeline.model_merge import MergePartition, alert_key
+from stream_monitor.pipeline.partials import (
     Partial,
     RowBatch,
     decode_partial,
@@ -25,9 +27,7 @@ from stream_monitor.service.messages import (
     encode_partial,
     encode_snapshot,
 )
-from stream_monitor.service.stage1 import MAX_ROWS_BYTES, PartitionFolder, _row_chunks
-from stream_monitor.service.stage2 import MergePartition, alert_key
-from stream_monitor.service.wiring import ServiceModels, build_models
+from stream_monitor.pipeline.partition_fold import MAX_ROWS_BYTES, PartitionFolder, _row_chunks
 from tests import service_support as ss
 
 N_PARTITIONS = 3

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import orjson
 
-from stream_monitor.adapters import faust_app
-from stream_monitor.adapters.faust_app import Incoming, StageRuntime, create_app
+from stream_monitor.adapters.faust import app as faust_app
+from stream_monitor.adapters.faust.app import Incoming, StageRuntime, create_app
 from stream_monitor.core.clock import ManualClock
-from stream_monitor.monitoring.service_stats import ServiceStats
-from stream_monitor.service.wiring import build_models
+from stream_monitor.pipeline.assembly import build_models
+from stream_monitor.pipeline.counters import ServiceStats
 from tests import service_support as ss
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stream_monitor.adapters.kafka_io import (
+from stream_monitor.adapters.kafka.clients import (
     AlertPublisher,
     DeadLetterPublisher,
     ProducerFatalError,
@@ -17,10 +17,10 @@ from stream_monitor.adapters.kafka_io import (
     producer_settings,
     without_consumer_settings,
 )
-from stream_monitor.adapters.topics import topic_specs
+from stream_monitor.adapters.kafka.topics import topic_specs
+from stream_monitor.config.loading import parse_config
 from stream_monitor.core.alerts import Alert, AlertKind, Severity, Status, WindowInfo, decode_alert
-from stream_monitor.monitoring.service_stats import ServiceStats
-from stream_monitor.settings import parse_config
+from stream_monitor.pipeline.counters import ServiceStats
 
 
 class FakeError:
@@ -201,7 +201,7 @@ def test_topic_specs_cover_every_topic_the_config_names() -> None:
 def test_a_consumed_batch_is_split_into_runs_per_topic_and_partition_in_order() -> None:
     from confluent_kafka import Message
 
-    from stream_monitor.service.worker import _runs
+    from stream_monitor.adapters.kafka.worker import _runs
 
     layout = [("f", 0), ("f", 0), ("f", 1), ("p", 1), ("f", 0), ("f", 0), ("p", 1), ("f", 3)]
     batch = [Message(topic=t, partition=p, offset=i, value=b"") for i, (t, p) in enumerate(layout)]

@@ -18,16 +18,16 @@ import pytest
 from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import RejectReason, Stream
-from stream_monitor.service.messages import (
+from stream_monitor.pipeline.assembly import ServiceModels, build_models
+from stream_monitor.pipeline.model_merge import MergePartition, alert_key
+from stream_monitor.pipeline.partials import (
     Partial,
     decode_partial,
     decode_snapshot,
     encode_partial,
     encode_snapshot,
 )
-from stream_monitor.service.stage1 import PartitionFolder
-from stream_monitor.service.stage2 import MergePartition, alert_key
-from stream_monitor.service.wiring import ServiceModels, build_models
+from stream_monitor.pipeline.partition_fold import PartitionFolder
 from stream_monitor.stats.sketches import WindowSketch
 from tests import service_support as ss
 
@@ -273,7 +273,7 @@ def test_stage_snapshots_reject_a_foreign_key() -> None:
     models = build_models(ss.config(), ss.profile().models, ManualClock(0.0))
     a = models.partition_folder("features", 0, Stream.FEATURES, 0.0)
     b: PartitionFolder = models.partition_folder("features", 1, Stream.FEATURES, 0.0)
-    from stream_monitor.errors import SnapshotError
+    from stream_monitor.core.errors import SnapshotError
 
     with pytest.raises(SnapshotError):
         b.restore(a.snapshot(), now=0.0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_monitor.errors import ConfigError
-from stream_monitor.settings import load_config, parse_config
+from stream_monitor.config.loading import load_config, parse_config
+from stream_monitor.core.errors import ConfigError
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -97,7 +97,7 @@ def test_defaults_are_complete() -> None:
 
 
 def test_a_feature_listed_without_a_test_of_its_own_takes_default_test() -> None:
-    from stream_monitor.monitoring.model_layout import ModelLayout
+    from stream_monitor.pipeline.model_layout import ModelLayout
     from tests import service_support as ss
 
     model = {

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.errors import SnapshotError
+from stream_monitor.core.errors import SnapshotError
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
 from stream_monitor.stats.sketches import (
     CategoricalSignal,

@@ -7,10 +7,11 @@ import bisect
 import numpy as np
 import pytest
 
-from stream_monitor.bootstrap import build_engine
+from stream_monitor.app.compose import build_engine
+from stream_monitor.config.loading import load_config
 from stream_monitor.core.events import Stream
-from stream_monitor.monitoring.service_stats import LATENCY_BUCKETS, Histogram, ServiceStats
-from stream_monitor.monitoring.stats_recorder import (
+from stream_monitor.pipeline.counters import LATENCY_BUCKETS, Histogram, ServiceStats
+from stream_monitor.pipeline.recorder import (
     REJECTED,
     UNATTRIBUTED,
     EngineRecorder,
@@ -19,7 +20,6 @@ from stream_monitor.monitoring.stats_recorder import (
     observe_latency,
     window_fill,
 )
-from stream_monitor.settings import load_config
 from tests.engine_feed import COMPOSE_CONFIG, EXAMPLE_STREAM, STREAM_START, feed, merged_batches
 
 MODEL = "churn-v3"

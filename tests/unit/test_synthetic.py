@@ -1,4 +1,4 @@
-"""Tests of the seeded synthetic stream generator (stream_monitor/synthetic.py)."""
+"""Tests of the seeded synthetic stream generator (stream_monitor/devtools/synthetic.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_monitor.synthetic import (
+from stream_monitor.devtools.synthetic import (
     DRIFT_KINDS,
     Drift,
     StreamSpec,

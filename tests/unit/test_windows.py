@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_monitor.monitoring.windows import ClosedSlice, SliceFolder, WindowAssembler
+from stream_monitor.pipeline.windows import ClosedSlice, SliceFolder, WindowAssembler
 from stream_monitor.stats.profiles import NumericProfile
 from stream_monitor.stats.sketches import NumericSignal, SketchLayout, WindowSketch
 

@@ -1,0 +1,1 @@
+"""JSON Lines files: the replay reader and line-oriented writers."""

@@ -1,0 +1,321 @@
+"""The replay edge: JSON-lines files in, merged in event-time order, through the same engine as the service.
+
+Files are read in blocks and merged: each round emits, from every file, the events up to the earliest "last
+timestamp" among the files' current blocks, and at most half the allowed lateness past the earliest pending
+event, so the merged order is event time whenever each file is itself in event-time order (a file that is not
+is still handled: out-of-order events become late events), and no event is late because of how the files were
+cut into blocks.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+import numpy as np
+import orjson
+
+from stream_monitor.core.alerts import Alert, encode_alert, retraining_requests
+from stream_monitor.core.events import FieldPath, Rejection, Stream, decode_batch, parse_timestamps
+from stream_monitor.core.typed_decoding import DecodedFeatures, split_decoded
+from stream_monitor.core.window_stats import encode_window_stat
+from stream_monitor.pipeline.local import Engine
+
+BLOCK_BYTES: Final = 1 << 20  # read a file a mebibyte at a time (a few thousand events), split in memory
+
+
+@dataclass
+class DeadLetter:
+    stream: str
+    file: str
+    line: int
+    reason: str
+    detail: str
+    raw: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.__dict__)
+
+
+@dataclass
+class _Block:
+    """Messages of one file: decoded into dicts (``events``) or, for feature files, into typed rows
+    (``decoded``: what the service's decoder makes of them), with their line numbers and sort keys."""
+
+    lines: list[int]
+    keys: np.ndarray[Any, Any]  # event-time sort key per message
+    events: list[dict[str, Any]] | None = None
+    decoded: DecodedFeatures | None = None
+    dead: list[DeadLetter] = field(default_factory=list)  # undecodable lines among these, not yet written
+
+    def split(self, cut: int) -> tuple[_Block, _Block]:
+        """The first ``cut`` messages and the rest."""
+        head, tail = (None, None) if self.decoded is None else split_decoded(self.decoded, cut)
+        events = self.events
+        later = self.lines[cut] if cut < len(self.lines) else None
+        dead = [d for d in self.dead if later is None or d.line < later]
+        return (
+            _Block(self.lines[:cut], self.keys[:cut], None if events is None else events[:cut], head, dead),
+            _Block(
+                self.lines[cut:],
+                self.keys[cut:],
+                None if events is None else events[cut:],
+                tail,
+                self.dead[len(dead) :],
+            ),
+        )
+
+
+class JsonlSource:
+    """Reads one JSON-lines file in decoded blocks; undecodable lines become dead letters."""
+
+    def __init__(
+        self,
+        path: Path,
+        stream: Stream,
+        ts_path: str = "ts",
+        max_bytes: int = 1_048_576,
+        block_bytes: int = BLOCK_BYTES,
+    ) -> None:
+        self.path = path
+        self.block_bytes = block_bytes
+        self.stream = stream
+        self._ts = FieldPath(ts_path)
+        self._max_bytes = max_bytes
+        self.bytes_read = 0
+        self.lines_read = 0
+        self.blank_lines = 0
+        self._last_key = -np.inf
+
+    def blocks(
+        self,
+        on_dead: Callable[[DeadLetter], None],
+        decode: Callable[[list[bytes]], DecodedFeatures | None] | None = None,
+    ) -> Iterator[_Block]:
+        """Blocks of the file's messages; ``decode`` (feature files), when it serves, decodes them as the
+        service does (what it refuses goes to ``on_dead`` here), else they are decoded into dicts (the lines
+        that are not JSON objects travel with the block, to be written in line order with what the parser
+        refuses)."""
+        line_no = 0
+        for text, lines in _lines(self.path, self.block_bytes):
+            self.bytes_read += len(text) + 1
+            self.lines_read += len(lines)
+            numbers = list(range(line_no + 1, line_no + 1 + len(lines)))
+            line_no += len(lines)
+            # per-line work only for the blocks that need it (a search of the block's bytes finds them)
+            if b"\r" in text:
+                lines = [x[:-1] if x.endswith(b"\r") else x for x in lines]
+            if not lines[0].strip() or not lines[-1].strip() or _BLANK_INNER.search(text):
+                blank = {i for i, x in enumerate(lines) if not x.strip()}
+                self.blank_lines += len(blank)
+                lines = [x for i, x in enumerate(lines) if i not in blank]
+                numbers = [n for i, n in enumerate(numbers) if i not in blank]
+            if not lines:
+                continue
+            decoded = decode(lines) if decode is not None else None
+            if decoded is not None:
+                for r in decoded.rejections:
+                    on_dead(self._dead(numbers[r.index], r, lines[r.index]))
+                keys = np.full(len(lines), np.nan)
+                for batch in decoded.batches.values():
+                    keys[batch.positions] = batch.rows.ts
+                yield _Block(numbers, self._merge_keys(keys), decoded=decoded)
+                continue
+            events, kept, rejected = decode_batch(lines, self._max_bytes)
+            dead = [self._dead(numbers[r.index], r, lines[r.index]) for r in rejected]
+            if not events:  # nothing but dead letters: an empty block would stall the merge
+                for d in dead:
+                    on_dead(d)
+                continue
+            keys, _ = parse_timestamps(self._ts.get_all(events), "auto")
+            yield _Block([numbers[i] for i in kept], self._merge_keys(keys), events=events, dead=dead)
+
+    def _merge_keys(self, keys: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Sort keys for the merge: a message without a usable timestamp keeps its place in the file (the
+        parser rejects it), and one out of order keeps the file's order (it arrives late)."""
+        for i in np.flatnonzero(np.isnan(keys)):
+            keys[i] = keys[i - 1] if i > 0 else self._last_key
+        if len(keys):
+            keys = np.maximum.accumulate(keys)
+            self._last_key = float(keys[-1])
+        return keys
+
+    def _dead(self, line: int, r: Rejection, raw: bytes) -> DeadLetter:
+        return DeadLetter(
+            self.stream.value,
+            str(self.path),
+            line,
+            r.reason.value,
+            r.detail,
+            raw[:2000].decode("utf-8", errors="replace"),
+        )
+
+
+_BLANK_INNER: Final = re.compile(rb"\n[ \t\r\f\v]*\n")  # a literal first byte: the search runs in C
+
+
+def _lines(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[bytes, list[bytes]]]:
+    """A file's whole lines (without their newline) a block at a time, with the block's bytes."""
+    with path.open("rb") as fh:
+        rest = b""
+        while chunk := fh.read(block_bytes):
+            text = rest + chunk
+            cut = text.rfind(b"\n")
+            if cut < 0:
+                rest = text
+                continue
+            text, rest = text[:cut], text[cut + 1 :]
+            yield text, text.split(b"\n")
+        if rest:
+            yield rest, [rest]
+
+
+@dataclass
+class ReplayReport:
+    alerts: list[Alert] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)  # accepted, per stream
+    dead_letters: dict[str, int] = field(default_factory=dict)  # per "stream:reason"
+    lines: dict[str, int] = field(default_factory=dict)  # read, per stream
+    blank: dict[str, int] = field(default_factory=dict)  # blank lines, per stream
+
+    def stream_rows(self) -> list[tuple[str, int, int, int, int]]:
+        """(stream, lines read, accepted, dead-lettered, blank): the last three add up to the first."""
+        dead: dict[str, int] = {}
+        for key, n in self.dead_letters.items():
+            stream = key.split(":", 1)[0]
+            dead[stream] = dead.get(stream, 0) + n
+        return [
+            (stream, n, self.events.get(stream, 0), dead.get(stream, 0), self.blank.get(stream, 0))
+            for stream, n in self.lines.items()
+        ]
+
+    def summary_rows(self) -> list[tuple[str, str, str, int, int]]:
+        """(kind, signal, worst severity, firing events, resolved events) per kind and signal."""
+        table: dict[tuple[str, str], list[Any]] = {}
+        for a in self.alerts:
+            row = table.setdefault((a.kind.value, a.signal), ["warning", 0, 0])
+            if a.status.value == "firing":
+                row[1] += 1
+                if a.severity.value == "critical":
+                    row[0] = "critical"
+            else:
+                row[2] += 1
+        return [(k, s, r[0], r[1], r[2]) for (k, s), r in sorted(table.items())]
+
+
+def merge_step_seconds(engine: Engine) -> float:
+    """How far one file may run ahead of the others while merging: half the smallest allowed lateness (or a
+    quarter slice when a model allows none), so that no event is late only because of how files were read."""
+    lateness = [m.window.allowed_lateness_seconds for m in engine.config.models.values()]
+    slices = [p.slice_seconds for p in engine.pipelines.values()]
+    smallest = min(lateness, default=0.0)
+    return smallest / 2 if smallest > 0 else min(slices, default=1.0) / 4
+
+
+def replay(
+    engine: Engine,
+    sources: Sequence[JsonlSource],
+    alerts_out: IO[bytes] | None = None,
+    dead_out: IO[bytes] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_alerts: Callable[[list[Alert]], None] | None = None,
+    retraining_out: IO[bytes] | None = None,
+    stats_out: IO[bytes] | None = None,
+) -> ReplayReport:
+    """Merge the sources in event time, feed the engine block by block, write alerts as they fire (and, with
+    ``stats_out``, every window's statistics as they are tested)."""
+    report = ReplayReport()
+    for pipeline in engine.pipelines.values():
+        pipeline.keep_stats = stats_out is not None
+
+    def dead(d: DeadLetter) -> None:
+        key = f"{d.stream}:{d.reason}"
+        report.dead_letters[key] = report.dead_letters.get(key, 0) + 1
+        if dead_out is not None:
+            dead_out.write(d.to_json() + b"\n")
+
+    def emit(alerts: list[Alert]) -> None:
+        report.alerts.extend(alerts)
+        if alerts and on_alerts is not None:
+            on_alerts(alerts)
+        if alerts_out is not None:
+            for a in alerts:
+                alerts_out.write(encode_alert(a) + b"\n")
+        if retraining_out is not None:
+            for r in retraining_requests(alerts):
+                retraining_out.write(orjson.dumps(r) + b"\n")
+        if stats_out is not None:
+            for pipeline in engine.pipelines.values():
+                for record in pipeline.take_stats():
+                    stats_out.write(encode_window_stat(record) + b"\n")
+
+    step = merge_step_seconds(engine)
+    by_stream = {s.stream: s for s in sources}
+    iters = {
+        s.stream: s.blocks(dead, engine.decode_features if s.stream is Stream.FEATURES else None)
+        for s in sources
+    }
+    pending: dict[Stream, _Block] = {}
+    done_bytes = 0
+    while True:
+        for stream, it in list(iters.items()):
+            if stream not in pending:
+                block = next(it, None)
+                if block is None:
+                    del iters[stream]
+                else:
+                    pending[stream] = block
+        if not pending:
+            break
+        # Up to the earliest end of a pending block, and no more than a step past the earliest pending event:
+        # a file may never run ahead of another by more than the lateness the windows allow.
+        horizon = min(
+            min(float(b.keys[-1]) for b in pending.values()),
+            min(float(b.keys[0]) for b in pending.values()) + step,
+        )
+        for stream in sorted(pending, key=lambda s: list(Stream).index(s)):
+            block = pending[stream]
+            cut = int(np.searchsorted(block.keys, horizon, side="right"))
+            if cut == 0:
+                continue
+            head, rest = block.split(cut)
+            if head.decoded is not None:  # its rejections became dead letters when it was decoded
+                result = engine.process_decoded_features(head.decoded)
+            else:
+                assert head.events is not None
+                result = engine.process_events(stream, head.events)
+                source = by_stream[stream]
+                refused = [
+                    source._dead(head.lines[r.index], r, orjson.dumps(head.events[r.index]))
+                    for r in result.rejections
+                ]
+                for d in sorted([*head.dead, *refused], key=lambda d: d.line):  # in the file's order
+                    dead(d)
+            accepted = cut - len(result.rejections)
+            report.events[stream.value] = report.events.get(stream.value, 0) + accepted
+            emit(result.alerts)
+            if cut == len(block.keys):
+                del pending[stream]
+            else:
+                pending[stream] = rest
+        if on_progress is not None:
+            total = sum(s.bytes_read for s in sources)
+            on_progress(total - done_bytes)
+            done_bytes = total
+    emit(engine.flush())
+    for source in sources:
+        report.lines[source.stream.value] = source.lines_read
+        report.blank[source.stream.value] = source.blank_lines
+    return report
+
+
+def open_text_sink(path: str | None) -> IO[bytes] | None:
+    if path is None:
+        return None
+    if path == "-":
+        return io.BufferedWriter(io.FileIO(1, "w", closefd=False))
+    return Path(path).open("wb")

@@ -1,0 +1,1 @@
+"""The confluent-kafka edge: consumer/producer loop, state topic and topic administration."""

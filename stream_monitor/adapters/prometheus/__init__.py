@@ -1,0 +1,1 @@
+"""The Prometheus exporter: a scrape-time collector over the service's counters."""

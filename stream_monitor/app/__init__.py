@@ -1,0 +1,1 @@
+"""The composition root and the jobs built on it: run, replay, demo."""

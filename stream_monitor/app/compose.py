@@ -1,0 +1,42 @@
+"""The one place that wires config, reference profiles and the engine together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stream_monitor.adapters.files.reference_file import load_reference
+from stream_monitor.config.schema import MonitorConfig
+from stream_monitor.core.clock import Clock
+from stream_monitor.core.errors import ConfigError, ReferenceProfileError
+from stream_monitor.pipeline.local import Engine
+from stream_monitor.stats.profiles import ModelProfile, ReferenceProfile
+
+
+def load_profiles(config: MonitorConfig) -> dict[str, ModelProfile]:
+    """Each model's profile from its reference file; every problem reported with its config path."""
+    problems: list[tuple[str, str]] = []
+    cache: dict[Path, ReferenceProfile] = {}
+    out: dict[str, ModelProfile] = {}
+    for model_id in config.models:
+        path = config.reference_path(model_id)
+        where = f"models.{model_id}.reference"
+        try:
+            if path not in cache:
+                cache[path] = load_reference(path)
+        except ReferenceProfileError as exc:
+            problems.append((where, str(exc)))
+            continue
+        models = cache[path].models
+        if model_id not in models:
+            problems.append(
+                (where, f"{path} has no model {model_id!r} (it has: {', '.join(sorted(models))})")
+            )
+            continue
+        out[model_id] = models[model_id]
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def build_engine(config: MonitorConfig, clock: Clock | None = None) -> Engine:
+    return Engine(config, load_profiles(config), clock)

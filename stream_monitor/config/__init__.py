@@ -1,0 +1,1 @@
+"""Operator configuration: the frozen schema (schema.py) and the YAML files that fill it (loading.py, template.py)."""

@@ -1,0 +1,1 @@
+"""Development helpers (synthetic streams, local broker) used by the demo and tests, not by the service."""

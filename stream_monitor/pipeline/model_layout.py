@@ -1,0 +1,175 @@
+"""What is monitored for one model: its signals, in sketch order, derived from its profile and config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_monitor.config.schema import DriftTest, ModelConfig
+from stream_monitor.core.errors import ConfigError
+from stream_monitor.core.parsing import FieldPaths
+from stream_monitor.stats.correlation import normal_scores
+from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile
+from stream_monitor.stats.sketches import CategoricalSignal, NumericSignal, SketchLayout
+
+MULTIVARIATE_SIGNAL = "feature_correlations"
+
+
+def _numeric(profile: ModelProfile, name: str) -> NumericProfile:
+    prof = profile.features[name]
+    if not isinstance(prof, NumericProfile):
+        raise ConfigError([(f"reference.{name}", "a correlated feature must be numeric")])
+    return prof
+
+
+@dataclass(frozen=True)
+class CorrelationInputs:
+    """Which numeric columns enter the correlation test, and what of them is correlated: each value's bin
+    score (rank-based, see :func:`stream_monitor.stats.correlation.normal_scores`), or for a reference built
+    before those, the standardised value."""
+
+    columns: NDArray[np.intp]  # positions among the numeric feature columns
+    mean: NDArray[np.float64]
+    std: NDArray[np.float64]
+    scores: NDArray[np.float64] | None = None  # (columns, bins): score per bin of each column; None: values
+
+    def standardise(
+        self, numeric: NDArray[np.float64], codes: NDArray[np.int8], bins: NDArray[np.int8] | None = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """What to correlate, and where it is valid; ``bins`` are the values' bins (all numeric columns)."""
+        valid = codes[:, self.columns] == 0
+        if self.scores is None or bins is None:
+            return (numeric[:, self.columns] - self.mean) / self.std, valid
+        rows = np.arange(len(self.columns))
+        return self.scores[rows, bins[:, self.columns]], valid
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    model_id: str
+    config: ModelConfig
+    profile: ModelProfile
+    sketch: SketchLayout
+    numeric_features: tuple[str, ...]
+    categorical_features: tuple[str, ...]
+    boolean_features: tuple[str, ...]
+    categories: dict[str, tuple[Any, ...]]
+    correlation: CorrelationInputs | None
+    score_index: int | None
+    prediction_numeric_index: int | None  # regression models
+    prediction_categorical_index: int | None  # classifiers
+    classes: tuple[Any, ...] | None  # None for regression
+    paths: FieldPaths
+    segment_columns: tuple[int, ...]  # positions of the segment features among the categorical features
+
+    def test_for(self, role: str, name: str) -> DriftTest:
+        cfg = self.config
+        own = cfg.features[name].test if role == "feature" and name in cfg.features else None
+        if own is not None:
+            return own
+        if role in ("prediction", "score"):
+            return cfg.prediction.test
+        return cfg.default_test
+
+    def feature_enabled(self, name: str) -> bool:
+        fc = self.config.features.get(name)
+        return fc is None or fc.enabled
+
+    @classmethod
+    def build(cls, model_id: str, config: ModelConfig, profile: ModelProfile) -> ModelLayout:
+        unknown = sorted(set(config.features) - set(profile.features))
+        if unknown:
+            raise ConfigError(
+                [
+                    (f"models.{model_id}.features.{n}", "not a feature of the reference profile")
+                    for n in unknown
+                ]
+            )
+        numeric: list[NumericSignal] = []
+        categorical: list[CategoricalSignal] = []
+        num_names: list[str] = []
+        cat_names: list[str] = []
+        bool_names: list[str] = []
+        for name, prof in profile.features.items():
+            fc = config.features.get(name)
+            if fc is not None and not fc.enabled:
+                continue
+            if isinstance(prof, NumericProfile):
+                numeric.append(NumericSignal(name, "feature", prof))
+                num_names.append(name)
+            else:
+                categorical.append(CategoricalSignal(name, "feature", prof))
+                cat_names.append(name)
+                if prof.type == "boolean":
+                    bool_names.append(name)
+        correlation = None
+        mv = profile.multivariate
+        if config.multivariate.enabled and mv is not None:
+            present = [k for k, n in enumerate(mv.features) if n in num_names]
+            if len(present) >= 2:
+                names = [mv.features[k] for k in present]
+                scores = None
+                if mv.method == "normal_scores":
+                    tables = [normal_scores(_numeric(profile, n).counts) for n in names]
+                    scores = np.zeros((len(tables), max(map(len, tables))))
+                    for k, table in enumerate(tables):
+                        scores[k, : len(table)] = table
+                        scores[k, len(table) :] = table[-1]  # never reached: bins past a column's own
+                correlation = CorrelationInputs(
+                    columns=np.array([num_names.index(n) for n in names], dtype=np.intp),
+                    mean=mv.mean[present],
+                    std=mv.std[present],
+                    scores=scores,
+                )
+        score_index = pred_num = pred_cat = None
+        classes: tuple[Any, ...] | None = None
+        preds = profile.predictions
+        if preds is not None and config.prediction.enabled:
+            if preds.score is not None:
+                score_index = len(numeric)
+                numeric.append(NumericSignal("score", "score", preds.score))
+            if isinstance(preds.prediction, NumericProfile):
+                pred_num = len(numeric)
+                numeric.append(NumericSignal("prediction", "prediction", preds.prediction))
+            else:
+                assert isinstance(preds.prediction, CategoricalProfile)
+                pred_cat = len(categorical)
+                categorical.append(CategoricalSignal("prediction", "prediction", preds.prediction))
+                classes = preds.prediction.categories
+        elif preds is not None and preds.task == "classification":
+            assert isinstance(preds.prediction, CategoricalProfile)
+            classes = preds.prediction.categories
+        bad_segments = [s for s in config.segments if s not in cat_names]
+        if bad_segments:
+            raise ConfigError(
+                [
+                    (f"models.{model_id}.segments", f"{s!r} is not an enabled categorical feature")
+                    for s in bad_segments
+                ]
+            )
+        if config.segments and classes is None:
+            raise ConfigError(
+                [(f"models.{model_id}.segments", "segments need a classifier (error rates per value)")]
+            )
+        return cls(
+            model_id=model_id,
+            config=config,
+            profile=profile,
+            sketch=SketchLayout(
+                numeric, categorical, multivariate_width=len(correlation.columns) if correlation else 0
+            ),
+            numeric_features=tuple(num_names),
+            categorical_features=tuple(cat_names),
+            boolean_features=tuple(bool_names),
+            categories={s.name: s.profile.categories for s in categorical if s.role == "feature"},
+            correlation=correlation,
+            score_index=score_index,
+            prediction_numeric_index=pred_num,
+            prediction_categorical_index=pred_cat,
+            classes=classes,
+            paths=FieldPaths(model_id="model_id", **config.fields.model_dump()),
+            segment_columns=tuple(cat_names.index(s) for s in config.segments),
+        )

@@ -1,0 +1,440 @@
+"""Stage 1: fold one input partition's events into time-slice sketches, per model, and hand out closed slices.
+
+A :class:`PartitionFolder` owns one (topic, partition) of an input stream. For each batch of raw messages it
+decodes, routes by model, parses and folds (the same core code as replay: :class:`ModelFolder` into a
+:class:`SliceFolder` per model), then turns every slice the partition's watermark has passed into a
+:class:`~stream_monitor.pipeline.partials.Partial` for stage 2. Rejected messages come back with their position
+so the edge can dead-letter them.
+
+Offsets: the folder remembers ``next_offset``, the first offset its state does not cover. A batch (or the head
+of one) below it is skipped, so a replay after a crash or a rebalance folds nothing twice. Its snapshot is the
+open slices, the watermark state and ``next_offset``: restoring it and seeking to ``next_offset`` resumes
+exactly.
+
+Rows for concept drift: for a model monitored for concept drift (``ModelSlicing.forward``), stage 1 also
+forwards, with every batch, the parsed rows stage 2's :class:`PerformanceMonitor` needs, as a
+:class:`~stream_monitor.pipeline.partials.RowBatch` on a partial of its own (chunked under
+:data:`MAX_ROWS_BYTES`), sent *before* the partial that moves the source's boundary past their slices:
+predictions (event id, time, predicted slot, score), labels (event id, time, label slot) and, when the model
+has segments, features (event id, time, segment slots). Each row carries its source offset and the slice this
+folder assigned it to (the late rule of :meth:`SliceFolder.assign`), so stage 2 skips replayed rows exactly
+and applies them in slice order. Such a model's predictions are *not* folded into slices here: stage 2 folds
+them after the join has dropped duplicates, as replay does. Label partitions report boundaries and idleness
+for such models as feature and prediction partitions do (from label event time).
+
+Idle sources: stage 2 completes a slice once every source has passed it, so a source that never sees a
+model's events would hold that model's windows open forever. A source tells stage 2 it is *idle* for a model
+once no event of the model has arrived for ``idle_seconds`` of wall-clock time and it holds no open slice of
+the model; stage 2 then stops waiting for it until its next partial. Wall-clock idleness is the one
+non-deterministic rule: a model whose events pause longer than ``idle_seconds`` on a partition, then resume
+with older event times than the other partitions reached meanwhile, has those events merged as late. Set
+``idle_seconds`` above the longest pause of a model's stream on any partition.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_monitor.core.errors import SnapshotError
+from stream_monitor.core.events import Rejection, Stream, decode_batch
+from stream_monitor.core.parsing import FeatureRows, route_by_model
+from stream_monitor.core.typed_decoding import TypedFeatureDecoder
+from stream_monitor.pipeline.folding import ModelFolder
+from stream_monitor.pipeline.partials import NO_BOUNDARY, Partial, RowBatch
+from stream_monitor.pipeline.windows import SliceFolder
+
+SNAPSHOT_VERSION: Final = 2
+# A partial message stays well under the partials topic's record limit however many slices close at once.
+MAX_PARTIAL_BYTES: Final = 4 * 1024 * 1024
+MAX_ROWS_BYTES: Final = 512 * 1024  # forwarded rows per message: well under the broker's 1 MB default
+SLICED_STREAMS: Final = (Stream.FEATURES, Stream.PREDICTIONS)
+UNROUTED: Final = "unrouted"  # the model label of messages rejected before their model was known
+
+
+@dataclass(frozen=True)
+class ModelSlicing:
+    """How one model's events are cut into slices (the same figures :class:`ModelPipeline` uses)."""
+
+    folder: ModelFolder
+    slice_seconds: float
+    allowed_lateness: float
+    forward: bool = False  # monitored for concept drift: forward rows to stage 2's PerformanceMonitor
+
+
+@dataclass
+class Stage1Result:
+    """What one batch produced: partials, rejections (positions in the batch handed in), counts."""
+
+    partials: list[Partial] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    accepted: dict[str, int] = field(default_factory=dict)  # model -> events folded
+    rejected_by_model: dict[str, int] = field(default_factory=dict)  # model ("unrouted" if none) -> rejected
+    event_ts: list[NDArray[np.float64]] = field(default_factory=list)  # accepted events' times, for latency
+    skipped: int = 0  # messages below next_offset (already covered by the restored state)
+    slow_decoded: int = 0  # feature messages the typed decoder refused (decoded by the orjson path instead)
+    forwarded: dict[str, RowBatch] = field(default_factory=dict)  # rows for stage 2, per model
+
+
+class PartitionFolder:
+    """Stage-1 state of one input partition: a :class:`SliceFolder` per model, plus offset bookkeeping."""
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        stream: Stream,
+        models: Mapping[str, ModelSlicing],
+        model_id_field: str = "model_id",
+        max_message_bytes: int = 1_048_576,
+        now: float = 0.0,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.source = f"{topic}:{partition}"
+        self.stream = stream
+        self.models = dict(models)
+        self.model_id_field = model_id_field
+        self.max_message_bytes = max_message_bytes
+        # the models this source reports boundaries (and rows) for: every model on the feature and prediction
+        # topics, the concept-drift models on the label topic
+        self.reporting = [m for m, ms in self.models.items() if stream in SLICED_STREAMS or ms.forward]
+        self.sliced = bool(self.reporting)
+        self.slices = {m: SliceFolder(s.slice_seconds, s.allowed_lateness) for m, s in self.models.items()}
+        self.sent = dict.fromkeys(self.models, NO_BOUNDARY)  # boundary last told to stage 2
+        self.idle = dict.fromkeys(self.models, False)  # idleness last told to stage 2
+        self.last_event_at = dict.fromkeys(self.models, now)
+        self.features = (
+            TypedFeatureDecoder.build(
+                {m: ms.folder.features for m, ms in self.models.items()}, model_id_field, max_message_bytes
+            )
+            if stream is Stream.FEATURES
+            else None
+        )
+        self.next_offset: int | None = None
+        self.changed = False  # since the last snapshot
+
+    # ---- processing ----------------------------------------------------------------------------------------
+    def process(self, offsets: Sequence[int], values: Sequence[bytes | None], now: float) -> Stage1Result:
+        """Fold one batch of this partition's messages (ascending offsets); never raises on bad input."""
+        result = Stage1Result()
+        skip = 0
+        if self.next_offset is not None:
+            while skip < len(offsets) and offsets[skip] < self.next_offset:
+                skip += 1
+        result.skipped = skip
+        if skip == len(offsets):
+            return result
+        raw = values[skip:] if skip else values
+        at = np.asarray(offsets[skip:], dtype=np.int64)
+        if self.features is not None:
+            self._process_features(raw, at, result, now, skip)
+        else:
+            self._process_events(raw, at, result, now, skip)
+        first = offsets[skip]
+        self.next_offset = offsets[-1] + 1
+        self.changed = True
+        if self.sliced:
+            result.partials = self._drain((first, self.next_offset), result.forwarded)
+        return result
+
+    def _process_features(
+        self,
+        raw: Sequence[bytes | None],
+        offsets: NDArray[np.int64],
+        result: Stage1Result,
+        now: float,
+        skip: int,
+    ) -> None:
+        """Feature messages: typed decoding (the orjson path for what it refuses), then fold per model."""
+        assert self.features is not None
+        decoded = self.features.decode(raw)
+        result.slow_decoded = decoded.slow
+        result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in decoded.rejections)
+        result.rejected_by_model.update(decoded.refused_by_model)
+        unrouted = len(decoded.rejections) - sum(decoded.refused_by_model.values())
+        if unrouted:
+            result.rejected_by_model[UNROUTED] = unrouted
+        for model_id, batch in decoded.batches.items():
+            rows = batch.rows
+            forward = self._forward_features(model_id, rows, offsets[batch.positions])
+            if forward is not None:
+                result.forwarded[model_id] = forward
+            self.models[model_id].folder.fold_feature_rows(self.slices[model_id], rows)
+            self._accept(model_id, rows.ts, result, now)
+
+    def _process_events(
+        self,
+        raw: Sequence[bytes | None],
+        offsets: NDArray[np.int64],
+        result: Stage1Result,
+        now: float,
+        skip: int,
+    ) -> None:
+        """Prediction and label messages: decode, route by model, parse and fold per model."""
+        events, kept, rejected = decode_batch(raw, self.max_message_bytes)
+        result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in rejected)
+        groups, unrouted = route_by_model(events, self.model_id_field, self.models)
+        result.rejections.extend(Rejection(kept[r.index] + skip, r.reason, r.detail) for r in unrouted)
+        if rejected or unrouted:
+            result.rejected_by_model[UNROUTED] = len(rejected) + len(unrouted)
+        for model_id, members in groups.items():
+            batch = events if len(members) == len(events) else [events[i] for i in members]
+            where = offsets[np.asarray([kept[i] for i in members], np.intp)]
+            ts, refused, rows = self._ingest(model_id, batch, where)
+            if rows is not None and len(rows):
+                result.forwarded[model_id] = rows
+            result.rejections.extend(
+                Rejection(kept[members[r.index]] + skip, r.reason, r.detail) for r in refused
+            )
+            if refused:
+                result.rejected_by_model[model_id] = len(refused)
+            self._accept(model_id, ts, result, now)
+
+    def _accept(self, model_id: str, ts: NDArray[np.float64], result: Stage1Result, now: float) -> None:
+        if len(ts):
+            result.accepted[model_id] = result.accepted.get(model_id, 0) + len(ts)
+            result.event_ts.append(ts)
+            self.last_event_at[model_id] = now
+
+    def _forward_features(
+        self, model_id: str, rows: FeatureRows, offsets: NDArray[np.int64]
+    ) -> RowBatch | None:
+        """The segment columns of a concept-drift model's feature rows, for stage 2's performance monitor."""
+        ms = self.models[model_id]
+        columns = list(ms.folder.layout.segment_columns)
+        if not (ms.forward and columns and len(rows)):
+            return None
+        slices = self.slices[model_id]
+        return RowBatch(
+            rows.event_ids,
+            {
+                "offset": offsets,
+                "slice": np.maximum(slices.slice_ids(rows.ts), slices.next_slice),
+                "ts": rows.ts,
+                "segments": rows.categorical[:, columns].astype(np.int32),
+            },
+        )
+
+    def _ingest(
+        self, model_id: str, events: Sequence[dict[str, Any]], offsets: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float64], list[Rejection], RowBatch | None]:
+        """Parse and fold one model's events; ``offsets`` are their source offsets. Returns the accepted
+        events' times, the refused, and the rows to forward to stage 2 (concept-drift models only)."""
+        ms = self.models[model_id]
+        folder, slices = ms.folder, self.slices[model_id]
+        if self.stream is Stream.FEATURES:  # only when typed decoding is off (a nested field path)
+            rows, refused = folder.features.parse(events)
+            out = self._forward_features(model_id, rows, _accepted(offsets, refused))
+            folder.fold_feature_rows(slices, rows)
+            return rows.ts, refused, out
+        if self.stream is Stream.PREDICTIONS:
+            if not ms.forward:
+                prows, refused = folder.ingest_predictions(slices, events)
+                return prows.ts, refused, None
+            prows, refused = folder.predictions.parse(events)  # folded by stage 2, after the join's dedupe
+            ids, _ = slices.assign(prows.ts)
+            cols = {"predicted": prows.predicted, "score": prows.score}
+            return prows.ts, refused, _rows(prows.event_ids, offsets, refused, ids, prows.ts, cols)
+        lrows, refused = folder.parse_labels(events)
+        if not ms.forward:
+            return lrows.ts, refused, None
+        ids, _ = slices.assign(lrows.ts)
+        return (
+            lrows.ts,
+            refused,
+            _rows(lrows.event_ids, offsets, refused, ids, lrows.ts, {"label": lrows.label}),
+        )
+
+    def _drain(self, offsets: tuple[int, int], forwarded: Mapping[str, RowBatch]) -> list[Partial]:
+        out: list[Partial] = []
+        for model_id in self.reporting:
+            folder = self.slices[model_id]
+            rows = forwarded.get(model_id)
+            if rows is not None:
+                # rows first: stage 2 must hold them before the boundary passes their slices
+                self.idle[model_id] = False
+                for chunk in _row_chunks(rows):
+                    out.append(
+                        Partial(
+                            model_id,
+                            self.source,
+                            self.stream.value,
+                            self.sent[model_id],
+                            False,
+                            offsets,
+                            _finite(folder.watermark),
+                            rows=chunk,
+                        )
+                    )
+            closed = folder.drain()
+            boundary = folder.next_slice
+            was_idle = self.idle[model_id]
+            if not closed and boundary <= self.sent[model_id] and not (was_idle and self._busy(model_id)):
+                continue
+            self.idle[model_id] = False
+            chunks = _chunks([(c.slice_id, c.sketch.to_bytes()) for c in closed], boundary)
+            for slices, chunk_boundary in chunks:
+                out.append(
+                    Partial(
+                        model_id,
+                        self.source,
+                        self.stream.value,
+                        chunk_boundary,
+                        False,
+                        offsets,
+                        _finite(folder.watermark),
+                        slices,
+                    )
+                )
+            self.sent[model_id] = max(self.sent[model_id], boundary)
+        return out
+
+    def _busy(self, model_id: str) -> bool:
+        return bool(self.slices[model_id].open)
+
+    def idle_partials(self, now: float, idle_seconds: float) -> list[Partial]:
+        """Tell stage 2 which models this source has nothing pending for and no recent events of."""
+        if not self.sliced:
+            return []
+        out = []
+        for model_id in self.reporting:
+            folder = self.slices[model_id]
+            if self.idle[model_id] or folder.open or now - self.last_event_at[model_id] < idle_seconds:
+                continue
+            self.idle[model_id] = True
+            self.changed = True
+            nxt = self.next_offset if self.next_offset is not None else 0
+            out.append(
+                Partial(
+                    model_id,
+                    self.source,
+                    self.stream.value,
+                    folder.next_slice,
+                    True,
+                    (nxt, nxt),
+                    _finite(folder.watermark),
+                )
+            )
+        return out
+
+    def open_events(self) -> int:
+        """Events held in open slices (for the window-fill gauge and tests)."""
+        return sum(sk.total_events for f in self.slices.values() for sk in f.open.values())
+
+    # ---- snapshots -----------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Versioned plain data: open slices, watermark state, what was sent, and ``next_offset``."""
+        return {
+            "v": SNAPSHOT_VERSION,
+            "stage": 1,
+            "source": self.source,
+            "stream": self.stream.value,
+            "next_offset": self.next_offset,
+            "models": {
+                m: {
+                    "layout": self.models[m].folder.layout.sketch.fingerprint,
+                    "slices": _folder_state(f),
+                    "sent": self.sent[m],
+                    "idle": self.idle[m],
+                }
+                for m, f in self.slices.items()
+            },
+        }
+
+    def restore(self, state: Mapping[str, Any], now: float) -> list[str]:
+        """Resume from :meth:`snapshot`; returns the models whose state was dropped (reference changed)."""
+        if (
+            state.get("v") != SNAPSHOT_VERSION
+            or state.get("stage") != 1
+            or state.get("source") != self.source
+        ):
+            raise SnapshotError(
+                f"stage-1 snapshot of {state.get('source')!r} v{state.get('v')!r} does not fit {self.source}"
+            )
+        dropped = []
+        for model_id, ms in state["models"].items():
+            if (
+                model_id not in self.models
+                or ms["layout"] != self.models[model_id].folder.layout.sketch.fingerprint
+            ):
+                dropped.append(model_id)
+                continue
+            self.slices[model_id].restore(
+                _folder_restorable(ms["slices"]), self.models[model_id].folder.layout.sketch
+            )
+            self.sent[model_id] = int(ms["sent"])
+            self.idle[model_id] = bool(ms["idle"])
+        self.next_offset = None if state["next_offset"] is None else int(state["next_offset"])
+        self.last_event_at = dict.fromkeys(self.models, now)
+        self.changed = False
+        return dropped
+
+
+def _folder_state(folder: SliceFolder) -> dict[str, Any]:
+    """:meth:`SliceFolder.snapshot` (open sketches as hex of their binary form; the snapshot is compressed)."""
+    return folder.snapshot()
+
+
+def _folder_restorable(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The form :meth:`SliceFolder.restore` reads (the same as :func:`_folder_state` writes)."""
+    return dict(state)
+
+
+def _accepted(offsets: NDArray[np.int64], refused: Sequence[Rejection]) -> NDArray[np.int64]:
+    """The offsets of the events a parser kept (it keeps their order and drops the refused)."""
+    if not refused:
+        return offsets
+    keep = np.ones(len(offsets), dtype=bool)
+    keep[[r.index for r in refused]] = False
+    return offsets[keep]
+
+
+def _rows(
+    event_ids: list[str],
+    offsets: NDArray[np.int64],
+    refused: Sequence[Rejection],
+    slice_ids: NDArray[np.int64],
+    ts: NDArray[np.float64],
+    columns: Mapping[str, NDArray[Any]],
+) -> RowBatch:
+    return RowBatch(
+        event_ids, {"offset": _accepted(offsets, refused), "slice": slice_ids, "ts": ts, **columns}
+    )
+
+
+def _row_chunks(rows: RowBatch) -> list[RowBatch]:
+    """Split forwarded rows into messages of at most about :data:`MAX_ROWS_BYTES`."""
+    if rows.nbytes() <= MAX_ROWS_BYTES:
+        return [rows]
+    fixed = sum(v.itemsize * (v.size // max(len(v), 1)) for v in rows.columns.values())
+    size = np.cumsum(np.fromiter((len(e) + 3 + fixed for e in rows.event_ids), np.int64, len(rows)))
+    cut = np.searchsorted(size, np.arange(MAX_ROWS_BYTES, int(size[-1]), MAX_ROWS_BYTES), side="right")
+    bounds = [0, *np.unique(cut[(cut > 0) & (cut < len(rows))]).tolist(), len(rows)]
+    return [rows.take(np.arange(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _chunks(slices: list[tuple[int, bytes]], boundary: int) -> list[tuple[list[tuple[int, bytes]], int]]:
+    """Split closed slices into messages under :data:`MAX_PARTIAL_BYTES`; each message's boundary is the next
+    message's first slice, the last one's the real boundary, so every message keeps the boundary promise."""
+    if not slices:
+        return [([], boundary)]
+    groups: list[list[tuple[int, bytes]]] = [[]]
+    size = 0
+    for item in slices:
+        if groups[-1] and size + len(item[1]) > MAX_PARTIAL_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += len(item[1])
+    bounds = [g[0][0] for g in groups[1:]] + [boundary]
+    return list(zip(groups, bounds, strict=True))
