@@ -220,9 +220,8 @@ def worker(config_path: Path, n_events: int) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
     from stream_monitor.adapters.kafka.worker import Worker
-    from stream_monitor.app.compose import load_profiles
+    from stream_monitor.app.compose import build_service
     from stream_monitor.config.loading import load_config
-    from stream_monitor.pipeline.assembly import build_models
     from stream_monitor.pipeline.counters import ServiceStats
 
     cfg = load_config(config_path)
@@ -243,7 +242,7 @@ def worker(config_path: Path, n_events: int) -> None:
                 marks["main_cpu0"] = thread_cpu(threading.get_native_id())
             super()._handle(messages)
 
-    w = TimedWorker(cfg, build_models(cfg, load_profiles(cfg)), stats)
+    w = TimedWorker(cfg, build_service(cfg), stats)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     topic = cfg.topics.features

@@ -1,4 +1,9 @@
-"""The one place that wires config, reference profiles and the engine together."""
+"""The composition root: the one place a validated config and its reference files become running parts.
+
+``build_engine`` gives the in-process engine (replay, the offline demo, the benchmarks); ``build_service``
+gives the halves the Kafka worker (and the Faust agents) run per partition. Both derive every model's layout
+and slicing in :func:`~stream_monitor.pipeline.assembly.build_models`, so they are the same pipeline.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from stream_monitor.adapters.files.reference_file import load_reference
 from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.clock import Clock
 from stream_monitor.core.errors import ConfigError, ReferenceProfileError
+from stream_monitor.pipeline.assembly import ServiceModels, build_models
 from stream_monitor.pipeline.local import Engine
 from stream_monitor.stats.profiles import ModelProfile, ReferenceProfile
 
@@ -40,3 +46,7 @@ def load_profiles(config: MonitorConfig) -> dict[str, ModelProfile]:
 
 def build_engine(config: MonitorConfig, clock: Clock | None = None) -> Engine:
     return Engine(config, load_profiles(config), clock)
+
+
+def build_service(config: MonitorConfig, clock: Clock | None = None) -> ServiceModels:
+    return build_models(config, load_profiles(config), clock)

@@ -36,9 +36,8 @@ def run_service(config_path: Path) -> int:
     from stream_monitor.adapters.kafka.clients import ProducerFatalError
     from stream_monitor.adapters.kafka.worker import Worker
     from stream_monitor.adapters.prometheus.metrics import start_metrics_server
-    from stream_monitor.app.compose import load_profiles
+    from stream_monitor.app.compose import build_service
     from stream_monitor.config.loading import load_config
-    from stream_monitor.pipeline.assembly import build_models
 
     logging.basicConfig(
         level=logging.INFO,
@@ -46,7 +45,7 @@ def run_service(config_path: Path) -> int:
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
     config = load_config(config_path)
-    models = build_models(config, load_profiles(config))
+    models = build_service(config)
     stats = ServiceStats(max_series=config.service.max_label_cardinality)
     stop = threading.Event()
 

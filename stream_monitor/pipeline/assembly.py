@@ -1,7 +1,8 @@
 """Builds the stage objects of every configured model from the config and the reference profiles.
 
-The same figures as :class:`~stream_monitor.pipeline.local.ModelPipeline` (layout, slice length, lateness,
-window limits), so the service's windows are the replay's windows.
+The one place a model's layout, slice length, lateness and window limits are derived: the service's workers
+and the in-process :class:`~stream_monitor.pipeline.local.Engine` build their halves here, so the service's
+windows are the replay's windows.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ class ServiceModels:
     slicing: dict[str, ModelSlicing]
     clock: Clock
 
-    def partition_folder(self, topic: str, partition: int, stream: Stream, now: float) -> PartitionFolder:
+    def partition_folder(
+        self, topic: str, partition: int, stream: Stream, now: float, in_process: bool = False
+    ) -> PartitionFolder:
         svc = self.config.service
         return PartitionFolder(
-            topic, partition, stream, self.slicing, svc.model_id_field, svc.max_message_bytes, now
+            topic, partition, stream, self.slicing, svc.model_id_field, svc.max_message_bytes, now, in_process
         )
 
     def merger_factory(

@@ -1,31 +1,44 @@
-"""The whole detection engine in one process: decode, route, fold, window, test, alert.
+"""The service's two halves joined in one process: the engine replay, the demo and the benchmarks drive.
 
-Replay drives it over files; the Kafka service runs the same pieces split in two stages (folding per
-partition, testing per model), so a replay is a faithful backtest of the service.
+Every stream has one :class:`~stream_monitor.pipeline.partition_fold.PartitionFolder` (the per-partition fold
+the service runs for each input partition) and every model one
+:class:`~stream_monitor.pipeline.model_merge.ModelMerger` (the per-model merge, windows and tests the service
+runs behind its partials topic); here the folders' partials go straight to the mergers, sketches as objects.
+So a replay is the service's backtest, exactly: the same decoding, slicing, lateness, join and tests, as if
+each stream had one partition. Only the order differs from a service that reads them concurrently, and only
+where the input is out of event-time order by more than the allowed lateness.
+
+Streams the caller says will come (:meth:`Engine.expect`; replay names its files) are waited for from the
+start, as the service waits for every partition; a stream nobody announced is *idle* until its first batch
+(it promises nothing and nothing waits for it). At the end of the input, :meth:`Engine.flush` closes every
+slice and window.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from stream_monitor.config.schema import MonitorConfig
-from stream_monitor.core.alerts import Alert, RetrainingRequest, Severity, WindowInfo, retraining_requests
+from stream_monitor.core.alerts import Alert, RetrainingRequest, Severity, retraining_requests
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.errors import SnapshotError
-from stream_monitor.core.events import Rejection, Stream, decode_batch
-from stream_monitor.core.parsing import FeatureRows, route_by_model
-from stream_monitor.core.typed_decoding import DecodedFeatures, TypedFeatureDecoder
+from stream_monitor.core.events import Rejection, Stream
+from stream_monitor.core.typed_decoding import DecodedFeatures
 from stream_monitor.core.window_stats import WindowStat
+from stream_monitor.pipeline.assembly import build_models
 from stream_monitor.pipeline.detection import ModelMonitor
-from stream_monitor.pipeline.folding import ModelFolder
-from stream_monitor.pipeline.lifecycle import Observation
 from stream_monitor.pipeline.model_layout import ModelLayout
-from stream_monitor.pipeline.performance_monitor import PerformanceMonitor, has_performance
-from stream_monitor.pipeline.windows import SliceFolder, WindowAssembler, slice_seconds_for
+from stream_monitor.pipeline.model_merge import ModelMerger, TestedWindow
+from stream_monitor.pipeline.partition_fold import PartitionFolder, Stage1Result
+from stream_monitor.pipeline.performance_monitor import PerformanceMonitor
+from stream_monitor.pipeline.windows import WindowAssembler
 from stream_monitor.stats.profiles import ModelProfile
+
+SNAPSHOT_VERSION: Final = 2
+STREAMS: Final = (Stream.FEATURES, Stream.PREDICTIONS, Stream.LABELS)
 
 
 @dataclass
@@ -39,108 +52,56 @@ class ProcessResult:
 
 
 class ModelPipeline:
-    """Every stage for one model, in one process."""
+    """One model's side of the engine: its merger (windows, monitor, performance) and what it counted."""
 
-    def __init__(self, layout: ModelLayout, clock: Clock | None = None) -> None:
+    def __init__(self, layout: ModelLayout, slice_seconds: float, merger: ModelMerger) -> None:
         self.layout = layout
-        w = layout.config.window
-        self.slice_seconds = slice_seconds_for(
-            w.max_events, w.max_seconds, layout.profile.events_per_second, w.slice_seconds
-        )
-        self.folder = ModelFolder(layout)
-        self.slices = SliceFolder(self.slice_seconds, w.allowed_lateness_seconds)
-        self.assembler = WindowAssembler(self.slice_seconds, w.max_events, w.max_seconds)
-        self.monitor = ModelMonitor(layout, clock)
-        self.performance = (
-            PerformanceMonitor(
-                layout, self.monitor.alpha_warning, self.monitor.alpha_critical, self.monitor.windows_per_day
-            )
-            if has_performance(layout)
-            else None
-        )
-        self.accepted: Counter[str] = Counter()
-        self.duplicates = 0
-        self.performance_observations = 0  # judged performance windows and error-stream signals so far
+        self.slice_seconds = slice_seconds
+        self.merger = merger
+        self.accepted: Counter[str] = Counter()  # events parsed and folded, per stream
+        self.open_events = 0  # events in the folders' open slices, kept current by the engine
+        self.performance_observations = 0  # performance judgements so far
         self.keep_stats = False  # record every test of every window (replay --stats-out)
         self.stats: list[WindowStat] = []
 
-    def ingest(self, stream: Stream, events: Sequence[dict[str, Any]]) -> list[Rejection]:
-        if stream is Stream.FEATURES:
-            rows, rejected = self.folder.features.parse(events)
-            self.ingest_feature_rows(rows)
-        elif stream is Stream.PREDICTIONS:
-            prows, rejected = self.folder.predictions.parse(events)
-            keep = self.performance.add_predictions(prows) if self.performance is not None else None
-            self.folder.fold_prediction_rows(self.slices, prows, keep)
-            fresh = len(prows) if keep is None else int(keep.sum())
-            self.accepted[stream.value] += fresh
-            self.duplicates += len(prows) - fresh
-        elif stream is Stream.LABELS:
-            lrows, rejected = self.folder.parse_labels(events)
-            if self.performance is not None:
-                self.performance.add_labels(lrows)
-            self.accepted[stream.value] += len(lrows)
-        else:
-            raise ValueError(f"stream {stream.value} is not handled by the drift pipeline")
-        return rejected
+    @property
+    def monitor(self) -> ModelMonitor:
+        return self.merger.monitor
 
-    def ingest_feature_rows(self, rows: FeatureRows) -> None:
-        """Parsed feature rows (by :meth:`ingest` or by the typed decoder) into the slices."""
-        rows = self.folder.fold_feature_rows(self.slices, rows)
-        if self.performance is not None:
-            self.performance.add_features(rows)
-        self.accepted[Stream.FEATURES.value] += len(rows)
+    @property
+    def performance(self) -> PerformanceMonitor | None:
+        return self.merger.performance
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything a restarted process needs to continue exactly where this one stopped."""
-        return {
-            "v": 1,
-            "layout": self.layout.sketch.fingerprint,
-            "slices": self.slices.snapshot(),
-            "assembler": self.assembler.snapshot(),
-            "monitor": self.monitor.snapshot(),
-            "performance": self.performance.snapshot() if self.performance is not None else None,
-            "accepted": dict(self.accepted),
-            "duplicates": self.duplicates,
-        }
+    @property
+    def assembler(self) -> WindowAssembler:
+        return self.merger.assembler
 
-    def restore(self, state: dict[str, Any]) -> None:
-        if state.get("v") != 1 or state.get("layout") != self.layout.sketch.fingerprint:
-            raise SnapshotError("pipeline snapshot is of another version or reference profile")
-        self.slices.restore(state["slices"], self.layout.sketch)
-        self.assembler.restore(state["assembler"], self.layout.sketch)
-        self.monitor.restore(state["monitor"])
-        if self.performance is not None and state.get("performance") is not None:
-            self.performance.restore(state["performance"])
-        self.accepted = Counter(state["accepted"])
-        self.duplicates = int(state.get("duplicates", 0))
+    def unwindowed_events(self) -> int:
+        """Events folded but not in a window yet: in open slices, or in slices waiting for another stream."""
+        pending = sum(sk.primary_events for parts in self.merger.pending.values() for sk in parts.values())
+        return self.open_events + pending
 
-    def advance(self, final: bool = False) -> list[Alert]:
+    @property
+    def duplicates(self) -> int:
+        """Predictions the label join dropped as repeats of an event id (they count in no statistic)."""
+        return self.merger.duplicate_predictions
+
+    def take(self, tested: Iterable[TestedWindow]) -> list[Alert]:
+        """The alerts of windows the merger closed; their statistics recorded when ``keep_stats``."""
         alerts: list[Alert] = []
-        windows = [w for closed in self.slices.drain(final=final) for w in self.assembler.add(closed)]
-        windows += self.assembler.flush() if final else self.assembler.advance(self.slices.watermark)
-        for window in windows:
-            tested = self.monitor.windows_tested
-            alerts.extend(self.monitor.test(window))
-            if self.keep_stats and self.monitor.windows_tested > tested:
-                self._record(window.info, self.monitor.last_observations, window.info.end_ts)
-        if self.performance is not None:
-            horizon = self.slices.max_ts if final else self.slices.watermark
-            for judged in self.performance.evaluate(horizon, final=final):
+        for t in tested:
+            alerts.extend(t.alerts)
+            if t.judged:
                 self.performance_observations += 1
-                self.monitor.last_observations = [*self.monitor.last_observations, *judged.observations]
-                event_ts = judged.window.end_ts if judged.event_ts is None else judged.event_ts
-                if self.keep_stats:
-                    self._record(judged.window, judged.observations, event_ts)
-                alerts.extend(
-                    self.monitor.lifecycle.observe(
-                        judged.window, judged.observations, self.monitor.clock.now(), judged.event_ts
-                    )
-                )
+                # the monitor's latest observations (metrics read them) include the latest judgement's
+                self.monitor.last_observations = [*self.monitor.last_observations, *t.observations]
+            if self.keep_stats and t.tested:
+                self._record(t)
         return alerts
 
-    def _record(self, window: WindowInfo, observations: Sequence[Observation], event_ts: float) -> None:
-        for o in observations:
+    def _record(self, t: TestedWindow) -> None:
+        event_ts = t.info.end_ts if t.event_ts is None else t.event_ts
+        for o in t.observations:
             thresholds = o.details.get("thresholds")
             critical = (
                 float(thresholds["critical"])
@@ -150,7 +111,7 @@ class ModelPipeline:
             self.stats.append(
                 WindowStat.of(
                     self.layout.model_id,
-                    window,
+                    t.info,
                     o.kind,
                     o.signal,
                     o.detector,
@@ -170,95 +131,168 @@ class ModelPipeline:
 
 
 class Engine:
-    """Routes raw messages of every configured model through its :class:`ModelPipeline`."""
+    """Every configured model's pipeline behind one fold per stream; raw or decoded messages in, alerts out."""
 
     def __init__(
-        self, config: MonitorConfig, profiles: Mapping[str, ModelProfile], clock: Clock | None = None
+        self,
+        config: MonitorConfig,
+        profiles: Mapping[str, ModelProfile],
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.pipelines = {
-            mid: ModelPipeline(ModelLayout.build(mid, mcfg, profiles[mid]), self.clock)
-            for mid, mcfg in config.models.items()
-        }
-        # Feature messages decode straight into typed structs (see core/typed_decoding.py), as in the service.
-        self._features = TypedFeatureDecoder.build(
-            {m: p.folder.features for m, p in self.pipelines.items()},
-            config.service.model_id_field,
-            config.service.max_message_bytes,
+        models = build_models(config, profiles, self.clock)
+        self.folders = {s: models.partition_folder(s.value, 0, s, 0.0, in_process=True) for s in STREAMS}
+        make = models.merger_factory(
+            [self.folders[Stream.FEATURES].source, self.folders[Stream.PREDICTIONS].source],
+            [self.folders[Stream.LABELS].source],
         )
+        self.pipelines: dict[str, ModelPipeline] = {}
+        for model_id in config.models:
+            merger = make(model_id)
+            assert merger is not None
+            self.pipelines[model_id] = ModelPipeline(
+                models.layouts[model_id], models.slicing[model_id].slice_seconds, merger
+            )
+        self._next_offset = dict.fromkeys(STREAMS, 0)  # offsets number each stream's messages
+        # A stream is idle, for every model it holds no open slice of, from its first batch on (as a partition
+        # with nothing of a model is idle in the service), so feeding features alone never waits for
+        # predictions; :meth:`expect` makes the engine wait for the streams that will come from the start.
+        self._awaited: set[Stream] = set()  # streams expected that have not had their first batch
         self.rejected: Counter[tuple[str, str]] = Counter()  # (stream, reason)
         self.alerts_emitted: Counter[tuple[str, str, str]] = Counter()  # (kind, severity, status)
 
+    # ---- input -----------------------------------------------------------------------------------------------
+    def expect(self, streams: Iterable[Stream]) -> None:
+        """Say, before the first batch, which streams will come (replay knows its files): each is waited for
+        from the start, as a service waits for every partition, and the others are idle. Without it, a stream
+        nobody has fed yet does not hold back the others, so the first batch of a stream fed after another's
+        can be late (it is, exactly when the other ran ahead by more than the allowed lateness)."""
+        self._awaited = set(streams)
+
     def process(self, stream: Stream, messages: Sequence[bytes | None]) -> ProcessResult:
-        if stream is Stream.FEATURES and self._features is not None:
-            return self.process_decoded_features(self._features.decode(messages))
-        events, positions, rejected = decode_batch(messages, self.config.service.max_message_bytes)
-        result = self.process_events(stream, events, positions)
-        result.rejections = sorted(rejected + result.rejections, key=lambda r: r.index)
-        for r in rejected:
-            self.rejected[(stream.value, r.reason.value)] += 1
-        return result
+        """Raw messages of one stream (as consumed from its topic) in; alerts and rejections out."""
+        folder = self._folder(stream)
+        return self._after(stream, folder.process(self._offsets(stream, len(messages)), messages, 0.0))
 
     def decode_features(self, messages: Sequence[bytes | None]) -> DecodedFeatures | None:
         """Feature messages decoded as :meth:`process` decodes them, or None when the typed decoder does not
         serve this config (nested field paths): then :meth:`process_events` takes orjson-decoded events."""
-        return None if self._features is None else self._features.decode(messages)
+        decoder = self.folders[Stream.FEATURES].features
+        return None if decoder is None else decoder.decode(messages)
 
     def process_decoded_features(self, decoded: DecodedFeatures) -> ProcessResult:
         """Decoded feature messages (all of :meth:`decode_features`' output, or a prefix of it) in; alerts
         and the decoder's rejections out."""
-        out = ProcessResult(rejections=list(decoded.rejections))
-        for model_id, batch in decoded.batches.items():
-            pipeline = self.pipelines[model_id]
-            pipeline.ingest_feature_rows(batch.rows)
-            out.alerts.extend(pipeline.advance())
-        for r in decoded.rejections:
-            self.rejected[(Stream.FEATURES.value, r.reason.value)] += 1
-        self._count(out.alerts)
-        return out
+        folder = self.folders[Stream.FEATURES]
+        last = [r.index for r in decoded.rejections]
+        last += [int(b.positions[-1]) for b in decoded.batches.values() if len(b.positions)]
+        offsets = self._offsets(Stream.FEATURES, max(last, default=-1) + 1)
+        return self._after(Stream.FEATURES, folder.process_decoded(offsets, decoded, 0.0))
 
     def process_events(
         self, stream: Stream, events: Sequence[dict[str, Any]], positions: Sequence[int] | None = None
     ) -> ProcessResult:
         """Decoded events in; alerts and rejections (with positions from ``positions``) out."""
-        pos = list(range(len(events))) if positions is None else list(positions)
-        groups, rejected = route_by_model(events, self.config.service.model_id_field, self.pipelines)
-        out = ProcessResult(rejections=[Rejection(pos[r.index], r.reason, r.detail) for r in rejected])
-        for model_id, members in groups.items():
-            batch = events if len(members) == len(events) else [events[i] for i in members]
-            for r in self.pipelines[model_id].ingest(stream, batch):
-                out.rejections.append(Rejection(pos[members[r.index]], r.reason, r.detail))
-            out.alerts.extend(self.pipelines[model_id].advance())
-        for r in rejected:
-            self.rejected[(stream.value, r.reason.value)] += 1
-        for r in out.rejections[len(rejected) :]:
+        folder = self._folder(stream)
+        result = self._after(stream, folder.process_events(self._offsets(stream, len(events)), events, 0.0))
+        if positions is not None:
+            pos = list(positions)
+            result.rejections = [Rejection(pos[r.index], r.reason, r.detail) for r in result.rejections]
+        return result
+
+    def flush(self) -> list[Alert]:
+        """End of input: close every open slice and window and test them."""
+        alerts: list[Alert] = []
+        for stream in STREAMS:
+            for p in self.folders[stream].finish():
+                alerts.extend(self.pipelines[p.model].take(self.pipelines[p.model].merger.accept(p)))
+        for model_id, pipeline in self.pipelines.items():
+            horizon = max(float(self.folders[s].slices[model_id].max_ts) for s in STREAMS)
+            alerts.extend(pipeline.take(pipeline.merger.finish(horizon)))
+            pipeline.open_events = 0
+        self._count(alerts)
+        return alerts
+
+    def _folder(self, stream: Stream) -> PartitionFolder:
+        if stream not in self.folders:
+            raise ValueError(f"stream {stream.value} is not handled by the drift pipeline")
+        return self.folders[stream]
+
+    def _offsets(self, stream: Stream, n: int) -> range:
+        first = self._next_offset[stream]
+        self._next_offset[stream] = first + n
+        return range(first, first + n)
+
+    def _after(self, stream: Stream, stage1: Stage1Result) -> ProcessResult:
+        """Hand one batch's partials to the mergers, tell them which streams have promised nothing yet."""
+        out = ProcessResult(rejections=sorted(stage1.rejections, key=lambda r: r.index))
+        for model_id, n in stage1.accepted.items():
+            self.pipelines[model_id].accepted[stream.value] += n
+        partials = list(stage1.partials)
+        self._awaited.discard(stream)
+        for other in STREAMS:
+            if other not in self._awaited:
+                partials.extend(self.folders[other].idle_partials(0.0, 0.0))
+        touched = set()
+        for p in partials:
+            pipeline = self.pipelines[p.model]
+            out.alerts.extend(pipeline.take(pipeline.merger.accept(p)))
+            touched.add(p.model)
+        for model_id in touched | set(stage1.accepted):
+            self.pipelines[model_id].open_events = self._open_events(model_id)
+        for r in out.rejections:
             self.rejected[(stream.value, r.reason.value)] += 1
         self._count(out.alerts)
         return out
 
+    def _count(self, alerts: Sequence[Alert]) -> None:
+        for a in alerts:
+            self.alerts_emitted[(a.kind.value, a.severity.value, a.status.value)] += 1
+
+    # ---- state -----------------------------------------------------------------------------------------------
     def snapshot(self) -> bytes:
-        """Versioned plain-data snapshot of every pipeline (JSON bytes, never pickle)."""
+        """Versioned plain-data snapshot of every fold and merge (JSON bytes, never pickle)."""
         import orjson
 
-        return orjson.dumps({"v": 1, "models": {m: p.snapshot() for m, p in self.pipelines.items()}})
+        return orjson.dumps(
+            {
+                "v": SNAPSHOT_VERSION,
+                "folders": {s.value: f.snapshot() for s, f in self.folders.items()},
+                "offsets": {s.value: n for s, n in self._next_offset.items()},
+                "models": {
+                    m: {
+                        "merger": p.merger.snapshot(),
+                        "accepted": dict(p.accepted),
+                        "performance_observations": p.performance_observations,
+                    }
+                    for m, p in self.pipelines.items()
+                },
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
 
     def restore(self, data: bytes) -> None:
         import orjson
 
         raw = orjson.loads(data)
-        if raw.get("v") != 1:
+        if raw.get("v") != SNAPSHOT_VERSION:
             raise SnapshotError(f"unsupported engine snapshot version {raw.get('v')!r}")
+        for stream, state in raw["folders"].items():
+            dropped = self.folders[Stream(stream)].restore(state, 0.0)
+            if dropped:
+                raise SnapshotError(f"engine snapshot of {', '.join(dropped)} fits another reference profile")
+        self._next_offset = {Stream(s): int(n) for s, n in raw["offsets"].items()}
         for model_id, state in raw["models"].items():
             if model_id in self.pipelines:
-                self.pipelines[model_id].restore(state)
+                pipeline = self.pipelines[model_id]
+                pipeline.merger.restore(state["merger"])
+                pipeline.accepted = Counter(state["accepted"])
+                pipeline.performance_observations = int(state["performance_observations"])
+        for model_id, pipeline in self.pipelines.items():
+            pipeline.open_events = self._open_events(model_id)
 
-    def flush(self) -> list[Alert]:
-        """End of input: close every open slice and window and test them."""
-        alerts = [a for p in self.pipelines.values() for a in p.advance(final=True)]
-        self._count(alerts)
-        return alerts
-
-    def _count(self, alerts: Sequence[Alert]) -> None:
-        for a in alerts:
-            self.alerts_emitted[(a.kind.value, a.severity.value, a.status.value)] += 1
+    def _open_events(self, model_id: str) -> int:
+        return sum(
+            sk.primary_events for s in STREAMS for sk in self.folders[s].slices[model_id].open.values()
+        )

@@ -17,19 +17,18 @@ Exactness:
 * A slice below the completed boundary from a source that *was* idle is late: merged into the oldest pending
   slice and counted (``late_slices``), never dropped.
 
-Concept drift (models with a :class:`PerformanceMonitor`, as in :class:`ModelPipeline`): the model's
-label partitions are sources too, and the rows stage 1 forwards (:class:`RowBatch`: predictions, labels,
-segment values) wait here, per slice and per source, until their slice completes. Completing slice ``s``
-then runs, in this order: ``evaluate(s * slice_seconds)`` (what the watermark reached before the slice), the
-slice's rows source by source (feature sources, then prediction, then label sources, each by name, each in
-offset order) into the monitor, the predictions the join accepted folded into the slice's sketch (so
-duplicates count in neither drift nor performance, as in replay), then the slice into the window assembler;
-after the last complete slice, ``evaluate(boundary * slice_seconds)``. The sequence of joins and evaluations
-is therefore a function of the events and their slices alone, never of how partials interleaved on the
-topic, of batch sizes, or of how far the boundary jumped at once (evaluations with nothing applied between
-them judge the same buckets the same way). Rows below a source's applied offset are replays, skipped
-(``replayed_rows``); rows of a once-idle source below the completed boundary go to the oldest pending slice
-(``late_rows``), as late slices do.
+Concept drift (models with a :class:`PerformanceMonitor`): the model's label partitions are sources too, and
+the rows stage 1 forwards (:class:`RowBatch`: predictions, labels, segment values) wait here, per slice and
+per source, until their slice completes. Completing slice ``s`` then runs, in this order: ``evaluate(s *
+slice_seconds)`` (what the watermark reached before the slice), the slice's rows source by source (feature
+sources, then prediction, then label sources, each by name, each in offset order) into the monitor, the
+predictions the join accepted folded into the slice's sketch (so duplicates count in neither drift nor
+performance, as in replay), then the slice into the window assembler; after the last complete slice,
+``evaluate(boundary * slice_seconds)``. The sequence of joins and evaluations is therefore a function of the
+events and their slices alone, never of how partials interleaved on the topic, of batch sizes, or of how far
+the boundary jumped at once (evaluations with nothing applied between them judge the same buckets the same
+way). Rows below a source's applied offset are replays, skipped (``replayed_rows``); rows of a once-idle
+source below the completed boundary go to the oldest pending slice (``late_rows``), as late slices do.
 
 :class:`MergePartition` is the state of one partition of the partials topic (a set of models), with its offset
 bookkeeping and the alert dedupe: the keys ``(alert_id, status, severity)`` of alerts it emitted, kept in its
@@ -88,6 +87,8 @@ class TestedWindow:
     alerts: list[Alert]
     observations: list[Observation]
     firing: dict[tuple[str, str], str]
+    judged: bool = False  # a performance judgement (concept drift), not a drift window
+    event_ts: float | None = None  # event time the observations speak for (a performance judgement's)
 
 
 class ModelMerger:
@@ -140,7 +141,7 @@ class ModelMerger:
             if slice_id < self.complete:
                 target = self.complete
                 self.late_slices += 1
-            sketch = WindowSketch.from_bytes(data, self.layout.sketch)
+            sketch = WindowSketch.from_bytes(data, self.layout.sketch) if isinstance(data, bytes) else data
             parts = self.pending.setdefault(target, {})
             if p.source in parts:
                 parts[p.source].merge(sketch)
@@ -180,8 +181,17 @@ class ModelMerger:
             part = rows if len(rows) and (slices == slice_id).all() else rows.take(slices == slice_id)
             self.rows.setdefault(slice_id, {}).setdefault(source, []).append(part)
 
-    def _advance(self) -> list[TestedWindow]:
-        boundary = self.completable()
+    def finish(self, horizon: float) -> list[TestedWindow]:
+        """End of input (a replay's last line): every pending slice completes whatever a source promised, the
+        open window closes and is tested, and performance is judged as of event time ``horizon``."""
+        pending = [*self.pending, *self.rows]
+        out = self._advance(max(pending) + 1) if pending else []
+        out.extend(self._test(w.info, w) for w in self.assembler.flush())
+        out.extend(self._evaluate(horizon, final=True))
+        return out
+
+    def _advance(self, boundary: int | None = None) -> list[TestedWindow]:
+        boundary = self.completable() if boundary is None else boundary
         if boundary <= self.complete:
             return []
         closed = []
@@ -231,17 +241,27 @@ class ModelMerger:
                 perf.add_labels(LabelRows(c["ts"], batch.event_ids, c["label"], []))
         return sketch
 
-    def _evaluate(self, watermark: float) -> list[TestedWindow]:
-        """Judge the performance buckets ``watermark`` made ready, through the alert lifecycle (as
-        :meth:`ModelPipeline.advance` does)."""
+    def _evaluate(self, watermark: float, final: bool = False) -> list[TestedWindow]:
+        """Judge the performance buckets ``watermark`` made ready (all of them when ``final``), through the
+        alert lifecycle."""
         if self.performance is None:
             return []
         out = []
         lifecycle = self.monitor.lifecycle
-        for j in self.performance.evaluate(watermark):
+        for j in self.performance.evaluate(watermark, final=final):
             alerts = lifecycle.observe(j.window, j.observations, self.monitor.clock.now(), j.event_ts)
+            event_ts = j.window.end_ts if j.event_ts is None else j.event_ts
             out.append(
-                TestedWindow(self.model_id, j.window, True, alerts, list(j.observations), lifecycle.firing)
+                TestedWindow(
+                    self.model_id,
+                    j.window,
+                    True,
+                    alerts,
+                    list(j.observations),
+                    lifecycle.firing,
+                    judged=True,
+                    event_ts=event_ts,
+                )
             )
         return out
 
@@ -256,6 +276,7 @@ class ModelMerger:
             alerts,
             list(self.monitor.last_observations) if tested else [],
             self.monitor.lifecycle.firing,
+            event_ts=info.end_ts,
         )
 
     @property

@@ -34,6 +34,7 @@ import orjson
 from numpy.typing import NDArray
 
 from stream_monitor.core.errors import SnapshotError
+from stream_monitor.stats.sketches import WindowSketch
 
 PARTIAL_MAGIC: Final = b"SMP1"
 SNAPSHOT_MAGIC: Final = b"SMS1"
@@ -110,10 +111,11 @@ def decode_rows(data: bytes) -> RowBatch:
 class Partial:
     """What one input partition (``source``) tells stage 2 about one model.
 
-    ``slices`` are the slices it closed, oldest first, as (slice id, sketch bytes); ``boundary`` promises that
-    every slice below it has now been sent; ``idle`` says the source has no open slice and no recent event of
-    this model, so stage 2 may stop waiting for it. ``offsets`` is the range of source offsets processed when
-    the message was made (first, next), for tracing a partial back to its input.
+    ``slices`` are the slices it closed, oldest first, as (slice id, sketch bytes), or (slice id, sketch) when
+    the partial never leaves the process (:class:`~stream_monitor.pipeline.local.Engine`); ``boundary``
+    promises that every slice below it has now been sent; ``idle`` says the source has no open slice and no
+    recent event of this model, so stage 2 may stop waiting for it. ``offsets`` is the range of source offsets
+    processed when the message was made (first, next), for tracing a partial back to its input.
     """
 
     model: str
@@ -123,12 +125,13 @@ class Partial:
     idle: bool
     offsets: tuple[int, int]
     watermark: float | None
-    slices: list[tuple[int, bytes]] = field(default_factory=list)
+    slices: list[tuple[int, bytes | WindowSketch]] = field(default_factory=list)
     rows: RowBatch | None = None
 
 
 def encode_partial(p: Partial) -> bytes:
     rows = b"" if p.rows is None else encode_rows(p.rows)
+    slices = [(sid, data if isinstance(data, bytes) else data.to_bytes()) for sid, data in p.slices]
     header = orjson.dumps(
         {
             "v": 1,
@@ -139,11 +142,11 @@ def encode_partial(p: Partial) -> bytes:
             "idle": p.idle,
             "offsets": list(p.offsets),
             "watermark": p.watermark,
-            "slices": [[sid, len(data)] for sid, data in p.slices],
+            "slices": [[sid, len(data)] for sid, data in slices],
             **({} if p.rows is None else {"rows": len(rows)}),
         }
     )
-    return b"".join([PARTIAL_MAGIC, _LEN.pack(len(header)), header, *(data for _, data in p.slices), rows])
+    return b"".join([PARTIAL_MAGIC, _LEN.pack(len(header)), header, *(data for _, data in slices), rows])
 
 
 def decode_partial(data: bytes) -> Partial:
@@ -156,7 +159,7 @@ def decode_partial(data: bytes) -> Partial:
         if head.get("v") != 1:
             raise ValueError(f"unsupported version {head.get('v')!r}")
         pos = 8 + n
-        slices = []
+        slices: list[tuple[int, bytes | WindowSketch]] = []
         for sid, length in head["slices"]:
             slices.append((int(sid), bytes(data[pos : pos + length])))
             pos += length

@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,10 +44,11 @@ from numpy.typing import NDArray
 from stream_monitor.core.errors import SnapshotError
 from stream_monitor.core.events import Rejection, Stream, decode_batch
 from stream_monitor.core.parsing import FeatureRows, route_by_model
-from stream_monitor.core.typed_decoding import TypedFeatureDecoder
+from stream_monitor.core.typed_decoding import DecodedFeatures, TypedFeatureDecoder
 from stream_monitor.pipeline.folding import ModelFolder
 from stream_monitor.pipeline.partials import NO_BOUNDARY, Partial, RowBatch
 from stream_monitor.pipeline.windows import SliceFolder
+from stream_monitor.stats.sketches import WindowSketch
 
 SNAPSHOT_VERSION: Final = 2
 # A partial message stays well under the partials topic's record limit however many slices close at once.
@@ -59,7 +60,7 @@ UNROUTED: Final = "unrouted"  # the model label of messages rejected before thei
 
 @dataclass(frozen=True)
 class ModelSlicing:
-    """How one model's events are cut into slices (the same figures :class:`ModelPipeline` uses)."""
+    """How one model's events are cut into slices (derived in :mod:`stream_monitor.pipeline.assembly`)."""
 
     folder: ModelFolder
     slice_seconds: float
@@ -93,8 +94,12 @@ class PartitionFolder:
         model_id_field: str = "model_id",
         max_message_bytes: int = 1_048_576,
         now: float = 0.0,
+        in_process: bool = False,
     ) -> None:
         self.topic = topic
+        # In-process (the local engine), partials go straight to the merger: sketches travel as objects, not
+        # bytes, and nothing is cut to a record size.
+        self.in_process = in_process
         self.partition = partition
         self.source = f"{topic}:{partition}"
         self.stream = stream
@@ -133,27 +138,53 @@ class PartitionFolder:
         raw = values[skip:] if skip else values
         at = np.asarray(offsets[skip:], dtype=np.int64)
         if self.features is not None:
-            self._process_features(raw, at, result, now, skip)
+            self._fold_decoded(self.features.decode(raw), at, result, now, skip)
         else:
-            self._process_events(raw, at, result, now, skip)
-        first = offsets[skip]
-        self.next_offset = offsets[-1] + 1
-        self.changed = True
-        if self.sliced:
-            result.partials = self._drain((first, self.next_offset), result.forwarded)
+            events, kept, rejected = decode_batch(raw, self.max_message_bytes)
+            result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in rejected)
+            if rejected:
+                result.rejected_by_model[UNROUTED] = len(rejected)
+            self._fold_events(events, at[np.asarray(kept, np.intp)], [k + skip for k in kept], result, now)
+        return self._close(result, offsets[skip], offsets[-1] + 1)
+
+    def process_decoded(self, offsets: Sequence[int], decoded: DecodedFeatures, now: float) -> Stage1Result:
+        """Feature messages decoded already (by :attr:`features`, as replay reads files); ``offsets`` are the
+        messages' offsets, new ones (above everything this folder has seen)."""
+        result = Stage1Result()
+        if len(offsets):
+            self._fold_decoded(decoded, np.asarray(offsets, dtype=np.int64), result, now, 0)
+            self._close(result, offsets[0], offsets[-1] + 1)
         return result
 
-    def _process_features(
+    def process_events(
+        self, offsets: Sequence[int], events: Sequence[dict[str, Any]], now: float
+    ) -> Stage1Result:
+        """Messages decoded into dicts already; rejections index ``events``, ``offsets`` are new ones."""
+        result = Stage1Result()
+        if len(offsets):
+            self._fold_events(events, np.asarray(offsets, dtype=np.int64), range(len(events)), result, now)
+            self._close(result, offsets[0], offsets[-1] + 1)
+        return result
+
+    def _close(self, result: Stage1Result, first: int, end: int) -> Stage1Result:
+        """After a batch of offsets ``first`` to ``end`` (exclusive): remember where it ended and hand out the
+        slices its watermark passed."""
+        self.next_offset = end
+        self.changed = True
+        if self.sliced:
+            result.partials = self._drain((first, end), result.forwarded)
+        return result
+
+    def _fold_decoded(
         self,
-        raw: Sequence[bytes | None],
+        decoded: DecodedFeatures,
         offsets: NDArray[np.int64],
         result: Stage1Result,
         now: float,
         skip: int,
     ) -> None:
-        """Feature messages: typed decoding (the orjson path for what it refuses), then fold per model."""
-        assert self.features is not None
-        decoded = self.features.decode(raw)
+        """Typed-decoded feature messages (the orjson path decoded what the structs refused) into the slices
+        of their models; ``skip`` shifts rejection positions to the batch handed in."""
         result.slow_decoded = decoded.slow
         result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in decoded.rejections)
         result.rejected_by_model.update(decoded.refused_by_model)
@@ -168,29 +199,27 @@ class PartitionFolder:
             self.models[model_id].folder.fold_feature_rows(self.slices[model_id], rows)
             self._accept(model_id, rows.ts, result, now)
 
-    def _process_events(
+    def _fold_events(
         self,
-        raw: Sequence[bytes | None],
+        events: Sequence[dict[str, Any]],
         offsets: NDArray[np.int64],
+        positions: Sequence[int],
         result: Stage1Result,
         now: float,
-        skip: int,
     ) -> None:
-        """Prediction and label messages: decode, route by model, parse and fold per model."""
-        events, kept, rejected = decode_batch(raw, self.max_message_bytes)
-        result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in rejected)
+        """Decoded events (their source offsets, and their positions in the batch handed in, for rejections):
+        route by model, parse and fold per model."""
         groups, unrouted = route_by_model(events, self.model_id_field, self.models)
-        result.rejections.extend(Rejection(kept[r.index] + skip, r.reason, r.detail) for r in unrouted)
-        if rejected or unrouted:
-            result.rejected_by_model[UNROUTED] = len(rejected) + len(unrouted)
+        result.rejections.extend(Rejection(positions[r.index], r.reason, r.detail) for r in unrouted)
+        if unrouted:
+            result.rejected_by_model[UNROUTED] = result.rejected_by_model.get(UNROUTED, 0) + len(unrouted)
         for model_id, members in groups.items():
             batch = events if len(members) == len(events) else [events[i] for i in members]
-            where = offsets[np.asarray([kept[i] for i in members], np.intp)]
-            ts, refused, rows = self._ingest(model_id, batch, where)
+            ts, refused, rows = self._ingest(model_id, batch, offsets[np.asarray(members, np.intp)])
             if rows is not None and len(rows):
                 result.forwarded[model_id] = rows
             result.rejections.extend(
-                Rejection(kept[members[r.index]] + skip, r.reason, r.detail) for r in refused
+                Rejection(positions[members[r.index]], r.reason, r.detail) for r in refused
             )
             if refused:
                 result.rejected_by_model[model_id] = len(refused)
@@ -251,7 +280,9 @@ class PartitionFolder:
             _rows(lrows.event_ids, offsets, refused, ids, lrows.ts, {"label": lrows.label}),
         )
 
-    def _drain(self, offsets: tuple[int, int], forwarded: Mapping[str, RowBatch]) -> list[Partial]:
+    def _drain(
+        self, offsets: tuple[int, int], forwarded: Mapping[str, RowBatch], final: bool = False
+    ) -> list[Partial]:
         out: list[Partial] = []
         for model_id in self.reporting:
             folder = self.slices[model_id]
@@ -259,7 +290,7 @@ class PartitionFolder:
             if rows is not None:
                 # rows first: stage 2 must hold them before the boundary passes their slices
                 self.idle[model_id] = False
-                for chunk in _row_chunks(rows):
+                for chunk in [rows] if self.in_process else _row_chunks(rows):
                     out.append(
                         Partial(
                             model_id,
@@ -272,13 +303,17 @@ class PartitionFolder:
                             rows=chunk,
                         )
                     )
-            closed = folder.drain()
+            closed = folder.drain(final=final)
             boundary = folder.next_slice
             was_idle = self.idle[model_id]
             if not closed and boundary <= self.sent[model_id] and not (was_idle and self._busy(model_id)):
                 continue
             self.idle[model_id] = False
-            chunks = _chunks([(c.slice_id, c.sketch.to_bytes()) for c in closed], boundary)
+            chunks: list[tuple[list[tuple[int, bytes | WindowSketch]], int]] = (
+                [([(c.slice_id, c.sketch) for c in closed], boundary)]
+                if self.in_process
+                else cast(Any, _chunks([(c.slice_id, c.sketch.to_bytes()) for c in closed], boundary))
+            )
             for slices, chunk_boundary in chunks:
                 out.append(
                     Partial(
@@ -294,6 +329,13 @@ class PartitionFolder:
                 )
             self.sent[model_id] = max(self.sent[model_id], boundary)
         return out
+
+    def finish(self) -> list[Partial]:
+        """End of input (a replay's last line): hand out every open slice, as if the watermark had passed it."""
+        if not self.sliced:
+            return []
+        end = self.next_offset if self.next_offset is not None else 0
+        return self._drain((end, end), {}, final=True)
 
     def _busy(self, model_id: str) -> bool:
         return bool(self.slices[model_id].open)

@@ -59,7 +59,7 @@ def window_fill(pipeline: ModelPipeline) -> float:
     """
     current = pipeline.assembler.current
     events = 0 if current is None else current.primary_events
-    events += sum(sk.primary_events for sk in pipeline.slices.open.values())
+    events += pipeline.unwindowed_events()
     return min(1.0, events / pipeline.assembler.max_events)
 
 

@@ -204,11 +204,15 @@ def test_broken_data_is_reported_as_quality_or_schema_problems(
 
 def test_a_unit_change_is_flagged_with_a_rescale_hint(profile: ModelProfile) -> None:
     drift = Drift("rescale", "num_02", start_ts=START + 1800, magnitude=1000.0)
-    alerts, _ = _run(profile, {}, 41, 120_000, [drift])
+    alerts, engine = _run(profile, {}, 41, 120_000, [drift])
     hits = [
         a
         for a in alerts
         if a.signal == "num_02" and a.kind.value == "covariate_drift" and a.status.value == "firing"
     ]
-    assert hits and hits[0].severity.value == "critical"
-    assert "rescaled by x1000" in hits[0].details.get("hint", ""), hits[0].details
+    # The episode may open at warning (the CUSUM sees the first seconds of the change inside a window that is
+    # mostly from before it); the window test escalates it to critical within two windows, with the hint.
+    critical = [a for a in hits if a.severity.value == "critical"]
+    assert critical and len({a.alert_id for a in hits}) == 1, [(a.detector, a.severity.value) for a in hits]
+    assert critical[0].event_ts - drift.start_ts <= 2 * _window_seconds(engine)
+    assert "rescaled by x1000" in critical[0].details.get("hint", ""), critical[0].details

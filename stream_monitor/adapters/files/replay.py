@@ -229,6 +229,7 @@ def replay(
     """Merge the sources in event time, feed the engine block by block, write alerts as they fire (and, with
     ``stats_out``, every window's statistics as they are tested)."""
     report = ReplayReport()
+    engine.expect(s.stream for s in sources)
     for pipeline in engine.pipelines.values():
         pipeline.keep_stats = stats_out is not None
 
