@@ -160,6 +160,7 @@ class ModelPipeline:
                     o.p_value,
                     o.level,
                     event_ts,
+                    o.details,
                 )
             )
 
