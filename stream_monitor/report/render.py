@@ -401,9 +401,28 @@ def _ranking(m: ModelReport) -> str:
 
 def _summary(m: ModelReport, report: Report) -> str:
     parts = []
-    if m.accepted is not None:
-        rows = [[_e(stream), f"{n:,}"] for stream, n in sorted(m.accepted.items())]
-        parts.append("<h4>Events accepted</h4>" + _table(["stream", "accepted"], rows, numeric=(1,)))
+    rejected = {s.stream: s.rejected for s in report.streams}
+    streams = sorted({*(m.accepted or {}), *rejected})
+    if streams:
+        rows = [
+            [
+                _e(stream),
+                "-" if m.accepted is None else f"{m.accepted.get(stream, 0):,}",
+                f"{rejected[stream]:,}" if stream in rejected else "-",
+            ]
+            for stream in streams
+        ]
+        note = (
+            '<p class="note">Rejected lines are counted over all models: a line that cannot be decoded names '
+            "none.</p>"
+            if len(report.models) > 1
+            else ""
+        )
+        parts.append(
+            "<h4>Events per stream</h4>"
+            + _table(["stream", "accepted", "rejected"], rows, numeric=(1, 2))
+            + note
+        )
     kinds = sorted({k for k, _ in m.alerts_by_kind})
     if kinds:
         rows = [
