@@ -2,6 +2,7 @@
 # Installs everything the test suite needs on a fresh Debian machine (CI runs it in a fresh clone) and is
 # quick when all of it is already there:
 #   - kcat (an independent Kafka client for integration tests), prometheus + promtool (binaries only);
+#   - chromium (headless: the HTML report's test loads the page in it);
 #   - Java and Maven for the real Kafka broker, if the machine lacks them;
 #   - a virtual environment in .venv (Debian's own python3 refuses a bare `pip install`), holding this package
 #     with its dev extras, editable: the test command runs `.venv/bin/python -m pytest`;
@@ -14,6 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 packages=()
 command -v kcat >/dev/null || packages+=(kcat)
+command -v chromium >/dev/null || packages+=(chromium)
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then packages+=(prometheus); fi
 command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || packages+=(maven)
@@ -52,4 +54,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     mkdir -p .cache && echo "$want" > "$stamp"
 fi
 $py scripts/kafka_local.py fetch >/dev/null
-echo "ci_setup: ready (kcat, prometheus, promtool, java, mvn, .venv with stream-monitor[dev], Kafka jars)"
+echo "ci_setup: ready (kcat, chromium, prometheus, promtool, java, mvn, .venv with stream-monitor[dev], Kafka jars)"

@@ -4,7 +4,8 @@ Starts (or reuses, via ``KAFKA_BOOTSTRAP_SERVERS``) a local Kafka broker, builds
 bundled ``examples/reference`` and a config with ``config init``'s defaults, creates the topics, starts the
 monitor (``stream-monitor run``) and a synthetic producer whose stream drifts after ``--drift-after`` seconds,
 and prints every alert event from the alerts topic as it fires. Ctrl-C (or ``--duration``) stops everything
-it started, in reverse order.
+it started, in reverse order, then writes the HTML report of the alerts (``report.html``: the service records
+no window statistics, so its timelines hold the alert events; its counts come from the monitor's /metrics).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import click
 from stream_monitor.adapters.files.reference_file import save_reference
 from stream_monitor.app.demo_offline import TIME_LEGEND, describe_workdir, examples_dir, prepare_workdir
 from stream_monitor.core.alerts import format_alert
+from stream_monitor.core.errors import StreamMonitorError
 
 STATUS_EVERY_SECONDS = 15.0
 
@@ -122,6 +124,56 @@ def status_line(metrics_text: str) -> str:
             f"; nearest to its threshold: {signal} ({detector} {statistic[key]:.3g} of {threshold[key]:.3g})"
         )
     return line
+
+
+def metrics_counts(metrics_text: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Accepted events per model and stream, and dead letters per reason, from the monitor's /metrics.
+
+    >>> metrics_counts('''stream_monitor_events_total{model="m",stream="features",outcome="accepted"} 1200.0
+    ... stream_monitor_events_total{model="m",stream="features",outcome="rejected"} 3.0
+    ... stream_monitor_dead_letters_total{reason="not_json"} 3.0
+    ... ''')
+    ({'m': {'features': 1200}}, {'not_json': 3})
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    accepted: dict[str, dict[str, int]] = {}
+    dead: dict[str, int] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "stream_monitor_events_total" and labels.get("outcome") == "accepted":
+                per = accepted.setdefault(labels.get("model", ""), {})
+                stream = labels.get("stream", "")
+                per[stream] = per.get(stream, 0) + int(sample.value)
+            elif sample.name == "stream_monitor_dead_letters_total" and sample.value:
+                reason = labels.get("reason", "")
+                dead[reason] = dead.get(reason, 0) + int(sample.value)
+    return accepted, dead
+
+
+def _write_report(work: Path, config_path: Path, metrics_text: str | None) -> None:
+    """The HTML report of the demo's alerts, with the monitor's last counts (when /metrics answered)."""
+    from stream_monitor.app.report import read_alerts, write_report
+    from stream_monitor.config.loading import load_config
+    from stream_monitor.report.model import DeadLetterTally
+
+    accepted: dict[str, dict[str, int]] | None = None
+    tally = DeadLetterTally()
+    if metrics_text is not None:
+        accepted, dead = metrics_counts(metrics_text)
+        for reason, n in dead.items():
+            tally.add_count("(all streams)", reason, n)  # the service counts dead letters by reason only
+    write_report(
+        work / "report.html",
+        load_config(config_path),
+        list(read_alerts(work / "alerts.jsonl")),
+        [],
+        tally,
+        accepted=accepted,
+        sources=["stream-monitor demo: the alerts topic, and the monitor's /metrics as it stopped"],
+        stats_recorded=False,
+    )
 
 
 def _fetch(url: str) -> str | None:
@@ -262,7 +314,12 @@ def run_kafka_demo(
                     echo(f"(an undecodable alert event: {exc})")
         except KeyboardInterrupt:
             pass
+        last_metrics = _fetch(f"http://127.0.0.1:{metrics_port}/metrics")  # the counts, before it stops
         echo("stopping the producer, the monitor and the broker ...")
+    try:
+        _write_report(work, config_path, last_metrics)
+    except (OSError, StreamMonitorError) as exc:  # the demo ran; a report it cannot write is no failure
+        echo(f"could not write the report: {exc}")
     for line in describe_workdir(work):
         echo(line)
     echo("demo stopped")

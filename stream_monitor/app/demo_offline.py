@@ -2,8 +2,8 @@
 
 Builds a reference profile from ``examples/reference``, writes a config with ``config init``'s defaults,
 replays ``examples/stream`` (clean for 10 minutes, then a mean shift, a new category and a score shift) through
-the engine and prints each alert as it fires. Its files (reference, config, alerts) stay in the demo's folder,
-``./stream-monitor-demo`` unless ``--workdir`` says otherwise.
+the engine and prints each alert as it fires. Its files (reference, config, alerts, the HTML report) stay in
+the demo's folder, ``./stream-monitor-demo`` unless ``--workdir`` says otherwise.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ DEMO_FILES: Final = {
     "reference.json": "the reference profile built from examples/reference",
     "config.yaml": "the config (config init's defaults)",
     "alerts.jsonl": "every alert event, one JSON object a line",
+    "report.html": "the HTML report: what drifted most, timelines, histograms (open it in a browser)",
     "monitor.log": "the monitor's log (Kafka demo)",
     "producer.log": "the synthetic producer's log (Kafka demo)",
 }
@@ -73,6 +74,7 @@ def run_offline_demo(echo: Callable[[str], None] = click.echo, workdir: Path | N
     from stream_monitor.adapters.files.jsonl import read_jsonl_events
     from stream_monitor.adapters.files.replay import JsonlSource, replay
     from stream_monitor.app.compose import build_engine
+    from stream_monitor.app.report import ReplayRecorder
     from stream_monitor.config.loading import load_config
     from stream_monitor.config.template import write_config
     from stream_monitor.core.events import Stream
@@ -88,7 +90,8 @@ def run_offline_demo(echo: Callable[[str], None] = click.echo, workdir: Path | N
     save_reference(builder.build(), work / "reference.json")
     write_config(work / "reference.json", work / "config.yaml")
     echo(f"reference profile and config written to {work} (config init defaults)")
-    engine = build_engine(load_config(work / "config.yaml"))
+    config = load_config(work / "config.yaml")
+    engine = build_engine(config)
     sources = [
         JsonlSource(ex / "stream" / f"{s.value}.jsonl", s)
         for s in (Stream.FEATURES, Stream.PREDICTIONS, Stream.LABELS)
@@ -100,10 +103,16 @@ def run_offline_demo(echo: Callable[[str], None] = click.echo, workdir: Path | N
         for a in alerts:
             echo(format_alert(a))
 
+    recorder = ReplayRecorder()
     with (work / "alerts.jsonl").open("wb") as alerts_out:
-        report = replay(engine, sources, alerts_out, on_alerts=show)
+        report = replay(
+            engine, sources, alerts_out, on_alerts=show, on_stats=recorder.on_stats, on_dead=recorder.on_dead
+        )
     events = sum(report.events.values())
     echo(f"{events} events replayed, {len(report.alerts)} alert event(s)")
+    recorder.write(
+        work / "report.html", config, engine, report, ["stream-monitor demo --offline: examples/stream"]
+    )
     for line in describe_workdir(work):
         echo(line)
     return report.alerts

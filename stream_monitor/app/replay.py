@@ -24,9 +24,13 @@ def run_replay(
     progress: bool | None,
     retraining_out: str | None = None,
     stats_out: str | None = None,
+    report_out: Path | None = None,
 ) -> ReplayReport:
-    """``stream-monitor replay``: wire files, engine and outputs; print a summary to stderr."""
+    """``stream-monitor replay``: wire files, engine and outputs; print a summary to stderr (with
+    ``report_out``, also write the HTML report of the run)."""
     from tqdm import tqdm  # imported here: the CLI's other commands start without it
+
+    from stream_monitor.app.report import ReplayRecorder
 
     config = load_config(config_path)
     engine = build_engine(config)
@@ -48,6 +52,7 @@ def run_replay(
     dead_sink = open_text_sink(dead_letters_out)
     retrain_sink = open_text_sink(retraining_out)
     stats_sink = open_text_sink(stats_out)
+    recorder = ReplayRecorder() if report_out is not None else None
     try:
         with tqdm(
             total=total, unit="B", unit_scale=True, desc="replay", disable=not show, file=sys.stderr
@@ -60,6 +65,8 @@ def run_replay(
                 on_progress=bar.update,
                 retraining_out=retrain_sink,
                 stats_out=stats_sink,
+                on_stats=None if recorder is None else recorder.on_stats,
+                on_dead=None if recorder is None else recorder.on_dead,
             )
     finally:
         for sink in (alerts_sink, dead_sink, retrain_sink, stats_sink):
@@ -68,6 +75,10 @@ def run_replay(
                 if sink.fileno() != 1:
                     sink.close()
     _print_summary(report, engine, sys.stderr, dead_letters_out)
+    if recorder is not None and report_out is not None:
+        inputs = ", ".join(str(s.path) for s in sources)
+        recorder.write(report_out, config, engine, report, [f"replay of {inputs} with {config_path}"])
+        sys.stderr.write(f"report written to {report_out}\n")
     return report
 
 

@@ -61,6 +61,10 @@ class ReferenceProfileError(StreamMonitorError):
     """A reference profile could not be built or loaded."""
 
 
+class ReportInputError(StreamMonitorError):
+    """A file given to the report is not what it should hold (names the file and line)."""
+
+
 class SnapshotError(StreamMonitorError):
     """A state snapshot is corrupt or of an unsupported version."""
 

@@ -13,14 +13,43 @@ each signal came. The schema is versioned like the alert schema (``stream-monito
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import orjson
 
 from stream_monitor.core.alerts import AlertKind, Severity, WindowInfo
 
 SCHEMA: Final = "stream-monitor.window-stats/v1"
+# The keys of an observation's details a record keeps (``details``): what the HTML report draws beside the
+# statistic. A distance test's window histogram, the performance figures of a judged or estimated window, the
+# error stream's rate, a label bucket's coverage and lag; never the larger explanations an alert carries.
+RECORDED_DETAILS: Final = (
+    "window_counts",
+    "metrics",
+    "reference",
+    "labelled",
+    "label_coverage",
+    "expected",
+    "reference_estimate",
+    "reference_accuracy",
+    "error_rate",
+    "reference_error_rate",
+    "lag_p50_seconds",
+    "lag_p95_seconds",
+    "sla_seconds",
+    "min_coverage",
+)
+
+
+def recorded_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``details`` a window-stats record keeps (:data:`RECORDED_DETAILS`), in that order.
+
+    >>> recorded_details({"window_counts": [3, 5], "top_bins": [], "label_coverage": 0.5})
+    {'window_counts': [3, 5], 'label_coverage': 0.5}
+    """
+    return {k: details[k] for k in RECORDED_DETAILS if k in details}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +68,7 @@ class WindowStat:
     decision: str  # ok | warning | critical
     window: WindowInfo
     event_ts: float  # when the test ran, in event time
+    details: dict[str, Any] = field(default_factory=dict)  # see RECORDED_DETAILS
 
     @classmethod
     def of(
@@ -54,6 +84,7 @@ class WindowStat:
         p_value: float | None,
         level: Severity | None,
         event_ts: float,
+        details: Mapping[str, Any] | None = None,
     ) -> WindowStat:
         return cls(
             SCHEMA,
@@ -68,6 +99,7 @@ class WindowStat:
             "ok" if level is None else level.value,
             window,
             float(event_ts),
+            {} if details is None else recorded_details(details),
         )
 
 

@@ -200,6 +200,7 @@ class ModelMonitor:
         details: dict[str, Any] = {
             "window_values": n,
             "thresholds": {"warning": thr.warning, "critical": thr.critical, "calibrated_for_n": thr.n},
+            "window_counts": counts.tolist(),  # the window's histogram on the reference's bins
         }
         if test_name == "chi2":
             details["p_value"] = chi2_p_value(stat, n, len(counts))

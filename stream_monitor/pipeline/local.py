@@ -121,6 +121,7 @@ class ModelPipeline:
                     o.p_value,
                     o.level,
                     event_ts,
+                    o.details,
                 )
             )
 

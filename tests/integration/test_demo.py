@@ -61,6 +61,8 @@ def test_demo_prints_the_drift_alert_and_stops_cleanly(kafka_bootstrap: str, tmp
         alerts = [orjson.loads(x) for x in (work / "alerts.jsonl").read_bytes().splitlines()]
         assert any(a["signal"] == "num_00" and a["severity"] == "critical" for a in alerts)
         assert (work / "config.yaml").exists() and (work / "monitor.log").exists()
+        # the HTML report of the alerts, listed with the other files
+        assert "report.html" in out and 'data-signal="num_00"' in (work / "report.html").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -7,7 +7,8 @@ Ranks, lowest first (docs/architecture.md draws the same picture):
 2 ``stats`` sketches, distances, profiles
 3 ``detectors`` sequential tests, River wrappers
 4 ``pipeline`` windows, folding, join, detection, lifecycle, the model pipeline
-5 ``adapters.*``, ``config.loading``, ``config.template``, ``devtools`` edges and file formats
+5 ``adapters.*``, ``config.loading``, ``config.template``, ``devtools``, ``report`` edges, file formats, the
+  HTML report (its data model, ``report.model``, does no file I/O either)
 6 ``app`` the composition root and the jobs built on it
 7 ``cli`` argument parsing on top
 
@@ -31,11 +32,14 @@ RANKS = (
     ("adapters", 5),
     ("config", 5),
     ("devtools", 5),
+    ("report", 5),
     ("app", 6),
     ("cli", 7),
 )
 # Layers whose code the running service executes; they must not reach development helpers.
 SERVICE_LAYERS = ("core", "config", "stats", "detectors", "pipeline", "adapters")
+# Modules above the pure layers that must not touch files either: the command that calls them reads the files.
+PURE_EDGE_MODULES = ("report.model",)
 
 
 def _module_name(path: Path) -> str:
@@ -128,7 +132,7 @@ def test_the_pure_layers_do_no_file_io() -> None:
     offenders = {}
     for path in _sources():
         module = _module_name(path)
-        if (_rank(module) or 0) > 4:
+        if (_rank(module) or 0) > 4 and module not in PURE_EDGE_MODULES:
             continue
         text = path.read_text()
         calls = [
@@ -145,3 +149,6 @@ def test_the_check_itself_sees_imports() -> None:
         _rank("config.schema") == 1 and _rank("config.loading") == 5 and _rank("adapters.kafka.worker") == 5
     )
     assert any(t.startswith("core") for t in _internal(_imports(PACKAGE / "pipeline" / "folding.py")))
+    assert _rank("report.model") == 5 and all(
+        (PACKAGE / f"{m.replace('.', '/')}.py").exists() for m in PURE_EDGE_MODULES
+    )

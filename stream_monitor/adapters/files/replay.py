@@ -22,7 +22,7 @@ import orjson
 from stream_monitor.core.alerts import Alert, encode_alert, retraining_requests
 from stream_monitor.core.events import FieldPath, Rejection, Stream, decode_batch, parse_timestamps
 from stream_monitor.core.typed_decoding import DecodedFeatures, split_decoded
-from stream_monitor.core.window_stats import encode_window_stat
+from stream_monitor.core.window_stats import WindowStat, encode_window_stat
 from stream_monitor.pipeline.local import Engine
 
 BLOCK_BYTES: Final = 1 << 20  # read a file a mebibyte at a time (a few thousand events), split in memory
@@ -225,19 +225,24 @@ def replay(
     on_alerts: Callable[[list[Alert]], None] | None = None,
     retraining_out: IO[bytes] | None = None,
     stats_out: IO[bytes] | None = None,
+    on_stats: Callable[[list[WindowStat]], None] | None = None,
+    on_dead: Callable[[DeadLetter], None] | None = None,
 ) -> ReplayReport:
     """Merge the sources in event time, feed the engine block by block, write alerts as they fire (and, with
-    ``stats_out``, every window's statistics as they are tested)."""
+    ``stats_out``, every window's statistics as they are tested). ``on_alerts``, ``on_stats`` and ``on_dead``
+    see the alerts, window statistics and dead letters as they come (for a report)."""
     report = ReplayReport()
     engine.expect(s.stream for s in sources)
     for pipeline in engine.pipelines.values():
-        pipeline.keep_stats = stats_out is not None
+        pipeline.keep_stats = stats_out is not None or on_stats is not None
 
     def dead(d: DeadLetter) -> None:
         key = f"{d.stream}:{d.reason}"
         report.dead_letters[key] = report.dead_letters.get(key, 0) + 1
         if dead_out is not None:
             dead_out.write(d.to_json() + b"\n")
+        if on_dead is not None:
+            on_dead(d)
 
     def emit(alerts: list[Alert]) -> None:
         report.alerts.extend(alerts)
@@ -249,10 +254,14 @@ def replay(
         if retraining_out is not None:
             for r in retraining_requests(alerts):
                 retraining_out.write(orjson.dumps(r) + b"\n")
-        if stats_out is not None:
+        if stats_out is not None or on_stats is not None:
             for pipeline in engine.pipelines.values():
-                for record in pipeline.take_stats():
-                    stats_out.write(encode_window_stat(record) + b"\n")
+                records = pipeline.take_stats()
+                if stats_out is not None:
+                    for record in records:
+                        stats_out.write(encode_window_stat(record) + b"\n")
+                if on_stats is not None and records:
+                    on_stats(records)
 
     step = merge_step_seconds(engine)
     by_stream = {s.stream: s for s in sources}
