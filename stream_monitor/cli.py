@@ -154,6 +154,13 @@ def config_validate(path: Path) -> None:
 @click.option(
     "--progress/--no-progress", default=None, help="progress bar (default: when stderr is a terminal)"
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="processes that decode and fold shards of the files (the merge and tests stay in this one)",
+)
 def replay_cmd(
     config_path: Path,
     features: Path | None,
@@ -165,6 +172,7 @@ def replay_cmd(
     stats_out: str | None,
     report_out: Path | None,
     progress: bool | None,
+    workers: int,
 ) -> None:
     """Run the detection engine over files in event-time order and write every alert as JSON lines."""
     from stream_monitor.app.replay import run_replay
@@ -183,6 +191,7 @@ def replay_cmd(
             retraining_out,
             stats_out,
             report_out,
+            workers,
         )
     except StreamMonitorError as exc:
         _fail(exc)

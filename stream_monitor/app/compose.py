@@ -44,8 +44,9 @@ def load_profiles(config: MonitorConfig) -> dict[str, ModelProfile]:
     return out
 
 
-def build_engine(config: MonitorConfig, clock: Clock | None = None) -> Engine:
-    return Engine(config, load_profiles(config), clock)
+def build_engine(config: MonitorConfig, clock: Clock | None = None, shards: int = 1) -> Engine:
+    """The in-process engine; ``shards`` > 1: its merge also takes the partials of folds run elsewhere."""
+    return Engine(config, load_profiles(config), clock, shards)
 
 
 def build_service(config: MonitorConfig, clock: Clock | None = None) -> ServiceModels:

@@ -7,8 +7,15 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from stream_monitor.adapters.files.replay import JsonlSource, ReplayReport, open_text_sink, replay
+from stream_monitor.adapters.files.replay import (
+    JsonlSource,
+    ReplayOutputs,
+    ReplayReport,
+    open_text_sink,
+    replay,
+)
 from stream_monitor.app.compose import build_engine
+from stream_monitor.app.replay_workers import replay_with_workers
 from stream_monitor.config.loading import load_config
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.local import Engine
@@ -25,6 +32,7 @@ def run_replay(
     retraining_out: str | None = None,
     stats_out: str | None = None,
     report_out: Path | None = None,
+    workers: int = 1,
 ) -> ReplayReport:
     """``stream-monitor replay``: wire files, engine and outputs; print a summary to stderr (with
     ``report_out``, also write the HTML report of the run)."""
@@ -33,7 +41,7 @@ def run_replay(
     from stream_monitor.app.report import ReplayRecorder
 
     config = load_config(config_path)
-    engine = build_engine(config)
+    engine = build_engine(config, shards=workers)
     ts_paths = {m.fields.ts for m in config.models.values()}
     ts_path = ts_paths.pop() if len(ts_paths) == 1 else "ts"
     max_bytes = config.service.max_message_bytes
@@ -57,17 +65,22 @@ def run_replay(
         with tqdm(
             total=total, unit="B", unit_scale=True, desc="replay", disable=not show, file=sys.stderr
         ) as bar:
-            report = replay(
-                engine,
-                sources,
+            outputs = ReplayOutputs(
+                ReplayReport(),
                 alerts_sink,
                 dead_sink,
-                on_progress=bar.update,
                 retraining_out=retrain_sink,
                 stats_out=stats_sink,
                 on_stats=None if recorder is None else recorder.on_stats,
                 on_dead=None if recorder is None else recorder.on_dead,
             )
+            if workers > 1:
+                shards = [(s.stream, s.path) for s in sources]
+                report = replay_with_workers(
+                    engine, config_path, shards, workers, ts_path, max_bytes, outputs, bar.update
+                )
+            else:
+                report = replay(engine, sources, on_progress=bar.update, outputs=outputs)
     finally:
         for sink in (alerts_sink, dead_sink, retrain_sink, stats_sink):
             if sink is not None:

@@ -16,8 +16,9 @@ slice and window.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -28,10 +29,11 @@ from stream_monitor.core.errors import SnapshotError
 from stream_monitor.core.events import Rejection, Stream
 from stream_monitor.core.typed_decoding import DecodedFeatures
 from stream_monitor.core.window_stats import WindowStat
-from stream_monitor.pipeline.assembly import build_models
+from stream_monitor.pipeline.assembly import ServiceModels, build_models
 from stream_monitor.pipeline.detection import ModelMonitor
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.model_merge import ModelMerger, TestedWindow
+from stream_monitor.pipeline.partials import Partial, encode_partial
 from stream_monitor.pipeline.partition_fold import PartitionFolder, Stage1Result
 from stream_monitor.pipeline.performance_monitor import PerformanceMonitor
 from stream_monitor.pipeline.windows import WindowAssembler
@@ -131,39 +133,21 @@ class ModelPipeline:
         return out
 
 
-class Engine:
-    """Every configured model's pipeline behind one fold per stream; raw or decoded messages in, alerts out."""
+class _Folds:
+    """One fold (:class:`PartitionFolder`) per stream, fed raw or decoded messages; what becomes of the
+    partials they hand out is the subclass's job."""
 
-    def __init__(
-        self,
-        config: MonitorConfig,
-        profiles: Mapping[str, ModelProfile],
-        clock: Clock | None = None,
-    ) -> None:
-        self.config = config
-        self.clock = clock or SystemClock()
-        models = build_models(config, profiles, self.clock)
-        self.folders = {s: models.partition_folder(s.value, 0, s, 0.0, in_process=True) for s in STREAMS}
-        make = models.merger_factory(
-            [self.folders[Stream.FEATURES].source, self.folders[Stream.PREDICTIONS].source],
-            [self.folders[Stream.LABELS].source],
-        )
-        self.pipelines: dict[str, ModelPipeline] = {}
-        for model_id in config.models:
-            merger = make(model_id)
-            assert merger is not None
-            self.pipelines[model_id] = ModelPipeline(
-                models.layouts[model_id], models.slicing[model_id].slice_seconds, merger
-            )
+    def __init__(self, models: ServiceModels, shard: int, in_process: bool) -> None:
+        self.config = models.config
+        self.models = models
+        self.folders = {s: models.partition_folder(s.value, shard, s, 0.0, in_process) for s in STREAMS}
         self._next_offset = dict.fromkeys(STREAMS, 0)  # offsets number each stream's messages
         # A stream is idle, for every model it holds no open slice of, from its first batch on (as a partition
         # with nothing of a model is idle in the service), so feeding features alone never waits for
-        # predictions; :meth:`expect` makes the engine wait for the streams that will come from the start.
+        # predictions; :meth:`expect` makes the merge wait for the streams that will come from the start.
         self._awaited: set[Stream] = set()  # streams expected that have not had their first batch
         self.rejected: Counter[tuple[str, str]] = Counter()  # (stream, reason)
-        self.alerts_emitted: Counter[tuple[str, str, str]] = Counter()  # (kind, severity, status)
 
-    # ---- input -----------------------------------------------------------------------------------------------
     def expect(self, streams: Iterable[Stream]) -> None:
         """Say, before the first batch, which streams will come (replay knows its files): each is waited for
         from the start, as a service waits for every partition, and the others are idle. Without it, a stream
@@ -174,7 +158,7 @@ class Engine:
     def process(self, stream: Stream, messages: Sequence[bytes | None]) -> ProcessResult:
         """Raw messages of one stream (as consumed from its topic) in; alerts and rejections out."""
         folder = self._folder(stream)
-        return self._after(stream, folder.process(self._offsets(stream, len(messages)), messages, 0.0))
+        return self._fold(stream, folder.process(self._offsets(stream, len(messages)), messages, 0.0))
 
     def decode_features(self, messages: Sequence[bytes | None]) -> DecodedFeatures | None:
         """Feature messages decoded as :meth:`process` decodes them, or None when the typed decoder does not
@@ -189,31 +173,30 @@ class Engine:
         last = [r.index for r in decoded.rejections]
         last += [int(b.positions[-1]) for b in decoded.batches.values() if len(b.positions)]
         offsets = self._offsets(Stream.FEATURES, max(last, default=-1) + 1)
-        return self._after(Stream.FEATURES, folder.process_decoded(offsets, decoded, 0.0))
+        return self._fold(Stream.FEATURES, folder.process_decoded(offsets, decoded, 0.0))
 
     def process_events(
         self, stream: Stream, events: Sequence[dict[str, Any]], positions: Sequence[int] | None = None
     ) -> ProcessResult:
         """Decoded events in; alerts and rejections (with positions from ``positions``) out."""
         folder = self._folder(stream)
-        result = self._after(stream, folder.process_events(self._offsets(stream, len(events)), events, 0.0))
+        result = self._fold(stream, folder.process_events(self._offsets(stream, len(events)), events, 0.0))
         if positions is not None:
             pos = list(positions)
             result.rejections = [Rejection(pos[r.index], r.reason, r.detail) for r in result.rejections]
         return result
 
-    def flush(self) -> list[Alert]:
-        """End of input: close every open slice and window and test them."""
-        alerts: list[Alert] = []
-        for stream in STREAMS:
-            for p in self.folders[stream].finish():
-                alerts.extend(self.pipelines[p.model].take(self.pipelines[p.model].merger.accept(p)))
-        for model_id, pipeline in self.pipelines.items():
-            horizon = max(float(self.folders[s].slices[model_id].max_ts) for s in STREAMS)
-            alerts.extend(pipeline.take(pipeline.merger.finish(horizon)))
-            pipeline.open_events = 0
-        self._count(alerts)
-        return alerts
+    def slice_lengths(self) -> list[float]:
+        return [ms.slice_seconds for ms in self.models.slicing.values()]
+
+    def horizons(self) -> dict[str, float]:
+        """The latest event time each model has seen on any stream."""
+        return {m: max(float(self.folders[s].slices[m].max_ts) for s in STREAMS) for m in self.models.slicing}
+
+    def _finish_folds(self) -> list[Partial]:
+        """End of input: every open slice handed out, then every stream idle."""
+        out = [p for s in STREAMS for p in self.folders[s].finish()]
+        return out + [p for s in STREAMS for p in self.folders[s].idle_partials(0.0, 0.0)]
 
     def _folder(self, stream: Stream) -> PartitionFolder:
         if stream not in self.folders:
@@ -225,16 +208,93 @@ class Engine:
         self._next_offset[stream] = first + n
         return range(first, first + n)
 
-    def _after(self, stream: Stream, stage1: Stage1Result) -> ProcessResult:
-        """Hand one batch's partials to the mergers, tell them which streams have promised nothing yet."""
+    def _fold(self, stream: Stream, stage1: Stage1Result) -> ProcessResult:
+        """One batch folded: its rejections counted, its partials (and the idle notices of the streams that
+        promise nothing now) delivered."""
         out = ProcessResult(rejections=sorted(stage1.rejections, key=lambda r: r.index))
-        for model_id, n in stage1.accepted.items():
-            self.pipelines[model_id].accepted[stream.value] += n
+        for r in out.rejections:
+            self.rejected[(stream.value, r.reason.value)] += 1
         partials = list(stage1.partials)
         self._awaited.discard(stream)
         for other in STREAMS:
             if other not in self._awaited:
                 partials.extend(self.folders[other].idle_partials(0.0, 0.0))
+        self._deliver(stream, stage1, partials, out)
+        return out
+
+    def _deliver(
+        self, stream: Stream, stage1: Stage1Result, partials: list[Partial], out: ProcessResult
+    ) -> None:
+        raise NotImplementedError
+
+
+class Engine(_Folds):
+    """Every configured model's pipeline behind one fold per stream; raw or decoded messages in, alerts out.
+
+    With ``shards`` > 1 the merge also expects the partials of folds run elsewhere (shard ``i`` of each stream
+    is the source ``"<stream>:<i>"``; this engine's own folds are shard 0), handed in with :meth:`accept` and
+    ended with :meth:`finish`: ``replay --workers`` folds file shards in worker processes that way.
+    """
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        profiles: Mapping[str, ModelProfile],
+        clock: Clock | None = None,
+        shards: int = 1,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        super().__init__(build_models(config, profiles, self.clock), 0, in_process=True)
+        make = self.models.merger_factory(
+            [f"{s.value}:{i}" for s in (Stream.FEATURES, Stream.PREDICTIONS) for i in range(shards)],
+            [f"{Stream.LABELS.value}:{i}" for i in range(shards)],
+        )
+        self.pipelines: dict[str, ModelPipeline] = {}
+        for model_id in config.models:
+            merger = make(model_id)
+            assert merger is not None
+            self.pipelines[model_id] = ModelPipeline(
+                self.models.layouts[model_id], self.models.slicing[model_id].slice_seconds, merger
+            )
+        self.alerts_emitted: Counter[tuple[str, str, str]] = Counter()  # (kind, severity, status)
+
+    def record_stats(self, on: bool) -> None:
+        """Record every test of every window (replay --stats-out), for :meth:`take_stats`."""
+        for p in self.pipelines.values():
+            p.keep_stats = on
+
+    def take_stats(self) -> list[WindowStat]:
+        return [record for p in self.pipelines.values() for record in p.take_stats()]
+
+    def accept(self, partials: Iterable[Partial]) -> list[Alert]:
+        """Partials of folds run elsewhere (see the class docstring) in; alerts out."""
+        alerts: list[Alert] = []
+        for p in partials:
+            pipeline = self.pipelines.get(p.model)
+            if pipeline is not None:
+                alerts.extend(pipeline.take(pipeline.merger.accept(p)))
+        self._count(alerts)
+        return alerts
+
+    def finish(self, horizons: Mapping[str, float]) -> list[Alert]:
+        """End of input for the merge: every pending slice and open window closed and tested, performance
+        judged as of each model's latest event time (``horizons``)."""
+        alerts: list[Alert] = []
+        for model_id, pipeline in self.pipelines.items():
+            alerts.extend(pipeline.take(pipeline.merger.finish(horizons.get(model_id, -math.inf))))
+            pipeline.open_events = 0
+        self._count(alerts)
+        return alerts
+
+    def flush(self) -> list[Alert]:
+        """End of input: close every open slice and window and test them."""
+        return self.accept(self._finish_folds()) + self.finish(self.horizons())
+
+    def _deliver(
+        self, stream: Stream, stage1: Stage1Result, partials: list[Partial], out: ProcessResult
+    ) -> None:
+        for model_id, n in stage1.accepted.items():
+            self.pipelines[model_id].accepted[stream.value] += n
         touched = set()
         for p in partials:
             pipeline = self.pipelines[p.model]
@@ -242,10 +302,7 @@ class Engine:
             touched.add(p.model)
         for model_id in touched | set(stage1.accepted):
             self.pipelines[model_id].open_events = self._open_events(model_id)
-        for r in out.rejections:
-            self.rejected[(stream.value, r.reason.value)] += 1
         self._count(out.alerts)
-        return out
 
     def _count(self, alerts: Sequence[Alert]) -> None:
         for a in alerts:
@@ -297,3 +354,34 @@ class Engine:
         return sum(
             sk.primary_events for s in STREAMS for sk in self.folders[s].slices[model_id].open.values()
         )
+
+
+class ShardFolder(_Folds):
+    """The fold half alone, for shard ``shard`` of every stream: what a ``replay --workers`` process runs.
+
+    Its partials are encoded (the partials topic's format) and handed to ``send``, for an :class:`Engine`
+    built with ``shards`` in another process; it raises no alert itself.
+    """
+
+    def __init__(self, models: ServiceModels, shard: int, send: Callable[[list[bytes]], None]) -> None:
+        super().__init__(models, shard, in_process=False)
+        self.send = send
+        self.accepted: dict[str, Counter[str]] = {
+            m: Counter() for m in models.slicing
+        }  # model -> stream -> n
+
+    def record_stats(self, on: bool) -> None:
+        """Window statistics are the merge's (the other process's)."""
+
+    def take_stats(self) -> list[WindowStat]:
+        return []
+
+    def flush(self) -> list[Alert]:
+        self.send([encode_partial(p) for p in self._finish_folds()])
+        return []
+
+    def _deliver(
+        self, stream: Stream, stage1: Stage1Result, partials: list[Partial], out: ProcessResult
+    ) -> None:
+        if partials:
+            self.send([encode_partial(p) for p in partials])

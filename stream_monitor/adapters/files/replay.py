@@ -10,6 +10,7 @@ cut into blocks.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from stream_monitor.core.alerts import Alert, encode_alert, retraining_requests
 from stream_monitor.core.events import FieldPath, Rejection, Stream, decode_batch, parse_timestamps
 from stream_monitor.core.typed_decoding import DecodedFeatures, split_decoded
 from stream_monitor.core.window_stats import WindowStat, encode_window_stat
-from stream_monitor.pipeline.local import Engine
+from stream_monitor.pipeline.local import Engine, ShardFolder
 
 BLOCK_BYTES: Final = 1 << 20  # read a file a mebibyte at a time (a few thousand events), split in memory
 
@@ -80,9 +81,11 @@ class JsonlSource:
         ts_path: str = "ts",
         max_bytes: int = 1_048_576,
         block_bytes: int = BLOCK_BYTES,
+        byte_range: tuple[int, int] | None = None,
     ) -> None:
         self.path = path
         self.block_bytes = block_bytes
+        self.byte_range = byte_range  # (start, end) at line starts: one shard of the file (replay --workers)
         self.stream = stream
         self._ts = FieldPath(ts_path)
         self._max_bytes = max_bytes
@@ -101,7 +104,7 @@ class JsonlSource:
         that are not JSON objects travel with the block, to be written in line order with what the parser
         refuses)."""
         line_no = 0
-        for text, lines in _lines(self.path, self.block_bytes):
+        for text, lines in _lines(self.path, self.block_bytes, self.byte_range):
             self.bytes_read += len(text) + 1
             self.lines_read += len(lines)
             numbers = list(range(line_no + 1, line_no + 1 + len(lines)))
@@ -155,14 +158,37 @@ class JsonlSource:
         )
 
 
+def shard_ranges(path: Path, n: int) -> list[tuple[int, int]]:
+    """``n`` byte ranges covering the file, each starting at a line start (some may be empty)."""
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as fh:
+        for k in range(1, n):
+            fh.seek(max(cuts[-1], size * k // n))
+            if fh.tell() > 0:
+                fh.seek(fh.tell() - 1)
+                fh.readline()  # to the start of the next line (stays put when already at one)
+            cuts.append(min(fh.tell(), size))
+    cuts.append(size)
+    return list(itertools.pairwise(cuts))
+
+
 _BLANK_INNER: Final = re.compile(rb"\n[ \t\r\f\v]*\n")  # a literal first byte: the search runs in C
 
 
-def _lines(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[bytes, list[bytes]]]:
-    """A file's whole lines (without their newline) a block at a time, with the block's bytes."""
+def _lines(
+    path: Path, block_bytes: int = BLOCK_BYTES, byte_range: tuple[int, int] | None = None
+) -> Iterator[tuple[bytes, list[bytes]]]:
+    """A file's whole lines (without their newline) a block at a time, with the block's bytes; with
+    ``byte_range``, those from ``start`` to ``end`` (both at line starts) only."""
+    start, end = byte_range if byte_range is not None else (0, None)
     with path.open("rb") as fh:
+        fh.seek(start)
+        left = None if end is None else end - start
         rest = b""
-        while chunk := fh.read(block_bytes):
+        while chunk := fh.read(block_bytes if left is None else min(block_bytes, left)):
+            if left is not None:
+                left -= len(chunk)
             text = rest + chunk
             cut = text.rfind(b"\n")
             if cut < 0:
@@ -207,17 +233,55 @@ class ReplayReport:
         return [(k, s, r[0], r[1], r[2]) for (k, s), r in sorted(table.items())]
 
 
-def merge_step_seconds(engine: Engine) -> float:
+def merge_step_seconds(engine: Engine | ShardFolder) -> float:
     """How far one file may run ahead of the others while merging: half the smallest allowed lateness (or a
     quarter slice when a model allows none), so that no event is late only because of how files were read."""
     lateness = [m.window.allowed_lateness_seconds for m in engine.config.models.values()]
-    slices = [p.slice_seconds for p in engine.pipelines.values()]
+    slices = engine.slice_lengths()
     smallest = min(lateness, default=0.0)
     return smallest / 2 if smallest > 0 else min(slices, default=1.0) / 4
 
 
+@dataclass
+class ReplayOutputs:
+    """Where a replay's alerts, retraining requests, window statistics and dead letters go, as they come."""
+
+    report: ReplayReport
+    alerts_out: IO[bytes] | None = None
+    dead_out: IO[bytes] | None = None
+    on_alerts: Callable[[list[Alert]], None] | None = None
+    retraining_out: IO[bytes] | None = None
+    stats_out: IO[bytes] | None = None
+    on_stats: Callable[[list[WindowStat]], None] | None = None
+    on_dead: Callable[[DeadLetter], None] | None = None
+
+    def dead(self, d: DeadLetter) -> None:
+        key = f"{d.stream}:{d.reason}"
+        self.report.dead_letters[key] = self.report.dead_letters.get(key, 0) + 1
+        if self.dead_out is not None:
+            self.dead_out.write(d.to_json() + b"\n")
+        if self.on_dead is not None:
+            self.on_dead(d)
+
+    def emit(self, alerts: list[Alert], records: list[WindowStat]) -> None:
+        self.report.alerts.extend(alerts)
+        if alerts and self.on_alerts is not None:
+            self.on_alerts(alerts)
+        if self.alerts_out is not None:
+            for a in alerts:
+                self.alerts_out.write(encode_alert(a) + b"\n")
+        if self.retraining_out is not None:
+            for r in retraining_requests(alerts):
+                self.retraining_out.write(orjson.dumps(r) + b"\n")
+        if self.stats_out is not None:
+            for record in records:
+                self.stats_out.write(encode_window_stat(record) + b"\n")
+        if self.on_stats is not None and records:
+            self.on_stats(records)
+
+
 def replay(
-    engine: Engine,
+    engine: Engine | ShardFolder,
     sources: Sequence[JsonlSource],
     alerts_out: IO[bytes] | None = None,
     dead_out: IO[bytes] | None = None,
@@ -227,41 +291,22 @@ def replay(
     stats_out: IO[bytes] | None = None,
     on_stats: Callable[[list[WindowStat]], None] | None = None,
     on_dead: Callable[[DeadLetter], None] | None = None,
+    outputs: ReplayOutputs | None = None,
 ) -> ReplayReport:
     """Merge the sources in event time, feed the engine block by block, write alerts as they fire (and, with
     ``stats_out``, every window's statistics as they are tested). ``on_alerts``, ``on_stats`` and ``on_dead``
-    see the alerts, window statistics and dead letters as they come (for a report)."""
-    report = ReplayReport()
+    see the alerts, window statistics and dead letters as they come (for a report); ``outputs`` gives all of
+    these at once instead."""
+    out = outputs or ReplayOutputs(
+        ReplayReport(), alerts_out, dead_out, on_alerts, retraining_out, stats_out, on_stats, on_dead
+    )
+    report = out.report
     engine.expect(s.stream for s in sources)
-    for pipeline in engine.pipelines.values():
-        pipeline.keep_stats = stats_out is not None or on_stats is not None
-
-    def dead(d: DeadLetter) -> None:
-        key = f"{d.stream}:{d.reason}"
-        report.dead_letters[key] = report.dead_letters.get(key, 0) + 1
-        if dead_out is not None:
-            dead_out.write(d.to_json() + b"\n")
-        if on_dead is not None:
-            on_dead(d)
+    engine.record_stats(out.stats_out is not None or out.on_stats is not None)
+    dead = out.dead
 
     def emit(alerts: list[Alert]) -> None:
-        report.alerts.extend(alerts)
-        if alerts and on_alerts is not None:
-            on_alerts(alerts)
-        if alerts_out is not None:
-            for a in alerts:
-                alerts_out.write(encode_alert(a) + b"\n")
-        if retraining_out is not None:
-            for r in retraining_requests(alerts):
-                retraining_out.write(orjson.dumps(r) + b"\n")
-        if stats_out is not None or on_stats is not None:
-            for pipeline in engine.pipelines.values():
-                records = pipeline.take_stats()
-                if stats_out is not None:
-                    for record in records:
-                        stats_out.write(encode_window_stat(record) + b"\n")
-                if on_stats is not None and records:
-                    on_stats(records)
+        out.emit(alerts, engine.take_stats())
 
     step = merge_step_seconds(engine)
     by_stream = {s.stream: s for s in sources}
