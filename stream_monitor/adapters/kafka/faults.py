@@ -89,7 +89,7 @@ _THREAD_PREFIX: Final = re.compile(r"^\[thrd:[^\]]*\]:\s*")
 _AFTER_SUFFIX: Final = re.compile(
     r"\s*\(after \d+ms in state \w+(?:, \d+ identical error\(s\) suppressed)?\)\s*$"
 )
-_PROPERTY: Final = re.compile(r'(?:configuration property|property) "?([\w.]+)"?', re.I)
+_PROPERTY: Final = re.compile(r'property:?\s*"?([\w.]+)"?', re.I)
 _MECHANISMS: Final = re.compile(r"broker's supported mechanisms:\s*([\w\-, ]*)")
 
 
