@@ -74,6 +74,7 @@ def test_unreachable_broker_waits_not_ready_with_a_bounded_log_and_stops_on_sigt
         started = time.monotonic()
         ss.wait_for(lambda: time.monotonic() - started >= LOG_WINDOW_S, LOG_WINDOW_S + 5, "the log window")
         window = worker.log().splitlines()[before:]
+        print(f"{len(window)} log lines in {LOG_WINDOW_S:.0f} s")
         assert len(window) <= MAX_LINES_IN_WINDOW, window
         assert worker.proc.poll() is None, "it must keep retrying"
         assert _readyz(worker)[0] == 503
@@ -109,6 +110,7 @@ def test_service_becomes_ready_and_processes_once_the_broker_appears(tmp_path: P
         appeared = time.monotonic()
         ss.wait_for(lambda: _readyz(worker) == (200, "ready\n"), 60, "/readyz 200 once the broker is back")
         ready_after = time.monotonic() - appeared
+        print(f"ready {ready_after:.1f} s after the broker answered")
         assert ready_after < 30, ready_after
         deployment_topics = yaml.safe_load(config_path.read_text())["topics"]
         events = ss.live_events(500, drifting=False)
@@ -153,6 +155,7 @@ def test_sasl_against_a_plaintext_listener_stops_with_exit_4_naming_the_setting(
         "sasl.password": secret,
     }
     code, out, seconds = _run_to_exit(_config(tmp_path, kafka_bootstrap, client), "run")
+    print(f"exit {code} after {seconds:.1f} s")
     assert code == 4, out
     assert seconds < FATAL_WITHIN_S
     paragraph = next(line for line in out.splitlines() if line.startswith("error: "))
