@@ -86,8 +86,9 @@ def test_unreachable_broker_waits_not_ready_with_a_bounded_log_and_stops_on_sigt
         worker.stop()
 
 
-def test_service_becomes_ready_and_processes_once_the_broker_appears(tmp_path: Path) -> None:
-    """A broker with the topics, stopped; the service started; the broker started again on the same port."""
+def test_service_becomes_ready_once_the_broker_appears_and_again_after_it_restarts(tmp_path: Path) -> None:
+    """A broker with the topics, stopped; the service started; the broker started again on the same port, events
+    processed; then the broker restarted under the running service."""
     port = _free_port()
     data = tmp_path / "broker-data"
     config_path = _config(tmp_path, f"127.0.0.1:{port}")
@@ -123,7 +124,16 @@ def test_service_becomes_ready_and_processes_once_the_broker_appears(tmp_path: P
             60,
             "500 events accepted",
         )
-        code, _seconds = worker.terminate()
+        # The broker restarts under the running service: not ready meanwhile, ready again after.
+        broker.stop()
+        _, body = ss.wait_for(lambda: (r := _readyz(worker))[0] == 503 and r, 30, "503 with the broker down")
+        assert body.startswith(f"Kafka at 127.0.0.1:{port} unreachable, retrying: "), body
+        broker.start(port=port, data_dir=data)
+        ss.wait_for(
+            lambda: _readyz(worker) == (200, "ready\n"), 60, "/readyz 200 once the broker is back again"
+        )
+        assert worker.proc.poll() is None
+        code, _ = worker.terminate()
         assert code == 0, worker.log()[-3000:]
         _assert_clean(worker.log())
     finally:
