@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
-from stream_monitor.core.errors import ConfigError, StreamMonitorError
+from stream_monitor.core.errors import ConfigError, KafkaUnavailableError, StreamMonitorError
 
 EXIT_CONFIG = 2
 
 
 def _fail(exc: StreamMonitorError) -> None:
+    """Print the error and exit: 2 for a config error, a Kafka fault's own code (docs/operations.md)."""
     click.echo(f"error: {exc}", err=True)
-    sys.exit(EXIT_CONFIG)
+    sys.exit(exc.exit_code if isinstance(exc, KafkaUnavailableError) else EXIT_CONFIG)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -265,8 +266,16 @@ def demo(
         run_offline_demo(workdir=workdir)
         return
     from stream_monitor.app.demo_kafka import run_kafka_demo
+    from stream_monitor.devtools.kafka import DevKafkaError
 
-    sys.exit(run_kafka_demo(rate=rate, drift_after=drift_after, duration=duration, workdir=workdir))
+    try:
+        code = run_kafka_demo(rate=rate, drift_after=drift_after, duration=duration, workdir=workdir)
+    except StreamMonitorError as exc:  # the broker at KAFKA_BOOTSTRAP_SERVERS is unreachable or refuses us
+        _fail(exc)
+    except DevKafkaError as exc:
+        click.echo(f"error: the local Kafka broker did not start: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)
 
 
 # ---- alerts ----------------------------------------------------------------------------------------------------
@@ -333,25 +342,46 @@ def topics() -> None:
 
 @topics.command("create")
 @click.option("--config", "config_path", type=_CONFIG_FILE, required=True)
-def topics_create(config_path: Path) -> None:
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="seconds to wait for the broker to answer",
+)
+def topics_create(config_path: Path, wait_s: float) -> None:
     """Create every topic the config names (inputs, alerts, DLQ, internal) with partitions and settings.
 
-    Idempotent: existing topics are reported and left as they are.
+    Idempotent: existing topics are reported and left as they are. Exit 7 if no broker answers within --wait
+    seconds; 3, 4, 5 or 8 if the broker refuses us (docs/operations.md).
     """
-    from confluent_kafka import KafkaException
+    import logging
+
+    from confluent_kafka import KafkaError, KafkaException
 
     from stream_monitor.adapters.kafka.topics import create_all
     from stream_monitor.config.loading import load_config
 
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(config_path)
     except StreamMonitorError as exc:
         _fail(exc)
     try:
-        outcomes = create_all(cfg)
-    except KafkaException as exc:
+        outcomes = create_all(cfg, str(config_path), wait_s)
+    except StreamMonitorError as exc:
+        _fail(exc)
+    except KafkaException as exc:  # the broker answered, then failed us midway: transient, try again
+        from stream_monitor.adapters.kafka.clients import Redactor
+
+        err = exc.args[0] if exc.args else None
+        text = str(err.str()) if isinstance(err, KafkaError) else type(exc).__name__
+        secrets = (v.get_secret_value() for v in cfg.kafka.client.values() if hasattr(v, "get_secret_value"))
         where = cfg.kafka.bootstrap_servers
-        click.echo(f"error: cannot create topics on {where}: {type(exc).__name__}", err=True)
+        click.echo(
+            f"error: cannot create topics on {where}: {Redactor(secrets).scrub(text)}; run it again", err=True
+        )
         sys.exit(1)
     for o in outcomes:
         click.echo(f"{o.status:<8} {o.name}{': ' + o.message if o.message else ''}")

@@ -216,6 +216,7 @@ def run_kafka_demo(
 ) -> int:
     from confluent_kafka import Consumer
 
+    from stream_monitor.adapters.kafka.faults import EXIT_CODES
     from stream_monitor.adapters.kafka.topics import create_all
     from stream_monitor.config.loading import load_config
     from stream_monitor.core.alerts import decode_alert
@@ -244,7 +245,10 @@ def run_kafka_demo(
         metrics_port = _free_port()
         config_path = _write_config(work, bootstrap, metrics_port, suffix)
         config = load_config(config_path)
-        create_all(config)
+        external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        create_all(
+            config, f"{config_path} (its broker is KAFKA_BOOTSTRAP_SERVERS)" if external else str(config_path)
+        )
         echo(f"topics created; config at {config_path} (config init defaults for the examples' model)")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         monitor = subprocess.Popen(
@@ -296,7 +300,8 @@ def run_kafka_demo(
                 if monitor.poll() is not None:
                     echo(f"the monitor exited with code {monitor.returncode}; its log:")
                     echo((work / "monitor.log").read_text(errors="replace")[-3000:])
-                    return 1
+                    # a Kafka fault's own code (docs/operations.md), else 1
+                    return monitor.returncode if monitor.returncode in EXIT_CODES.values() else 1
                 if time.monotonic() >= next_status:
                     next_status = time.monotonic() + STATUS_EVERY_SECONDS
                     text = _fetch(f"http://127.0.0.1:{metrics_port}/metrics")

@@ -5,6 +5,12 @@ flushes
 its producer and leaves the group; the process then exits 0. A watchdog bounds this: if shutdown has not
 finished ``SHUTDOWN_DEADLINE_S`` after the signal (a broker gone away, say), the process exits 1 at once: the
 last committed snapshots stand, so nothing is lost, only replayed by the next owner.
+
+Before the worker starts, the broker is probed (:func:`~stream_monitor.adapters.kafka.faults.wait_for_kafka`):
+while it cannot be reached the service stays up, retries with backoff and ``/readyz`` answers 503 with the
+reason; a cause no retry can fix (authentication, TLS, a refused client setting, missing topics) raises
+:class:`~stream_monitor.core.errors.KafkaUnavailableError`, which the CLI prints as one paragraph and turns into
+its exit code.
 """
 
 from __future__ import annotations
@@ -32,12 +38,23 @@ def _fault_after() -> int | None:
 
 
 def run_service(config_path: Path) -> int:
-    """Run until a signal; returns the process exit code."""
-    from stream_monitor.adapters.kafka.clients import ProducerFatalError
-    from stream_monitor.adapters.kafka.worker import Worker
+    """Run until a signal; returns the process exit code (raises KafkaUnavailableError for a fatal cause)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from stream_monitor.adapters.kafka.clients import ProducerFatalError, Redactor, without_consumer_settings
+    from stream_monitor.adapters.kafka.faults import (
+        EXIT_CODES,
+        Fault,
+        KafkaWatch,
+        kafka_error,
+        wait_for_kafka,
+    )
+    from stream_monitor.adapters.kafka.worker import Worker, required_topics
     from stream_monitor.adapters.prometheus.metrics import start_metrics_server
     from stream_monitor.app.compose import build_service
     from stream_monitor.config.loading import load_config
+    from stream_monitor.core.errors import KafkaUnavailableError
 
     logging.basicConfig(
         level=logging.INFO,
@@ -48,6 +65,11 @@ def run_service(config_path: Path) -> int:
     models = build_service(config)
     stats = ServiceStats(max_series=config.service.max_label_cardinality)
     stop = threading.Event()
+    bootstrap = config.kafka.bootstrap_servers
+    redactor = Redactor(
+        v.get_secret_value() for v in config.kafka.client.values() if hasattr(v, "get_secret_value")
+    )
+    watch = KafkaWatch(bootstrap, redactor.scrub)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if not stop.is_set():
@@ -62,17 +84,47 @@ def run_service(config_path: Path) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     svc = config.service
-    server = start_metrics_server(stats, svc.bind_host, svc.metrics_port)
+    server = start_metrics_server(stats, svc.bind_host, svc.metrics_port, not_ready=watch.not_ready)
     log.info("metrics on %s/metrics (also /healthz, /readyz)", server.url)
+    source = str(config_path)
     try:
-        worker = Worker(config, models, stats, fault_after_batches=_fault_after())
-        worker.run(stop)
+        worker = None
+        while worker is None and not stop.is_set():
+            try:
+                admin = AdminClient(
+                    {**without_consumer_settings(config.kafka.client_settings()), **watch.hooks()}
+                )
+                if not wait_for_kafka(admin, watch, required_topics(config), source, stop):
+                    break
+                worker = Worker(config, models, stats, fault_after_batches=_fault_after(), watch=watch)
+            except KafkaException as exc:
+                fatal = kafka_error(exc, source, bootstrap, redactor.scrub)
+                if fatal is not None:
+                    raise fatal from None
+                # The broker went away between the probe and the worker's start: probe again.
+                log.warning(
+                    "Kafka failed while starting (%s); waiting for it again", redactor.scrub(str(exc))
+                )
+                watch.waiting(f"waiting for Kafka at {bootstrap}: {redactor.scrub(str(exc))}")
+        if worker is not None:
+            worker.run(stop)
     except ProducerFatalError as exc:
         log.error("producer failed fatally: %s", exc)
         return 1
-    except LookupError as exc:
-        log.error("%s", exc)
-        return 2
+    except LookupError as exc:  # a topic deleted between the probe and the worker's start
+        raise KafkaUnavailableError(
+            Fault.MISSING_TOPICS.value,
+            f"{exc} (exit {EXIT_CODES[Fault.MISSING_TOPICS]})",
+            EXIT_CODES[Fault.MISSING_TOPICS],
+        ) from None
+    except KafkaException as exc:  # a client call failed past every retry: no traceback, a restart resumes
+        fatal = kafka_error(exc, source, bootstrap, redactor.scrub)
+        if fatal is not None:
+            raise fatal from None
+        log.error(
+            "Kafka client failed: %s; exiting (the last committed snapshots stand)", redactor.scrub(str(exc))
+        )
+        return 1
     finally:
         server.stop()
     log.info("stopped cleanly")

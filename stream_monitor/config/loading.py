@@ -68,9 +68,12 @@ def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     return tuple(p for p in loc if isinstance(p, int) or (p not in _SKIPPED_LOC and "[" not in p))
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
+def _format_loc(loc: tuple[int | str, ...], keep_last: bool = False) -> str:
+    """The printed path; ``keep_last`` keeps the last part whatever it is (an unknown key the user wrote, which
+    may contain a ``[`` like pydantic's own union labels)."""
     out = ""
-    for part in _clean_loc(loc):
+    parts = _clean_loc(loc[:-1]) + loc[-1:] if keep_last else _clean_loc(loc)
+    for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -81,6 +84,8 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 def _suggestion(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices`` (all of them if two or three tie), or nothing."""
     pool = list(choices)
+    if not pool:
+        return ""
     close = difflib.get_close_matches(name, pool, n=len(pool), cutoff=0.6)
     if not close:
         return ""
@@ -122,10 +127,10 @@ def _message(err: Any) -> str:
     kind, msg, ctx = err["type"], err["msg"], err.get("ctx") or {}
     loc = _clean_loc(tuple(err["loc"]))
     got = _short(err.get("input"))
-    if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
+    if kind == "extra_forbidden":  # the last part is the key as written: never cleaned away
+        model = _model_at(_clean_loc(tuple(err["loc"])[:-1]))
         names = [n for n in model.model_fields if n != "base_dir"] if model else []
-        return "unknown key" + _suggestion(str(loc[-1]), names)
+        return "unknown key" + _suggestion(str(err["loc"][-1]), names)
     if kind == "missing":
         return "required key is missing"
     if kind in _BOUNDS and isinstance(err.get("input"), float) and math.isnan(err["input"]):
@@ -152,7 +157,9 @@ def _schema_problems(errors: list[Any]) -> list[_Problem]:
         last = loc[-1] if loc else None
         member = isinstance(last, str) and (last in _UNION_MEMBERS or "[" in last)
         if not (member and str(err["type"]).endswith("_type")):
-            order.append(_Problem(_format_loc(loc), _message(err)))
+            order.append(
+                _Problem(_format_loc(loc, keep_last=err["type"] == "extra_forbidden"), _message(err))
+            )
             continue
         whole = loc[:-1]
         if whole not in unions:

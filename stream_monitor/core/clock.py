@@ -34,3 +34,10 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+
+class MonotonicClock:
+    """Seconds on a clock that never goes back (``time.monotonic``): for intervals, never for timestamps."""
+
+    def now(self) -> float:
+        return time.monotonic()

@@ -74,3 +74,17 @@ class UnknownDetectorError(StreamMonitorError, ValueError):
 
     def __init__(self, name: str, valid: list[str]) -> None:
         super().__init__(f"unknown detector {name!r}; valid detectors: {', '.join(sorted(valid))}")
+
+
+class KafkaUnavailableError(StreamMonitorError):
+    """Kafka cannot be used, for a cause no retry can fix (or, for a one-shot command, not in time).
+
+    ``kind`` names the class of cause (``authentication``, ``tls``, ``client_config``, ...), ``exit_code`` the
+    process exit code the CLI uses for it (docs/operations.md lists them); the message is one paragraph that
+    names the setting to check.
+    """
+
+    def __init__(self, kind: str, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.exit_code = exit_code

@@ -39,11 +39,13 @@ from numpy.typing import NDArray
 
 from stream_monitor.core.events import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_KEYS,
     MISSING,
     Rejection,
     RejectReason,
     decode_batch,
     parse_timestamps,
+    too_many_keys,
 )
 from stream_monitor.core.parsing import FeatureParser, FeatureRows, route_by_model
 
@@ -181,14 +183,15 @@ class TypedFeatureDecoder:
         """Structs and their positions for every message the structs accept; the positions of the rest."""
         decode = self._decode
         n = len(messages)
-        if n and all(messages) and max(map(len, messages)) <= self.max_bytes:  # type: ignore[arg-type]
+        longest = max(map(len, messages)) if n and all(messages) else -1  # type: ignore[arg-type]
+        if 0 <= longest <= min(self.max_bytes, MAX_MESSAGE_KEYS * 5):  # too short to hold too many keys
             with contextlib.suppress(Exception):  # one message refused: look at each below
                 return list(map(decode, messages)), list(range(n)), []  # type: ignore[arg-type]
         typed: list[Any] = []
         typed_at: list[int] = []
         slow: list[int] = []
         for i, raw in enumerate(messages):
-            if not raw or len(raw) > self.max_bytes:
+            if not raw or len(raw) > self.max_bytes or too_many_keys(raw):
                 slow.append(i)
                 continue
             try:

@@ -166,7 +166,15 @@ def test_every_field_of_each_record_has_a_row(heading: str, record: type) -> Non
 
 def test_every_dead_letter_header_has_a_row() -> None:
     headers = re.findall(r'\(\s*"(\w+)",', inspect.getsource(DeadLetterPublisher.send))
-    assert headers == ["reason", "detail", "source_topic", "source_partition", "source_offset", "time"]
+    assert headers == [
+        "reason",
+        "detail",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "time",
+        "value_bytes",
+    ]
     assert list(_rows(_section(FORMATS, "### In the service"))) == headers
 
 

@@ -77,6 +77,12 @@ CONSUMER_ONLY: Final = frozenset(
     }
 )
 MAX_DETAIL_CHARS: Final = 500
+# A dead letter's value is kept whole up to this size: under Kafka's default message.max.bytes (1,048,588), so
+# any dead-letter topic takes it. A larger one (a 10 MB message on an input topic that allows it) is cut to its
+# first DEAD_LETTER_SAMPLE_BYTES, with its length in a ``value_bytes`` header: sent whole, the broker would
+# refuse it at every retry and the snapshot barrier behind it would never pass.
+MAX_DEAD_LETTER_VALUE_BYTES: Final = 1_000_000
+DEAD_LETTER_SAMPLE_BYTES: Final = 64 * 1024
 BUFFER_FULL_POLL_S: Final = 0.05
 MAX_DELIVERY_ATTEMPTS: Final = 1_000_000  # effectively forever: an alert is retried until the broker takes it
 
@@ -305,7 +311,9 @@ class DeadLetterPublisher:
 
     Headers: ``reason`` (a :class:`~stream_monitor.core.events.RejectReason` value), ``detail`` (short,
     scrubbed of secrets), ``source_topic``, ``source_partition``, ``source_offset``, ``time`` (epoch
-    milliseconds at which the service dead-lettered it). Headers of the original message are kept after ours.
+    milliseconds at which the service dead-lettered it), and ``value_bytes`` (the original length) when a value
+    over :data:`MAX_DEAD_LETTER_VALUE_BYTES` was cut to its first :data:`DEAD_LETTER_SAMPLE_BYTES`. Headers of
+    the original message are kept after ours.
     """
 
     def __init__(self, producer: TrackedProducer, topic: str, redactor: Redactor | None = None) -> None:
@@ -334,6 +342,9 @@ class DeadLetterPublisher:
             ("source_offset", str(source_offset).encode()),
             ("time", str(int(when * 1000)).encode()),
         ]
+        if value is not None and len(value) > MAX_DEAD_LETTER_VALUE_BYTES:
+            headers.append(("value_bytes", str(len(value)).encode()))
+            value = value[:DEAD_LETTER_SAMPLE_BYTES]
         if original_headers:
             headers.extend((k, v if v is not None else b"") for k, v in original_headers)
         return self.producer.produce(self.topic, value, key=key, headers=headers)

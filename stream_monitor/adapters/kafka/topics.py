@@ -163,11 +163,32 @@ def _wait_for_leaders(admin: Any, specs: Sequence[TopicSpec], timeout: float) ->
             time.sleep(0.05)  # metadata propagation has no notification to wait on
 
 
-def create_all(config: MonitorConfig) -> list[TopicOutcome]:
-    """``topics create``: build an AdminClient from the config's client settings (SASL/TLS pass through)."""
+def create_all(
+    config: MonitorConfig, source: str = "the config", wait_s: float = CREATE_TIMEOUT_S
+) -> list[TopicOutcome]:
+    """``topics create``: build an AdminClient from the config's client settings (SASL/TLS pass through), wait
+    up to ``wait_s`` for the broker, then create what is missing.
+
+    Raises :class:`~stream_monitor.core.errors.KafkaUnavailableError` (a paragraph naming the setting to check,
+    and its exit code) when the broker does not answer in time or refuses us.
+    """
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from stream_monitor.adapters.kafka.clients import without_consumer_settings
+    from stream_monitor.adapters.kafka.clients import Redactor, without_consumer_settings
+    from stream_monitor.adapters.kafka.faults import KafkaWatch, kafka_error, wait_for_kafka
 
-    admin = AdminClient(without_consumer_settings(config.kafka.client_settings()))
-    return create_topics(admin, topic_specs(config), config.topics.replication_factor)
+    redactor = Redactor(
+        v.get_secret_value() for v in config.kafka.client.values() if hasattr(v, "get_secret_value")
+    )
+    bootstrap = config.kafka.bootstrap_servers
+    watch = KafkaWatch(bootstrap, redactor.scrub)
+    try:
+        admin = AdminClient({**without_consumer_settings(config.kafka.client_settings()), **watch.hooks()})
+        wait_for_kafka(admin, watch, [], source, deadline_s=wait_s)
+        return create_topics(admin, topic_specs(config), config.topics.replication_factor)
+    except KafkaException as exc:
+        fatal = kafka_error(exc, source, bootstrap, redactor.scrub)
+        if fatal is not None:
+            raise fatal from None
+        raise

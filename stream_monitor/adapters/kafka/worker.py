@@ -50,6 +50,7 @@ from stream_monitor.adapters.kafka.clients import (
     TrackedProducer,
     producer_settings,
 )
+from stream_monitor.adapters.kafka.faults import STATS_INTERVAL_MS, KafkaWatch
 from stream_monitor.adapters.kafka.state_store import (
     StateStore,
     TopicReader,
@@ -119,6 +120,7 @@ class Worker:
         models: ServiceModels,
         stats: ServiceStats,
         fault_after_batches: int | None = None,
+        watch: KafkaWatch | None = None,
     ) -> None:
         self.config = config
         self.models = models
@@ -128,7 +130,9 @@ class Worker:
             v.get_secret_value() for v in config.kafka.client.values() if hasattr(v, "get_secret_value")
         ]
         self.redactor = Redactor(secrets)
-        client = config.kafka.client_settings()
+        # Every client logs through the watch (rate-limited) and reports its errors to it (/readyz).
+        self.watch = watch or KafkaWatch(config.kafka.bootstrap_servers, self.redactor.scrub)
+        client = {**config.kafka.client_settings(), **self.watch.hooks()}
         t = config.topics
         self.input_streams = {
             t.features: Stream.FEATURES,
@@ -151,6 +155,8 @@ class Worker:
         settings.update(client)
         settings.update(CONSUMER_REQUIRED)
         settings["group.id"] = config.service.consumer_group
+        settings["stats_cb"] = self.watch.stats  # tells the watch when a broker is back after all were down
+        settings.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
         self._cooperative = "cooperative" in str(settings.get("partition.assignment.strategy", ""))
         self.consumer = Consumer(settings)
         self.owned: dict[tuple[str, int], _Owned] = {}
@@ -162,19 +168,7 @@ class Worker:
         self._last_lag = 0.0
 
     def _check_topics(self) -> None:
-        t = self.config.topics
-        missing = [
-            name
-            for name in (
-                t.features,
-                t.partials,
-                t.state,
-                t.alerts,
-                t.dlq,
-                *([t.retraining] if t.retraining else []),
-            )
-            if not self.reader.partitions(name)
-        ]
+        missing = [name for _, name in required_topics(self.config) if not self.reader.partitions(name)]
         if missing:
             raise LookupError(
                 f"topic(s) {', '.join(missing)} do not exist: "
@@ -573,6 +567,13 @@ class Worker:
             self.consumer.close()
             self.producer.flush(HANDOFF_FLUSH_S)
             self.reader.close()
+
+
+def required_topics(config: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config key, name)`` of every topic ``run`` needs (predictions and labels are read if they exist)."""
+    t = config.topics
+    keys = ["features", "partials", "state", "alerts", "dlq", *(["retraining"] if t.retraining else [])]
+    return [(key, str(getattr(t, key))) for key in keys]
 
 
 def _headers(msg: Message) -> list[tuple[str, bytes]] | None:

@@ -341,8 +341,9 @@ def generate_text(registry: CollectorRegistry) -> str:
     return generate_latest(registry).decode("utf-8")
 
 
-def readiness(stats: ServiceStats) -> tuple[bool, str]:
-    """``(ready, reason)`` for ``/readyz``: ready when :meth:`ServiceStats.ready`, else why not.
+def readiness(stats: ServiceStats, not_ready: Callable[[], str | None] | None = None) -> tuple[bool, str]:
+    """``(ready, reason)`` for ``/readyz``: ready when ``not_ready`` (Kafka's account, e.g. ``waiting for Kafka
+    at ...``) has no reason and :meth:`ServiceStats.ready`, else why not.
 
     Examples
     --------
@@ -352,7 +353,12 @@ def readiness(stats: ServiceStats) -> tuple[bool, str]:
     >>> stats.set_restoring(False); stats.set_agent("fold", True); stats.set_agent("detect", False)
     >>> readiness(stats)
     (False, 'agent down: detect')
+    >>> readiness(stats, lambda: "waiting for Kafka at b:9092: Connection refused")
+    (False, 'waiting for Kafka at b:9092: Connection refused')
     """
+    reason = not_ready() if not_ready is not None else None
+    if reason:
+        return False, reason
     if stats.ready():
         return True, "ready"
     snap = stats.snapshot()
@@ -370,10 +376,17 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], stats: ServiceStats, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        stats: ServiceStats,
+        registry: CollectorRegistry,
+        not_ready: Callable[[], str | None] | None = None,
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.stats = stats
+        self.not_ready = not_ready
         self.registry = registry
         super().__init__(address, _Handler)
 
@@ -396,7 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             self._reply(200, b"ok\n")
         elif path == "/readyz":
-            ready, reason = readiness(self.server.stats)
+            ready, reason = readiness(self.server.stats, self.server.not_ready)
             self._reply(200 if ready else 503, reason.encode() + b"\n")
         else:
             self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
@@ -463,6 +476,7 @@ def start_metrics_server(
     port: int = 9108,
     *,
     registry: CollectorRegistry | None = None,
+    not_ready: Callable[[], str | None] | None = None,
 ) -> MetricsServer:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread.
 
@@ -476,6 +490,8 @@ def start_metrics_server(
         The port (``service.metrics_port``); 0 picks a free one, see :attr:`MetricsServer.port`.
     registry
         The registry to serve; by default :func:`create_registry` of ``stats``.
+    not_ready
+        Asked by ``/readyz`` first: a reason not to be ready that ``stats`` do not know (Kafka unreachable).
 
     Returns
     -------
@@ -489,7 +505,7 @@ def start_metrics_server(
     """
     reg = registry if registry is not None else create_registry(stats)
     try:
-        server = _Server((host, port), stats, reg)
+        server = _Server((host, port), stats, reg, not_ready)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
     thread = threading.Thread(target=server.serve_forever, name="stream-monitor-metrics", daemon=True)
