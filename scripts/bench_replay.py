@@ -18,6 +18,8 @@ stream of ``scripts/bench_engine.py``) with one prediction (and score) per event
   200,000 lines project a full pass beyond 90 s it stops there and the rate is extrapolated (reported as
   ``baseline_events`` and ``extrapolated``); ADWIN costs a little more per value as its window grows, so an
   extrapolated baseline is, if anything, flattering to the baseline.
+* ``replay_workers``: the same replay with ``--workers N`` for each N of ``--workers`` above 1: wall and CPU
+  time, speed-up over one process, and whether its alerts file is byte-identical to the one-process one.
 * ``ratio_vs_diy``: replay feature events/s over the baseline's events/s (both wall clock), checked with the
   replay rate against the targets: >= 2x the baseline and >= 120,000 feature events/s.
 
@@ -32,7 +34,7 @@ code: empty the workdir after changing ``stream_monitor/devtools/synthetic.py``.
 uncommitted change under stream_monitor/) and ``host`` (cores, load before the replay) tell runs apart.
 
 Usage: python scripts/bench_replay.py [--events 1000000] [--seed 2] [--workdir DIR] [--labels]
-                                      [--skip-baseline]
+                                      [--skip-baseline] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -167,9 +169,15 @@ def warm(*paths: Path) -> None:
                 pass
 
 
-def run_replay(config: Path, files: dict[str, Path], alerts: Path) -> dict[str, Any]:
-    """Run one replay as a child process; wall and CPU seconds, peak RSS (MiB) and the alerts it wrote."""
+def run_replay(config: Path, files: dict[str, Path], alerts: Path, workers: int = 1) -> dict[str, Any]:
+    """Run one replay as a child process; wall and CPU seconds, peak RSS (MiB) and the alerts it wrote.
+
+    With ``workers`` > 1 the CPU time and RSS are the whole process tree's (``RUSAGE_CHILDREN`` and GNU
+    time's ``%M`` cover the worker processes too; ``%M`` is the largest single process, not the sum).
+    """
     cmd = cli("replay", "--config", str(config), "--features", str(files["features"]))
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     cmd += ["--predictions", str(files["predictions"])]
     if "labels" in files:
         cmd += ["--labels", str(files["labels"])]
@@ -287,6 +295,23 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     replay = run_replay(config, files, out_dir / "alerts.jsonl")
     log(f"  {replay['wall_s']:.1f} s wall, {replay['cpu_s']:.1f} s CPU, {replay['alerts']} alerts")
 
+    scaled: dict[str, Any] = {}
+    for workers in args.workers:
+        if workers == 1:
+            continue
+        log(f"replay with --workers {workers} ...")
+        alerts = out_dir / f"alerts-w{workers}.jsonl"
+        run = run_replay(config, files, alerts, workers)
+        scaled[str(workers)] = {
+            "wall_s": round(run["wall_s"], 3),
+            "cpu_s": round(run["cpu_s"], 3),
+            "feature_events_per_s": round(n_events / run["wall_s"]),
+            "speedup": round(replay["wall_s"] / run["wall_s"], 2),
+            "largest_process_rss_mib": round(run["peak_rss_mib"], 1),
+            "alerts_identical": alerts.read_bytes() == (out_dir / "alerts.jsonl").read_bytes(),
+        }
+        log(f"  {run['wall_s']:.1f} s wall ({scaled[str(workers)]['speedup']}x)")
+
     baseline: dict[str, Any] | None = None
     if not args.skip_baseline:
         log("DIY River ADWIN baseline on the features file ...")
@@ -320,6 +345,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "alerts": replay["alerts"],
             "input_mib": round(sum(p.stat().st_size for p in files.values()) / 2**20, 1),
         },
+        "replay_workers": scaled,
         "diy_river_adwin": baseline,
         "baseline_events": baseline["events"] if baseline else None,
         "ratio_vs_diy": None if ratio is None else round(ratio, 2),
@@ -337,9 +363,17 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, help="cache of generated files (default: a temporary directory)")
     ap.add_argument("--labels", action="store_true", help="add labels to the stream and the reference")
     ap.add_argument("--skip-baseline", action="store_true", help="do not run the DIY River baseline")
+    ap.add_argument(
+        "--workers",
+        type=lambda text: sorted({int(n) for n in text.split(",")}),
+        default=[1, 2],
+        help="comma-separated replay --workers counts to time besides 1 (default 1,2)",
+    )
     args = ap.parse_args()
     if args.events < 1:
         ap.error("--events must be >= 1")
+    if min(args.workers) < 1:
+        ap.error("--workers counts must be >= 1")
     if args.seed == args.reference_seed:
         ap.error("--seed and --reference-seed must differ")
     if args.workdir is not None:
