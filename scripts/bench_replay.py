@@ -20,6 +20,8 @@ stream of ``scripts/bench_engine.py``) with one prediction (and score) per event
   extrapolated baseline is, if anything, flattering to the baseline.
 * ``replay_workers``: the same replay with ``--workers N`` for each N of ``--workers`` above 1: wall and CPU
   time, speed-up over one process, and whether its alerts file is byte-identical to the one-process one.
+* ``memory_growth`` (with ``--memory``): the peak RSS of a replay of 3x the events (same generator, seed
+  and config) against the 1x replay's; target: at most 10% more.
 * ``ratio_vs_diy``: replay feature events/s over the baseline's events/s (both wall clock), checked with the
   replay rate against the targets: >= 2x the baseline and >= 120,000 feature events/s.
 
@@ -34,7 +36,7 @@ code: empty the workdir after changing ``stream_monitor/devtools/synthetic.py``.
 uncommitted change under stream_monitor/) and ``host`` (cores, load before the replay) tell runs apart.
 
 Usage: python scripts/bench_replay.py [--events 1000000] [--seed 2] [--workdir DIR] [--labels]
-                                      [--skip-baseline] [--workers 1,2]
+                                      [--skip-baseline] [--workers 1,2] [--memory]
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ REFERENCE_EVENTS = 20_000
 LABEL_DELAY_S = 2.0  # mean, event time: 40k events at RATE
 TARGET_EVENTS_PER_S = 120_000
 TARGET_RATIO = 2.0
+TARGET_RSS_GROWTH = 0.10  # peak RSS of a 3x replay over the 1x one, minus 1
 BASELINE_PROBE = 200_000  # lines timed before deciding whether a full baseline pass fits the budget
 BASELINE_BUDGET_S = 90.0
 STARTUP_RUNS = 3
@@ -266,6 +269,35 @@ def diy_river(path: Path, total: int) -> dict[str, Any]:
     }
 
 
+def memory_growth(
+    args: argparse.Namespace, config: Path, drift: list[str], rss_1x: float, n_1x: int, workdir: Path
+) -> dict[str, Any]:
+    """Peak RSS of a replay of three times the events (same generator and seed) against the 1x replay's:
+    constant memory means the ratio stays within ``TARGET_RSS_GROWTH``."""
+    spec, _ = _live_spec()
+    n_3x = 3 * args.events
+    key = cache_key(n_3x, args.seed, args.labels, spec, drift, LABEL_DELAY_S)
+    live_dir = workdir / f"live-{n_3x}-{key}"
+    live = synth(live_dir, n_3x, args.seed, args.labels, drift, spec.start_ts)
+    names = ["features", "predictions", *(["labels"] if args.labels else [])]
+    files = {name: live_dir / f"{name}.jsonl" for name in names}
+    log(f"replay of {live['counts']['features']} feature events for the memory growth ...")
+    warm(*files.values())
+    run = run_replay(config, files, workdir / f"out-{key}-alerts.jsonl")
+    growth = run["peak_rss_mib"] / rss_1x - 1.0
+    log(f"  peak RSS {run['peak_rss_mib']:.0f} MiB vs {rss_1x:.0f} MiB ({growth:+.1%})")
+    return {
+        "events_1x": n_1x,
+        "peak_rss_1x_mib": round(rss_1x, 1),
+        "events_3x": int(live["counts"]["features"]),
+        "peak_rss_3x_mib": round(run["peak_rss_mib"], 1),
+        "wall_3x_s": round(run["wall_s"], 3),
+        "growth": round(growth, 4),
+        "target_growth": TARGET_RSS_GROWTH,
+        "met": growth <= TARGET_RSS_GROWTH,
+    }
+
+
 def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     spec, drifts = _live_spec()
     drift = [f"{d.kind}:{d.feature}:start={d.start_ts!r}:magnitude={d.magnitude!r}" for d in drifts]
@@ -312,6 +344,10 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         }
         log(f"  {run['wall_s']:.1f} s wall ({scaled[str(workers)]['speedup']}x)")
 
+    memory: dict[str, Any] | None = None
+    if args.memory:
+        memory = memory_growth(args, config, drift, replay["peak_rss_mib"], n_events, workdir)
+
     baseline: dict[str, Any] | None = None
     if not args.skip_baseline:
         log("DIY River ADWIN baseline on the features file ...")
@@ -346,6 +382,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "input_mib": round(sum(p.stat().st_size for p in files.values()) / 2**20, 1),
         },
         "replay_workers": scaled,
+        "memory_growth": memory,
         "diy_river_adwin": baseline,
         "baseline_events": baseline["events"] if baseline else None,
         "ratio_vs_diy": None if ratio is None else round(ratio, 2),
@@ -363,6 +400,9 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, help="cache of generated files (default: a temporary directory)")
     ap.add_argument("--labels", action="store_true", help="add labels to the stream and the reference")
     ap.add_argument("--skip-baseline", action="store_true", help="do not run the DIY River baseline")
+    ap.add_argument(
+        "--memory", action="store_true", help="also replay 3x the events and compare peak RSS (memory_growth)"
+    )
     ap.add_argument(
         "--workers",
         type=lambda text: sorted({int(n) for n in text.split(",")}),

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from stream_monitor.adapters.files.reference_file import load_reference
+from stream_monitor.config.join_sizing import BYTES_PER_OUTSTANDING, join_sizing
 from stream_monitor.config.schema import DEFAULT_FLOORS
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile, ReferenceProfile
 
@@ -52,6 +53,40 @@ def performance_window_default(prof: ModelProfile) -> int:
 def _label_rate_text(prof: ModelProfile) -> str:
     rate = label_rate(prof)
     return f"{rate:.3g} labels/s" if rate > 0 else "unknown label rate"
+
+
+def _labels_block(prof: ModelProfile) -> list[str]:
+    """``ttl_seconds`` and ``max_outstanding``, sized from the reference's prediction rate and label lags."""
+
+    def key(name: str, value: object, comment: str) -> str:
+        return f"      {f'{name}: {value}':<33}# {comment}"
+
+    if prof.labels is None or prof.predictions is None:
+        return [
+            "      # The reference has no labels (or no predictions): no prediction is held for a join.",
+            key("ttl_seconds", 172800, "predictions wait this long for their label"),
+            key("max_outstanding", 1000, "beyond it the oldest are evicted (counted)"),
+        ]
+    rate = prof.events_per_second * prof.predictions.events / prof.events if prof.events > 0 else 0.0
+    sizing = join_sizing(rate, prof.labels.labelled_share, prof.labels.lag_seconds.get("p99"))
+    if sizing.lag_p99 is None or sizing.labelled_share is None:
+        how = [
+            f"no label lags in the reference, so each may wait the whole TTL ({sizing.ttl_seconds:.0f} s):"
+        ]
+    else:
+        how = [
+            f"{sizing.labelled_share:.0%} labelled within a p99 lag of {sizing.lag_p99:.3g} s,",
+            "      # the rest waiting the TTL:",
+        ]
+    return [
+        f"      # Sized from the reference: {sizing.predictions_per_second:.4g} predictions/s, {how[0]}",
+        *how[1:],
+        f"      # about {sizing.expected_outstanding:,.0f} waiting. The cap is 1.5x that: "
+        f"{sizing.mib:,.1f} MiB at ~{BYTES_PER_OUTSTANDING} bytes each",
+        "      # (stream_monitor_join_bytes_per_prediction on /metrics shows the live figure).",
+        key("ttl_seconds", f"{sizing.ttl_seconds:.0f}", "predictions wait this long for their label"),
+        key("max_outstanding", sizing.max_outstanding, "beyond it the oldest are evicted (counted)"),
+    ]
 
 
 def _window_span_text(prof: ModelProfile, labelled: int) -> str:
@@ -113,8 +148,7 @@ def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]
         "      hysteresis: 0.8                  # clean = below 0.8 x the warning level",
         "      cooldown_seconds: 900            # event time before a resolved signal may fire again",
         "    labels:",
-        "      ttl_seconds: 604800              # predictions wait this long for their label",
-        "      max_outstanding: 2000000",
+        *_labels_block(prof),
         "      freshness_sla_seconds: 172800    # labels older than this are counted as stale, not used",
         "      min_coverage: 0.5",
         "    performance:                       # concept drift from labels (and CBPE before them)",

@@ -445,6 +445,7 @@ class JoinerStats:
     lag_p95: float
     coverage: float
     state_bytes: int
+    prediction_table_bytes: int  # the waiting predictions' hash table alone (part of state_bytes)
 
     def as_dict(self) -> dict[str, float]:
         """The fields as a flat dict of numbers."""
@@ -775,6 +776,7 @@ class PredictionLabelJoiner:
             lag_p95=self._lag.quantile(0.95),
             coverage=labelled / (labelled + never) if labelled + never else math.nan,
             state_bytes=self._pred.nbytes + self._early.nbytes + self._retired.nbytes,
+            prediction_table_bytes=self._pred.nbytes,
         )
 
     @property

@@ -339,7 +339,9 @@ class PerformanceMonitor:
                         [self.judge.label_health(b, b.coverage, self.joiner.stats())],
                     )
                 )
-        horizon = self.watermark - self.labels_cfg.ttl_seconds - width
+        # a bucket is kept until its label health was checked (SLA) and its predictions expired (TTL)
+        keep = max(self.labels_cfg.ttl_seconds, self.labels_cfg.freshness_sla_seconds)
+        horizon = self.watermark - keep - width
         for bucket_id in [k for k in self.buckets if (k + 1) * width < horizon]:
             del self.buckets[bucket_id]
         return out

@@ -221,6 +221,11 @@ class LabelProfile:
     performance: dict[str, float]
     # per categorical feature: {"labelled": [...], "errors": [...]} per reference category (sampled rows)
     segments: dict[str, Any] = field(default_factory=dict)
+    # label ts - prediction ts of the joined pairs: {"p50", "p90", "p99", "max"} seconds (absent in references
+    # built before it was recorded, or without numeric timestamps); sizes the join store in ``config init``
+    lag_seconds: dict[str, float] = field(default_factory=dict)
+    # share of the reference's predictions whose label came (None when unknown)
+    labelled_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,6 +234,8 @@ class LabelProfile:
             "joined": self.joined,
             "performance": self.performance,
             "segments": self.segments,
+            "lag_seconds": self.lag_seconds,
+            "labelled_share": self.labelled_share,
         }
 
     @classmethod
@@ -239,6 +246,8 @@ class LabelProfile:
             joined=int(raw.get("joined", 0)),
             performance={k: float(v) for k, v in raw.get("performance", {}).items()},
             segments=dict(raw.get("segments", {})),
+            lag_seconds={k: float(v) for k, v in (raw.get("lag_seconds") or {}).items()},
+            labelled_share=None if raw.get("labelled_share") is None else float(raw["labelled_share"]),
         )
 
 

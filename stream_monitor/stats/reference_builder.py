@@ -48,6 +48,13 @@ def _is_number(v: Any) -> bool:
     return type(v) in (int, float) and math.isfinite(v)
 
 
+def _epoch_seconds(ts: Any) -> float | None:
+    """A numeric event time in seconds (the ``auto`` rule: numbers above 1e11 are milliseconds), else None."""
+    if not _is_number(ts) or type(ts) is bool:
+        return None
+    return float(ts) / 1000.0 if ts > 1e11 else float(ts)
+
+
 def numeric_profile(
     values: NDArray[np.float64], nulls: int, invalid: int = 0, bins: int = DEFAULT_BINS
 ) -> NumericProfile:
@@ -161,6 +168,9 @@ class _ModelAccumulator:
     ts_max: float = -math.inf
     predictions: dict[str, tuple[Any, float | None]] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
+    # event time of the predictions and labels kept above, for the label lag
+    prediction_ts: dict[str, float] = field(default_factory=dict)
+    label_ts: dict[str, float] = field(default_factory=dict)
     prediction_count: int = 0
     label_count: int = 0
 
@@ -226,10 +236,10 @@ class ReferenceBuilder:
             if type(feats) is not dict:
                 self.skipped["features: 'features' is not an object"] += 1
                 continue
-            ts = event.get("ts")
-            if isinstance(ts, int | float) and _is_number(ts):
-                acc.ts_min = min(acc.ts_min, float(ts))
-                acc.ts_max = max(acc.ts_max, float(ts))
+            ts = _epoch_seconds(event.get("ts"))
+            if ts is not None:
+                acc.ts_min = min(acc.ts_min, ts)
+                acc.ts_max = max(acc.ts_max, ts)
             acc.events += 1
             for name, value in feats.items():
                 tally = acc.tallies.get(name)
@@ -254,10 +264,11 @@ class ReferenceBuilder:
                 score = max(event["scores"].values())
             acc.prediction_count += 1
             if len(acc.predictions) < self.max_joined:
-                acc.predictions[str(event.get("event_id"))] = (
-                    event["prediction"],
-                    score if _is_number(score) else None,
-                )
+                event_id = str(event.get("event_id"))
+                acc.predictions[event_id] = (event["prediction"], score if _is_number(score) else None)
+                ts = _epoch_seconds(event.get("ts"))
+                if ts is not None:
+                    acc.prediction_ts[event_id] = ts
 
     def add_labels(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
@@ -269,7 +280,11 @@ class ReferenceBuilder:
                 continue
             acc.label_count += 1
             if len(acc.labels) < self.max_joined:
-                acc.labels[str(event.get("event_id"))] = event["label"]
+                event_id = str(event.get("event_id"))
+                acc.labels[event_id] = event["label"]
+                ts = _epoch_seconds(event.get("ts"))
+                if ts is not None:
+                    acc.label_ts[event_id] = ts
 
     # ---- finalisation ---------------------------------------------------------------------------------------
     def build(self) -> ReferenceProfile:
@@ -389,7 +404,13 @@ class ReferenceBuilder:
                 performance["rmse"] = float(np.sqrt(np.mean(err**2)))
         segments = self._segment_errors(acc, features) if task == "classification" else {}
         return LabelProfile(
-            events=acc.label_count, label=label, joined=len(pairs), performance=performance, segments=segments
+            events=acc.label_count,
+            label=label,
+            joined=len(pairs),
+            performance=performance,
+            segments=segments,
+            lag_seconds=_lag_percentiles(acc),
+            labelled_share=len(pairs) / len(acc.predictions) if acc.predictions else None,
         )
 
     @staticmethod
@@ -424,6 +445,16 @@ def infer_task(values: list[Any]) -> Literal["classification", "regression"]:
     if kinds <= {int} and len(set(values)) <= 50:
         return "classification"
     return "regression"
+
+
+def _lag_percentiles(acc: _ModelAccumulator) -> dict[str, float]:
+    """Label ts minus prediction ts over the joined pairs with numeric times: p50, p90, p99 and max."""
+    lags = [ts - acc.prediction_ts[k] for k, ts in acc.label_ts.items() if k in acc.prediction_ts]
+    if not lags:
+        return {}
+    arr = np.maximum(np.asarray(lags, dtype=np.float64), 0.0)  # a label before its prediction: no wait
+    p50, p90, p99 = np.quantile(arr, [0.5, 0.9, 0.99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(arr.max())}
 
 
 def _as_float(value: Any) -> float:

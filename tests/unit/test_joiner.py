@@ -450,7 +450,7 @@ def run(joiner: PredictionLabelJoiner, steps: list) -> list[list[tuple[float, ..
 
 def counters(joiner: PredictionLabelJoiner) -> JoinerStats:
     """Stats but the table sizes, which depend on the history of inserts, not on the contents."""
-    return dataclasses.replace(joiner.stats(), state_bytes=0)
+    return dataclasses.replace(joiner.stats(), state_bytes=0, prediction_table_bytes=0)
 
 
 def config() -> dict[str, float]:

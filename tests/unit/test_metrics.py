@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -142,6 +143,8 @@ def test_required_families_are_exported_with_their_labels() -> None:
         "stream_monitor_agent_up": ("agent",),
         "stream_monitor_restoring": (),
         "stream_monitor_outstanding_predictions": ("model",),
+        "stream_monitor_join_state_bytes": ("model",),
+        "stream_monitor_join_bytes_per_prediction": ("model",),
         "stream_monitor_label_coverage_ratio": ("model",),
         "stream_monitor_label_lag_seconds": ("model", "quantile"),
         "stream_monitor_predictions_evicted_total": ("model", "reason"),
@@ -484,3 +487,32 @@ def test_label_join_figures_are_exported_per_model() -> None:
     assert samples[
         ("stream_monitor_label_lag_seconds", (("model", "m"), ("quantile", "0.5")))
     ] == pytest.approx(30, rel=0.15)
+
+
+def test_the_join_state_and_its_bytes_per_waiting_prediction_are_exported() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from stream_monitor.adapters.prometheus.metrics import create_registry
+    from stream_monitor.pipeline.joiner import PredictionLabelJoiner
+
+    joiner = PredictionLabelJoiner(ttl=1e6, max_outstanding=100_000)
+    n = 50_000
+    ids = [f"e{i}" for i in range(n)]
+    joiner.add_predictions(ids, np.arange(n, dtype=float), np.ones(n), np.full(n, 0.9))
+    figures = joiner.stats().as_dict()
+    stats = ServiceStats()
+    stats.set_labels("m", figures)
+    text = generate_latest(create_registry(stats, process=False)).decode()
+    samples = {
+        s.name: s.value for fam in text_string_to_metric_families(text) for s in fam.samples if s.labels
+    }
+    assert (
+        samples["stream_monitor_join_state_bytes"]
+        == figures["state_bytes"]
+        > figures["prediction_table_bytes"]
+    )
+    per = samples["stream_monitor_join_bytes_per_prediction"]
+    # 28 bytes per bucket (key, time, class, score) at a load between 0.3 and 0.5 after the last growth
+    assert per == figures["prediction_table_bytes"] / n
+    assert 28 / 0.5 <= per <= 28 / 0.15

@@ -199,6 +199,26 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         lambda s: _label_figure(s, "outstanding"),
     ),
     MetricSpec(
+        "stream_monitor_join_state_bytes",
+        "gauge",
+        "Bytes the label join holds for a model: waiting predictions and early labels (hash tables), and the "
+        "fixed-size duplicate filter.",
+        ("model",),
+        lambda s: _label_figure(s, "state_bytes"),
+    ),
+    MetricSpec(
+        "stream_monitor_join_bytes_per_prediction",
+        "gauge",
+        "Bytes of the join's prediction table per waiting prediction (config init sizes "
+        "labels.max_outstanding at about 61).",
+        ("model",),
+        lambda s: [
+            ((m,), f["prediction_table_bytes"] / f["outstanding"])
+            for m, f in s.labels.items()
+            if f.get("outstanding", 0) > 0 and "prediction_table_bytes" in f
+        ],
+    ),
+    MetricSpec(
         "stream_monitor_label_coverage_ratio",
         "gauge",
         "Share of predictions whose label arrived before they expired.",
