@@ -12,10 +12,13 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 import zlib
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +101,16 @@ def live_events(n: int, drifting: bool, seed: int = 2) -> list[dict[str, Any]]:
 
 
 def write_config(
-    directory: Path, bootstrap: str, topics: dict[str, str], concept: bool = False, **service: Any
+    directory: Path,
+    bootstrap: str,
+    topics: dict[str, str],
+    concept: bool = False,
+    client: dict[str, Any] | None = None,
+    **service: Any,
 ) -> Path:
     """Reference profile and config files for a ``stream-monitor run`` subprocess (the concept-drift model's
-    when ``concept``)."""
+    when ``concept``). The consumer's session is short (6 s) so failover tests are quick; ``client`` overrides
+    librdkafka settings."""
     if concept:
         save_reference(concept_profile(), directory / "reference.json")
         raw = {"models": {MODEL: concept_model_config()}, "service": service}
@@ -110,7 +119,7 @@ def write_config(
         raw = config_dict(**service)
     raw["kafka"] = {
         "bootstrap_servers": bootstrap,
-        "client": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+        "client": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **(client or {})},
     }
     raw["topics"] = topics
     path = directory / "config.yaml"
@@ -195,7 +204,14 @@ def wait_for(condition: Any, timeout: float, what: str, every: float = 0.2) -> A
 class Deployment:
     """Unique topics and consumer group on the session broker, a config for them, and the workers started."""
 
-    def __init__(self, directory: Path, bootstrap: str, concept: bool = False, **service: Any) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        bootstrap: str,
+        concept: bool = False,
+        client: dict[str, Any] | None = None,
+        **service: Any,
+    ) -> None:
         suffix = uuid.uuid4().hex[:10]
         self.bootstrap = bootstrap
         self.directory = directory
@@ -207,7 +223,7 @@ class Deployment:
             "idle_partition_seconds": 2.0,
         }
         self.config_path = write_config(
-            directory, bootstrap, self.topics, concept=concept, **{**defaults, **service}
+            directory, bootstrap, self.topics, concept=concept, client=client, **{**defaults, **service}
         )
         self.workers: list[WorkerProcess] = []
         self._producer = Producer(
@@ -498,3 +514,77 @@ def concept_alerts(alerts: list[Alert]) -> list[tuple[Any, ...]]:
         for a in alerts
         if a.kind.value in ("concept_drift", "label_lag")
     )
+
+
+# ---- a paced producer, and the state check after a stream under faults ---------------------------------------
+class Feeder(threading.Thread):
+    """Produces the stream in chunks at a steady pace from a thread; ``when_produced`` acts mid-stream."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        events: list[dict[str, Any]],
+        n_partitions: int = 3,
+        chunk: int = 500,
+        every_s: float = 0.3,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.deployment, self.events = deployment, events
+        self.n_partitions, self.chunk, self.every_s = n_partitions, chunk, every_s
+        self.produced = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for i in range(0, len(self.events), self.chunk):
+                self.deployment.produce_events(self.events[i : i + self.chunk], self.n_partitions)
+                self.produced = min(i + self.chunk, len(self.events))
+                time.sleep(self.every_s)  # pacing the producer, not waiting for a result
+        except BaseException as exc:  # reported by the test thread
+            self.error = exc
+
+
+def when_produced(feeder: Feeder, fraction: float, action: Callable[[], Any]) -> Any:
+    """Run ``action`` once ``fraction`` of the feeder's events were produced (and flushed)."""
+    wait_for(
+        lambda: feeder.produced >= fraction * len(feeder.events) or not feeder.is_alive(),
+        120,
+        f"{fraction:.0%} produced",
+    )
+    return action()
+
+
+def finish_and_compare(d: Deployment, feeder: Feeder, events: list[dict[str, Any]]) -> list[Alert]:
+    """Wait for the feeder, close every slice with sentinels, and check the service's final stage-2 state
+    against a one-process recomputation, and its alerts topic against the recomputation's alerts (each alert
+    id + status once). Returns the alerts read from the topic."""
+    feeder.join(180)
+    assert not feeder.is_alive(), "the feeder did not finish"
+    assert feeder.error is None, feeder.error
+    n_partitions = feeder.n_partitions
+    sentinels = sentinel_events(events, n_partitions)
+    d.produce("features", [orjson.dumps(e) for e in sentinels], partitions=list(range(n_partitions)))
+    boundary = expected_boundary(events)
+
+    def final_state() -> Any:
+        for snap in d.latest_snapshots("s2|").values():
+            model = snap["models"].get(MODEL)
+            if model is not None and model["complete"] >= boundary:
+                return snap
+        return None
+
+    snap = wait_for(final_state, 120, "stage 2's snapshot to cover every real slice")
+    from stream_monitor.pipeline.assembly import build_models
+
+    models = build_models(config(), profile().models, ManualClock(0.0))
+    merge = models.merge_partition(d.topics["partials"], int(snap["source"].rsplit(":", 1)[1]), [])
+    merge.restore(snap)
+    pipeline, engine_alerts = engine_run(events + sentinels)
+    assert_merger_matches(merge.mergers[MODEL], pipeline)
+
+    emitted = d.alerts()
+    counts = Counter((a.alert_id, a.status.value, a.severity.value) for a in emitted)
+    assert [k for k, n in counts.items() if n > 1] == [], "an alert id + status was emitted twice"
+    assert sorted(wire(emitted)) == sorted(wire(engine_alerts))
+    assert any(a.signal == "num_00" for a in emitted)
+    return emitted
