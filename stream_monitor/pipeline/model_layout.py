@@ -9,8 +9,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.config.schema import DriftTest, ModelConfig
+from stream_monitor.core.envelope import FieldPaths
 from stream_monitor.core.errors import ConfigError
-from stream_monitor.core.parsing import FieldPaths
 from stream_monitor.stats.correlation import normal_scores
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile
 from stream_monitor.stats.sketches import CategoricalSignal, NumericSignal, SketchLayout

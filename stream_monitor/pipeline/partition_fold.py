@@ -41,9 +41,10 @@ from typing import Any, Final, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from stream_monitor.core.envelope import route_by_model
 from stream_monitor.core.errors import SnapshotError
 from stream_monitor.core.events import Rejection, Stream, decode_batch
-from stream_monitor.core.parsing import FeatureRows, route_by_model
+from stream_monitor.core.rows import FeatureRows
 from stream_monitor.core.typed_decoding import DecodedFeatures, TypedFeatureDecoder
 from stream_monitor.pipeline.folding import ModelFolder
 from stream_monitor.pipeline.partials import NO_BOUNDARY, Partial, RowBatch

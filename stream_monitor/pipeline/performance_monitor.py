@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from stream_monitor.core.alerts import WindowInfo
 from stream_monitor.core.errors import SnapshotError
-from stream_monitor.core.parsing import FeatureRows, LabelRows, PredictionRows
+from stream_monitor.core.rows import FeatureRows, LabelRows, PredictionRows
 from stream_monitor.pipeline.error_stream import ErrorStreamMonitor
 from stream_monitor.pipeline.event_id_hash import hash_event_ids
 from stream_monitor.pipeline.join_results import JoinedBatch

@@ -36,7 +36,7 @@ from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
 
 SignalRole = Literal["feature", "prediction", "score"]
 STREAMS: Final = ("features", "predictions", "labels")
-N_NUMERIC_CODES: Final = 5  # ok, null, absent, wrong_type, infinite (see core.parsing)
+N_NUMERIC_CODES: Final = 5  # ok, null, absent, wrong_type, infinite (see core.rows)
 N_CAT_CODES: Final = 4  # ok, null, absent, wrong_type
 MAX_TRACKED_VALUES: Final = 16  # unseen categories / unknown fields remembered per window, for alert details
 SNAPSHOT_VERSION: Final = 2  # 2: binary arrays after a JSON header
