@@ -19,7 +19,8 @@ from stream_monitor.core.rows import NULL, FeatureRows, LabelRows, PredictionRow
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.windows import SliceFolder
 from stream_monitor.stats.correlation import pair_sums
-from stream_monitor.stats.sketches import WindowSketch, fold_categorical_segments, fold_numeric_segments
+from stream_monitor.stats.sketch_folding import fold_categorical_segments, fold_numeric_segments
+from stream_monitor.stats.sketches import WindowSketch
 
 
 class ModelFolder:
