@@ -27,7 +27,8 @@ import orjson
 
 from stream_monitor.detectors.error_cusum import ErrorRateCusum
 from stream_monitor.detectors.river_adapter import DETECTORS, make_error_detector
-from stream_monitor.pipeline.joiner import JoinedBatch, PredictionLabelJoiner
+from stream_monitor.pipeline.join_results import JoinedBatch
+from stream_monitor.pipeline.joiner import PredictionLabelJoiner
 from stream_monitor.stats.performance import PerformanceSketch
 
 WINDOW = 300.0

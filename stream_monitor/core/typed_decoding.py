@@ -12,7 +12,7 @@ missing model id, malformed JSON. A refused message is decoded again by :func:`d
 its dict, exactly as without this module. Null and absent feature values stay on the fast path: they come back
 as ``None`` and :data:`MISSING`, which the parser codes as it does for dicts.
 
->>> from stream_monitor.core.parsing import FeatureParser
+>>> from stream_monitor.core.feature_parsing import FeatureParser
 >>> decoder = TypedFeatureDecoder.build({"m": FeatureParser(["age"], {"plan": ["free", "pro"]})})
 >>> out = decoder.decode([
 ...     b'{"event_id":"a","model_id":"m","ts":1.7e9,"features":{"age":41,"plan":"pro"}}',
@@ -37,6 +37,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from stream_monitor.core.envelope import route_by_model
 from stream_monitor.core.events import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_MESSAGE_KEYS,
@@ -47,7 +48,8 @@ from stream_monitor.core.events import (
     parse_timestamps,
     too_many_keys,
 )
-from stream_monitor.core.parsing import FeatureParser, FeatureRows, route_by_model
+from stream_monitor.core.feature_parsing import FeatureParser
+from stream_monitor.core.rows import FeatureRows
 
 # The tag of a struct no model uses: with two tagged types at least, msgspec requires the model id field (with
 # a single one it would accept an event without it).

@@ -13,19 +13,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.events import Rejection
-from stream_monitor.core.parsing import (
-    NULL,
-    FeatureParser,
-    FeatureRows,
-    LabelParser,
-    LabelRows,
-    PredictionParser,
-    PredictionRows,
-)
+from stream_monitor.core.feature_parsing import FeatureParser
+from stream_monitor.core.outcome_parsing import LabelParser, PredictionParser
+from stream_monitor.core.rows import NULL, FeatureRows, LabelRows, PredictionRows
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.windows import SliceFolder
 from stream_monitor.stats.correlation import pair_sums
-from stream_monitor.stats.sketches import WindowSketch, fold_categorical_segments, fold_numeric_segments
+from stream_monitor.stats.sketch_folding import fold_categorical_segments, fold_numeric_segments
+from stream_monitor.stats.sketches import WindowSketch
 
 
 class ModelFolder:

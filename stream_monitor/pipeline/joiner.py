@@ -1,20 +1,18 @@
 """Join predictions to their (late) labels by ``event_id``, in event time, in bounded memory.
 
-Pure: no Kafka, no clock. Time enters as event timestamps and as the ``watermark`` given to
-:meth:`PredictionLabelJoiner.expire`.
+One piece on purpose: the prediction table, the early-label table, the retired-id cache and the counters
+change together in every call, so the join stays one class; its storage, results, lag histogram and snapshot
+format live in sibling modules. Pure: no Kafka, no clock. Time enters as event timestamps and as the
+``watermark`` given to :meth:`PredictionLabelJoiner.expire`.
 
 Design
 ------
-Event ids are hashed to 64 bits with a vectorised hash over the UCS-4 code points (:func:`hash_event_ids`):
-with a million outstanding predictions the chance that two of them collide is about 3e-8. Outstanding
-predictions live in an open-addressing hash table made of numpy arrays (linear probing, tombstones,
-rebuilt at half load to a load of at most 0.3): the key, the prediction time, the predicted value and the
-score cost 28 bytes per bucket, so 56 to 190 bytes per outstanding prediction depending on where the table is
-between rebuilds (61 bytes measured with 1M outstanding, 121 at the peak of a rebuild), against 250-400 bytes
-for a dict of tuples. Every operation is vectorised per batch; the only per-event Python work is turning the
-ids into a numpy array (about 0.15 us each). ``scripts/bench_join.py`` measured about 800k prediction + label
-events per CPU second through the join and the per-window ``PerformanceSketch`` fold, in micro-batches of
-10,000.
+Event ids are hashed to 64 bits (:mod:`stream_monitor.pipeline.event_id_hash`); outstanding predictions live
+in an open-addressing hash table made of numpy arrays (:mod:`stream_monitor.pipeline.join_table`, which says
+what a prediction costs in memory). Every operation is vectorised per batch; the only per-event Python work is
+turning the ids into a numpy array (about 0.15 us each). ``scripts/bench_join.py`` measured about 800k
+prediction + label events per CPU second through the join and the per-window ``PerformanceSketch`` fold, in
+micro-batches of 10,000.
 
 Labels that arrive before their prediction wait in a second table of the same kind (own cap, own TTL). A
 direct-mapped cache of recently retired ids (joined, expired or evicted; ``dedup_slots`` entries, 9 bytes
@@ -28,443 +26,32 @@ micro-batch or less often, not per event.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
-from stream_monitor.core.errors import SnapshotError
+from stream_monitor.pipeline.event_id_hash import EventIds, hash_event_ids
+from stream_monitor.pipeline.join_results import _COUNTERS, ExpiredBatch, JoinedBatch, JoinerStats
+from stream_monitor.pipeline.join_table import (
+    _EVICTED,
+    _JOINED,
+    _first_occurrences,
+    _KeyTable,
+    _oldest,
+    _oldest_positions,
+    _RetiredCache,
+)
+from stream_monitor.pipeline.joiner_snapshot import JoinerState, decode_joiner_state, encode_joiner_state
+from stream_monitor.pipeline.lag_histogram import LagHistogram
 
-__all__ = [
-    "ExpiredBatch",
-    "JoinedBatch",
-    "JoinerStats",
-    "LagHistogram",
-    "PredictionLabelJoiner",
-    "hash_event_ids",
-]
+__all__ = ["PredictionLabelJoiner"]
 
 FloatArray = npt.NDArray[np.float64]
 KeyArray = npt.NDArray[np.uint64]
 IndexArray = npt.NDArray[np.intp]
-EventIds = Sequence[str] | npt.NDArray[np.str_]
-
-_FORMAT: Final = "stream-monitor.joiner/v1"
-_EMPTY: Final = np.uint64(0)
-_TOMBSTONE: Final = np.uint64(1)
-_JOINED: Final = 1  # states in the retired cache
-_EVICTED: Final = 2
-
-# ---------------------------------------------------------------------------------------------------- hashing
-_MIX1: Final = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2: Final = np.uint64(0x94D049BB133111EB)
-_SEED: Final = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix(x: KeyArray) -> KeyArray:
-    """The splitmix64 finaliser, a bijection of uint64 with full avalanche (wrapping arithmetic)."""
-    x = x ^ (x >> np.uint64(30))
-    x *= _MIX1
-    x ^= x >> np.uint64(27)
-    x *= _MIX2
-    x ^= x >> np.uint64(31)
-    return x
-
-
-def hash_event_ids(event_ids: EventIds) -> KeyArray:
-    """Stable 64-bit hashes of event ids, vectorised; never 0 or 1 (reserved by the tables).
-
-    The hash folds the UCS-4 code points two at a time through the splitmix64 finaliser, skipping the zero
-    padding numpy adds to shorter strings, so an id hashes the same in any batch and in any process.
-
-    Parameters
-    ----------
-    event_ids : sequence of str or numpy array of str
-        The ids.
-
-    Returns
-    -------
-    numpy.ndarray of uint64
-        One hash per id.
-
-    Examples
-    --------
-    >>> h = hash_event_ids(["e-1", "e-2", "a-much-longer-event-id"])
-    >>> bool(h[0] == hash_event_ids(["e-1"])[0]), len(set(h.tolist()))
-    (True, 3)
-    """
-    arr = np.asarray(event_ids)
-    n = arr.shape[0] if arr.ndim == 1 else 0
-    if arr.ndim != 1 or (n and arr.dtype.kind not in "US"):
-        raise ValueError("event_ids must be a one-dimensional sequence of str")
-    h = np.full(n, _SEED, np.uint64)
-    if n == 0:
-        return h
-    width = arr.dtype.itemsize // (4 if arr.dtype.kind == "U" else 1)
-    codes = np.ascontiguousarray(arr.astype(f"<U{max(width, 1)}")).view(np.uint32).reshape(n, -1)
-    if codes.shape[1] % 2:
-        codes = np.concatenate([codes, np.zeros((n, 1), np.uint32)], axis=1)
-    pairs = codes.view(np.uint64)  # (n, width / 2): two code points per word, little-endian
-    for j in range(pairs.shape[1]):
-        col = pairs[:, j]
-        live = col != 0  # trailing padding is zero; a real code point pair never is
-        if live.all():
-            h = _mix(h ^ col)
-        elif live.any():
-            h[live] = _mix(h[live] ^ col[live])
-        else:
-            break
-    h = _mix(h)
-    return np.where(h <= _TOMBSTONE, h + np.uint64(2), h)
-
-
-def _first_occurrences(keys: KeyArray) -> IndexArray:
-    """Indices of the first occurrence of each distinct key, in input order."""
-    ordered = np.sort(keys)
-    if not np.any(ordered[1:] == ordered[:-1]):  # the usual case, and a cheaper sort
-        return np.arange(keys.size)
-    _, first = np.unique(keys, return_index=True)
-    first.sort()
-    return first
-
-
-def _oldest(ts: FloatArray, keys: KeyArray, k: int) -> IndexArray:
-    """Indices of the ``k`` smallest ``(ts, key)``, ordered by ``(ts, key)``, whatever the input order."""
-    if k <= 0:
-        return np.empty(0, np.intp)
-    if k < ts.size:
-        kth = float(ts[np.argpartition(ts, k - 1)[k - 1]])
-        below = np.flatnonzero(ts < kth)
-        ties = np.flatnonzero(ts == kth)
-        ties = ties[np.argsort(keys[ties], kind="stable")[: k - below.size]]
-        sel = np.concatenate([below, ties])
-    else:
-        sel = np.arange(ts.size)
-    return sel[np.lexsort((keys[sel], ts[sel]))]
-
-
-# ------------------------------------------------------------------------------------------------ hash table
-class _KeyTable:
-    """Open-addressing hash table from uint64 keys (>= 2) to numpy payload columns.
-
-    Linear probing; a deleted bucket becomes a tombstone; the table is rebuilt at a load of 1/2 (live plus
-    tombstones) to a load of at most 0.3, and shrinks when it falls under 1/16. Free buckets hold ``ts = inf``
-    so that a sweep by time is one comparison. Positions returned by :meth:`find` are valid until the next
-    :meth:`insert` or :meth:`delete`.
-    """
-
-    _MAX_LOAD: Final = 0.5
-    _TARGET_LOAD: Final = 0.3
-
-    def __init__(self, columns: Mapping[str, type[np.generic]], min_size: int = 1024) -> None:
-        self._dtypes = dict(columns)
-        self._min_size = min_size
-        self._alloc(min_size)
-
-    def _alloc(self, size: int) -> None:
-        self._keys: KeyArray = np.zeros(size, np.uint64)
-        self.ts: FloatArray = np.full(size, np.inf)
-        self.cols: dict[str, npt.NDArray[Any]] = {k: np.zeros(size, t) for k, t in self._dtypes.items()}
-        self._mask = size - 1
-        self._live = 0
-        self._used = 0  # live + tombstones
-
-    def __len__(self) -> int:
-        return self._live
-
-    @property
-    def nbytes(self) -> int:
-        return self._keys.nbytes + self.ts.nbytes + sum(c.nbytes for c in self.cols.values())
-
-    def find(self, keys: KeyArray) -> IndexArray:
-        """Bucket of each key, -1 where absent."""
-        out = np.full(keys.size, -1, np.intp)
-        idx = np.arange(keys.size)
-        pos = (keys & np.uint64(self._mask)).astype(np.intp)
-        while idx.size:
-            here = self._keys[pos]
-            hit = here == keys
-            out[idx[hit]] = pos[hit]
-            go = ~hit & (here != _EMPTY)
-            idx, keys, pos = idx[go], keys[go], (pos[go] + 1) & self._mask
-        return out
-
-    def insert(self, keys: KeyArray, ts: FloatArray, cols: Mapping[str, npt.NDArray[Any]]) -> None:
-        """Insert distinct keys known to be absent."""
-        n = keys.size
-        if self._used + n > self._MAX_LOAD * self._keys.size:
-            self._rehash(self._live + n)
-        idx = np.arange(n)
-        pos = (keys & np.uint64(self._mask)).astype(np.intp)
-        while idx.size:
-            here = self._keys[pos]
-            free = np.flatnonzero(here <= _TOMBSTONE)
-            fi, fp = idx[free], pos[free]
-            self._keys[fp] = keys[fi]
-            won = self._keys[fp] == keys[fi]  # several keys may have claimed one bucket: one wrote last
-            wi, wp = fi[won], fp[won]
-            self.ts[wp] = ts[wi]
-            for name, col in self.cols.items():
-                col[wp] = cols[name][wi]
-            self._used += int(np.count_nonzero(here[free[won]] == _EMPTY))
-            placed = np.zeros(idx.size, bool)
-            placed[free[won]] = True
-            idx, pos = idx[~placed], (pos[~placed] + 1) & self._mask
-        self._live += n
-
-    def delete(self, pos: IndexArray) -> None:
-        """Free buckets (distinct, live)."""
-        self._keys[pos] = _TOMBSTONE
-        self.ts[pos] = np.inf
-        self._live -= pos.size
-        if self._keys.size > self._min_size and self._live * 16 < self._keys.size:
-            self._rehash(self._live)
-
-    def live(self) -> IndexArray:
-        return np.flatnonzero(self._keys > _TOMBSTONE)
-
-    def older_than(self, cutoff: float) -> IndexArray:
-        return np.flatnonzero(self.ts < cutoff)
-
-    def keys_at(self, pos: IndexArray) -> KeyArray:
-        return self._keys[pos]
-
-    def _rehash(self, expected_live: int) -> None:
-        pos = self.live()
-        keys, ts = self._keys[pos], self.ts[pos]
-        cols = {name: col[pos] for name, col in self.cols.items()}
-        size = self._min_size
-        while size * self._TARGET_LOAD < expected_live:
-            size *= 2
-        self._alloc(size)
-        if keys.size:
-            self.insert(keys, ts, cols)
-
-
-class _RetiredCache:
-    """Direct-mapped cache of recently retired keys and why they left (joined or evicted)."""
-
-    def __init__(self, slots: int) -> None:
-        self._keys: KeyArray = np.zeros(slots, np.uint64)
-        self._state: npt.NDArray[np.uint8] = np.zeros(slots, np.uint8)
-        self._mask = np.uint64(slots - 1)
-
-    @property
-    def nbytes(self) -> int:
-        return self._keys.nbytes + self._state.nbytes
-
-    def add(self, keys: KeyArray, state: int | npt.NDArray[np.uint8]) -> None:
-        slot = keys & self._mask
-        self._keys[slot] = keys
-        self._state[slot] = state
-
-    def lookup(self, keys: KeyArray) -> npt.NDArray[np.uint8]:
-        slot = keys & self._mask
-        return np.where(self._keys[slot] == keys, self._state[slot], np.uint8(0))
-
-    def entries(self) -> tuple[KeyArray, npt.NDArray[np.uint8]]:
-        filled = np.flatnonzero(self._keys)
-        return self._keys[filled], self._state[filled]
-
-
-# --------------------------------------------------------------------------------------------- lag quantiles
-class LagHistogram:
-    """Bounded, mergeable histogram of label lags on log-spaced bins, for quantiles.
-
-    Parameters
-    ----------
-    min_lag : float
-        Lower edge of the first log bin, seconds; smaller (and negative) lags share one bin reported as
-        ``[0, min_lag)``.
-    max_lag : float
-        Upper edge of the last log bin, seconds; larger lags share one bin reported as ``max_lag``.
-    bins_per_decade : int
-        Resolution: 20 gives bins 12 % wide, so a quantile is within 6 % of the truth.
-
-    Examples
-    --------
-    >>> h = LagHistogram()
-    >>> h.update(np.array([30.0, 60.0, 60.0, 3600.0]))
-    >>> round(h.quantile(0.5)), h.count
-    (60, 4)
-    """
-
-    def __init__(self, min_lag: float = 0.01, max_lag: float = 1e8, bins_per_decade: int = 20) -> None:
-        if not 0 < min_lag < max_lag < math.inf:
-            raise ValueError(f"need 0 < min_lag < max_lag < inf, got {min_lag!r}, {max_lag!r}")
-        if not isinstance(bins_per_decade, int) or bins_per_decade < 1:
-            raise ValueError(f"bins_per_decade must be an int >= 1, got {bins_per_decade!r}")
-        self.min_lag = float(min_lag)
-        self.max_lag = float(max_lag)
-        self.bins_per_decade = bins_per_decade
-        self._n_log = math.ceil(math.log10(self.max_lag / self.min_lag) * bins_per_decade)
-        self._counts = np.zeros(self._n_log + 2, np.int64)  # [underflow, log bins..., overflow]
-
-    @property
-    def count(self) -> int:
-        """Number of lags recorded."""
-        return int(self._counts.sum())
-
-    def update(self, lags: FloatArray) -> None:
-        """Record lags in seconds (finite)."""
-        lags = np.asarray(lags, np.float64)
-        pos = np.log10(np.maximum(lags, self.min_lag) / self.min_lag) * self.bins_per_decade
-        idx = np.where(lags < self.min_lag, 0, 1 + np.minimum(pos, self._n_log).astype(np.int64))
-        self._counts += np.bincount(idx, minlength=self._counts.size)
-
-    def merge(self, other: LagHistogram) -> None:
-        """Add another histogram with the same bins into this one."""
-        if (self.min_lag, self.max_lag, self.bins_per_decade) != (
-            other.min_lag,
-            other.max_lag,
-            other.bins_per_decade,
-        ):
-            raise ValueError("cannot merge lag histograms with different bins")
-        self._counts += other._counts
-
-    def quantile(self, q: float) -> float:
-        """Approximate ``q``-quantile in seconds (geometric interpolation in a bin); ``nan`` when empty."""
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"q must be in [0, 1], got {q!r}")
-        total = self._counts.sum()
-        if total == 0:
-            return math.nan
-        target = q * total
-        cum = np.cumsum(self._counts)
-        i = int(np.searchsorted(cum, target, side="left"))
-        i = max(i, int(np.flatnonzero(self._counts)[0]))  # q = 0: the first non-empty bin
-        frac = (target - (cum[i] - self._counts[i])) / self._counts[i]
-        if i == 0:
-            return float(frac * self.min_lag)
-        if i == self._n_log + 1:
-            return self.max_lag
-        return float(self.min_lag * 10.0 ** ((i - 1 + frac) / self.bins_per_decade))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data; :meth:`from_dict` inverts it."""
-        return {
-            "min_lag": self.min_lag,
-            "max_lag": self.max_lag,
-            "bins_per_decade": self.bins_per_decade,
-            "counts": self._counts.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LagHistogram:
-        """Rebuild from :meth:`to_dict` output."""
-        h = cls(data["min_lag"], data["max_lag"], data["bins_per_decade"])
-        counts = np.asarray(data["counts"], np.int64)
-        if counts.shape != h._counts.shape:
-            raise ValueError("lag histogram counts do not fit its bins")
-        h._counts = counts
-        return h
-
-
-# ------------------------------------------------------------------------------------------------- results
-def _no_floats() -> FloatArray:
-    return np.empty(0, np.float64)
-
-
-@dataclass(frozen=True, eq=False)
-class ExpiredBatch:
-    """Outstanding predictions whose label never arrived: evicted for age (``ttl``) or room (``capacity``).
-
-    Ordered by prediction time. Fold them into the window of ``pred_ts`` as "no label" for label coverage.
-    """
-
-    reason: Literal["ttl", "capacity"]
-    pred_ts: FloatArray = dataclasses.field(default_factory=_no_floats)
-    predicted: FloatArray = dataclasses.field(default_factory=_no_floats)
-    score: FloatArray = dataclasses.field(default_factory=_no_floats)
-
-    def __len__(self) -> int:
-        return int(self.pred_ts.size)
-
-
-@dataclass(frozen=True, eq=False)
-class JoinedBatch:
-    """Pairs joined by one call, as parallel arrays: fold them into the window of their ``pred_ts``.
-
-    Attributes
-    ----------
-    pred_ts, label_ts : numpy.ndarray of float64
-        Event times of the prediction and of its label.
-    predicted, score, label : numpy.ndarray of float64
-        The predicted class (or value), its score (``nan`` when absent) and the label.
-    stale_pred_ts : numpy.ndarray of float64
-        Prediction times of pairs whose label came later than the staleness SLA: counted, not joined.
-    accepted : numpy.ndarray of bool
-        One flag per row given to the call: ``False`` for a duplicate (and for a label whose prediction was
-        already evicted).
-    evicted : ExpiredBatch
-        Predictions this call evicted to stay within ``max_outstanding`` (empty for :meth:`add_labels`).
-    """
-
-    pred_ts: FloatArray = dataclasses.field(default_factory=_no_floats)
-    label_ts: FloatArray = dataclasses.field(default_factory=_no_floats)
-    predicted: FloatArray = dataclasses.field(default_factory=_no_floats)
-    score: FloatArray = dataclasses.field(default_factory=_no_floats)
-    label: FloatArray = dataclasses.field(default_factory=_no_floats)
-    stale_pred_ts: FloatArray = dataclasses.field(default_factory=_no_floats)
-    accepted: npt.NDArray[np.bool_] = dataclasses.field(default_factory=lambda: np.empty(0, bool))
-    evicted: ExpiredBatch = dataclasses.field(default_factory=lambda: ExpiredBatch("capacity"))
-
-    def __len__(self) -> int:
-        return int(self.pred_ts.size)
-
-    @property
-    def lag(self) -> FloatArray:
-        """Label lag of each pair, seconds."""
-        return self.label_ts - self.pred_ts
-
-
-@dataclass(frozen=True)
-class JoinerStats:
-    """Counters and gauges of a joiner, as plain numbers (``nan`` where undefined)."""
-
-    outstanding: int
-    early_labels: int
-    predictions: int
-    labels: int
-    joined: int
-    stale_labels: int
-    duplicate_predictions: int
-    duplicate_labels: int
-    evicted_ttl: int
-    evicted_capacity: int
-    early_labels_evicted_ttl: int
-    early_labels_evicted_capacity: int
-    labels_after_eviction: int
-    lag_p50: float
-    lag_p95: float
-    coverage: float
-    state_bytes: int
-    prediction_table_bytes: int  # the waiting predictions' hash table alone (part of state_bytes)
-
-    def as_dict(self) -> dict[str, float]:
-        """The fields as a flat dict of numbers."""
-        return {k: float(v) for k, v in dataclasses.asdict(self).items()}
-
-
-_COUNTERS: Final = (
-    "predictions",
-    "labels",
-    "joined",
-    "stale_labels",
-    "duplicate_predictions",
-    "duplicate_labels",
-    "evicted_ttl",
-    "evicted_capacity",
-    "early_labels_evicted_ttl",
-    "early_labels_evicted_capacity",
-    "labels_after_eviction",
-)
 
 
 def _floats(name: str, values: npt.ArrayLike, n: int, *, finite: bool) -> FloatArray:
@@ -474,15 +61,6 @@ def _floats(name: str, values: npt.ArrayLike, n: int, *, finite: bool) -> FloatA
     if finite and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite")
     return arr
-
-
-def _pack(arr: npt.NDArray[Any]) -> dict[str, str]:
-    a = np.ascontiguousarray(arr, arr.dtype.newbyteorder("<"))
-    return {"dtype": a.dtype.str, "data": base64.b64encode(a.tobytes()).decode("ascii")}
-
-
-def _unpack(obj: Mapping[str, str]) -> npt.NDArray[Any]:
-    return np.frombuffer(base64.b64decode(obj["data"]), np.dtype(obj["dtype"])).copy()
 
 
 # --------------------------------------------------------------------------------------------------- joiner
@@ -678,7 +256,7 @@ class PredictionLabelJoiner:
             self._early_oldest = min(self._early_oldest, float(ts_[new].min()))
             excess = len(self._early) - self.max_early_labels
             if excess > 0:
-                self._early.delete(self._oldest_positions(self._early, excess))
+                self._early.delete(_oldest_positions(self._early, excess))
                 self._n["early_labels_evicted_capacity"] += excess
         return dataclasses.replace(joined, accepted=accepted)
 
@@ -705,18 +283,12 @@ class PredictionLabelJoiner:
         return JoinedBatch(pred_ts[ok], label_ts[ok], pred[ok], score[ok], label[ok], pred_ts[~ok])
 
     # ------------------------------------------------------------------------------------------- eviction
-    @staticmethod
-    def _oldest_positions(table: _KeyTable, k: int) -> IndexArray:
-        """Positions of the ``k`` oldest entries of a table, oldest first."""
-        live = table.live()
-        return live[_oldest(table.ts[live], table.keys_at(live), k)]
-
     def _enforce_capacity(self) -> ExpiredBatch:
         excess = len(self._pred) - self.max_outstanding
         if excess <= 0:
             return ExpiredBatch("capacity")
         k = excess + self.max_outstanding // 32
-        return self._expel(self._oldest_positions(self._pred, k), "capacity")
+        return self._expel(_oldest_positions(self._pred, k), "capacity")
 
     def _expel(self, pos: IndexArray, reason: Literal["ttl", "capacity"]) -> ExpiredBatch:
         """Retire the predictions at ``pos`` (in output order) as never labelled; return them."""
@@ -796,24 +368,23 @@ class PredictionLabelJoiner:
         """
         pred, early = self._pred.live(), self._early.live()
         retired_keys, retired_state = self._retired.entries()
-        state = {
-            "format": _FORMAT,
-            "counters": self._n,
-            "lag": self._lag.to_dict(),
-            "predictions": {
-                "key": _pack(self._pred.keys_at(pred)),
-                "ts": _pack(self._pred.ts[pred]),
-                "predicted": _pack(self._pred.cols["predicted"][pred]),
-                "score": _pack(self._pred.cols["score"][pred]),
+        state = JoinerState(
+            counters=self._n,
+            lag=self._lag,
+            predictions={
+                "key": self._pred.keys_at(pred),
+                "ts": self._pred.ts[pred],
+                "predicted": self._pred.cols["predicted"][pred],
+                "score": self._pred.cols["score"][pred],
             },
-            "early_labels": {
-                "key": _pack(self._early.keys_at(early)),
-                "ts": _pack(self._early.ts[early]),
-                "label": _pack(self._early.cols["label"][early]),
+            early_labels={
+                "key": self._early.keys_at(early),
+                "ts": self._early.ts[early],
+                "label": self._early.cols["label"][early],
             },
-            "retired": {"key": _pack(retired_keys), "state": _pack(retired_state)},
-        }
-        return orjson.dumps(state)
+            retired={"key": retired_keys, "state": retired_state},
+        )
+        return encode_joiner_state(state)
 
     def restore(self, data: bytes) -> None:
         """Replace the state with one from :meth:`snapshot` (possibly of a joiner configured differently).
@@ -823,21 +394,10 @@ class PredictionLabelJoiner:
         stream_monitor.core.errors.SnapshotError
             If the bytes are not a joiner snapshot of a supported version.
         """
-        try:
-            state = orjson.loads(data)
-            if state.get("format") != _FORMAT:
-                raise SnapshotError(f"not a {_FORMAT} snapshot: format {state.get('format')!r}")
-            counters = {name: int(state["counters"][name]) for name in _COUNTERS}
-            lag = LagHistogram.from_dict(state["lag"])
-            p = {k: _unpack(v) for k, v in state["predictions"].items()}
-            e = {k: _unpack(v) for k, v in state["early_labels"].items()}
-            r = {k: _unpack(v) for k, v in state["retired"].items()}
-        except SnapshotError:
-            raise
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise SnapshotError(f"corrupt joiner snapshot: {exc!r}") from exc
+        state = decode_joiner_state(data)
+        p, e, r = state.predictions, state.early_labels, state.retired
         self._reset()
-        self._n, self._lag = counters, lag
+        self._n, self._lag = state.counters, state.lag
         self._retired.add(r["key"].astype(np.uint64), r["state"].astype(np.uint8))
         if p["key"].size:
             self._pred.insert(p["key"], p["ts"], {"predicted": p["predicted"], "score": p["score"]})

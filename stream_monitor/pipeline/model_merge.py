@@ -48,7 +48,7 @@ from stream_monitor.core.alerts import Alert, WindowInfo
 from stream_monitor.core.clock import Clock
 from stream_monitor.core.errors import SnapshotError
 from stream_monitor.core.events import Stream
-from stream_monitor.core.parsing import LabelRows, PredictionRows
+from stream_monitor.core.rows import LabelRows, PredictionRows
 from stream_monitor.pipeline.detection import ModelMonitor
 from stream_monitor.pipeline.folding import ModelFolder
 from stream_monitor.pipeline.lifecycle import Observation

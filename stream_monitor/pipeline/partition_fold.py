@@ -4,7 +4,11 @@ A :class:`PartitionFolder` owns one (topic, partition) of an input stream. For e
 decodes, routes by model, parses and folds (the same core code as replay: :class:`ModelFolder` into a
 :class:`SliceFolder` per model), then turns every slice the partition's watermark has passed into a
 :class:`~stream_monitor.pipeline.partials.Partial` for stage 2. Rejected messages come back with their position
-so the edge can dead-letter them.
+so the edge can dead-letter them. The folder stays one class because decoding, folding and handing out
+share its per-model slice folders and the boundaries already sent; the rows it forwards
+(:mod:`~stream_monitor.pipeline.forwarded_rows`), the cut of closed slices into messages
+(:mod:`~stream_monitor.pipeline.partial_chunks`) and its snapshot format
+(:mod:`~stream_monitor.pipeline.partition_snapshot`) live in sibling modules.
 
 Offsets: the folder remembers ``next_offset``, the first offset its state does not cover. A batch (or the head
 of one) below it is skipped, so a replay after a crash or a rebalance folds nothing twice. Its snapshot is the
@@ -12,15 +16,8 @@ open slices, the watermark state and ``next_offset``: restoring it and seeking t
 exactly.
 
 Rows for concept drift: for a model monitored for concept drift (``ModelSlicing.forward``), stage 1 also
-forwards, with every batch, the parsed rows stage 2's :class:`PerformanceMonitor` needs, as a
-:class:`~stream_monitor.pipeline.partials.RowBatch` on a partial of its own (chunked under
-:data:`MAX_ROWS_BYTES`), sent *before* the partial that moves the source's boundary past their slices:
-predictions (event id, time, predicted slot, score), labels (event id, time, label slot) and, when the model
-has segments, features (event id, time, segment slots). Each row carries its source offset and the slice this
-folder assigned it to (the late rule of :meth:`SliceFolder.assign`), so stage 2 skips replayed rows exactly
-and applies them in slice order. Such a model's predictions are *not* folded into slices here: stage 2 folds
-them after the join has dropped duplicates, as replay does. Label partitions report boundaries and idleness
-for such models as feature and prediction partitions do (from label event time).
+forwards, with every batch, the parsed rows stage 2's :class:`PerformanceMonitor` needs; ``forwarded_rows``
+says which, and how they travel.
 
 Idle sources: stage 2 completes a slice once every source has passed it, so a source that never sees a
 model's events would hold that model's windows open forever. A source tells stage 2 it is *idle* for a model
@@ -33,7 +30,6 @@ with older event times than the other partitions reached meanwhile, has those ev
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
@@ -41,19 +37,18 @@ from typing import Any, Final, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from stream_monitor.core.errors import SnapshotError
+from stream_monitor.core.envelope import route_by_model
 from stream_monitor.core.events import Rejection, Stream, decode_batch
-from stream_monitor.core.parsing import FeatureRows, route_by_model
+from stream_monitor.core.rows import FeatureRows
 from stream_monitor.core.typed_decoding import DecodedFeatures, TypedFeatureDecoder
 from stream_monitor.pipeline.folding import ModelFolder
+from stream_monitor.pipeline.forwarded_rows import _accepted, _row_chunks, _rows
+from stream_monitor.pipeline.partial_chunks import _chunks
 from stream_monitor.pipeline.partials import NO_BOUNDARY, Partial, RowBatch
+from stream_monitor.pipeline.partition_snapshot import restore_partition, snapshot_partition
 from stream_monitor.pipeline.windows import SliceFolder
 from stream_monitor.stats.sketches import WindowSketch
 
-SNAPSHOT_VERSION: Final = 2
-# A partial message stays well under the partials topic's record limit however many slices close at once.
-MAX_PARTIAL_BYTES: Final = 4 * 1024 * 1024
-MAX_ROWS_BYTES: Final = 512 * 1024  # forwarded rows per message: well under the broker's 1 MB default
 SLICED_STREAMS: Final = (Stream.FEATURES, Stream.PREDICTIONS)
 UNROUTED: Final = "unrouted"  # the model label of messages rejected before their model was known
 
@@ -372,111 +367,12 @@ class PartitionFolder:
     # ---- snapshots -----------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """Versioned plain data: open slices, watermark state, what was sent, and ``next_offset``."""
-        return {
-            "v": SNAPSHOT_VERSION,
-            "stage": 1,
-            "source": self.source,
-            "stream": self.stream.value,
-            "next_offset": self.next_offset,
-            "models": {
-                m: {
-                    "layout": self.models[m].folder.layout.sketch.fingerprint,
-                    "slices": _folder_state(f),
-                    "sent": self.sent[m],
-                    "idle": self.idle[m],
-                }
-                for m, f in self.slices.items()
-            },
-        }
+        return snapshot_partition(self)
 
     def restore(self, state: Mapping[str, Any], now: float) -> list[str]:
         """Resume from :meth:`snapshot`; returns the models whose state was dropped (reference changed)."""
-        if (
-            state.get("v") != SNAPSHOT_VERSION
-            or state.get("stage") != 1
-            or state.get("source") != self.source
-        ):
-            raise SnapshotError(
-                f"stage-1 snapshot of {state.get('source')!r} v{state.get('v')!r} does not fit {self.source}"
-            )
-        dropped = []
-        for model_id, ms in state["models"].items():
-            if (
-                model_id not in self.models
-                or ms["layout"] != self.models[model_id].folder.layout.sketch.fingerprint
-            ):
-                dropped.append(model_id)
-                continue
-            self.slices[model_id].restore(
-                _folder_restorable(ms["slices"]), self.models[model_id].folder.layout.sketch
-            )
-            self.sent[model_id] = int(ms["sent"])
-            self.idle[model_id] = bool(ms["idle"])
-        self.next_offset = None if state["next_offset"] is None else int(state["next_offset"])
-        self.last_event_at = dict.fromkeys(self.models, now)
-        self.changed = False
-        return dropped
-
-
-def _folder_state(folder: SliceFolder) -> dict[str, Any]:
-    """:meth:`SliceFolder.snapshot` (open sketches as hex of their binary form; the snapshot is compressed)."""
-    return folder.snapshot()
-
-
-def _folder_restorable(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The form :meth:`SliceFolder.restore` reads (the same as :func:`_folder_state` writes)."""
-    return dict(state)
-
-
-def _accepted(offsets: NDArray[np.int64], refused: Sequence[Rejection]) -> NDArray[np.int64]:
-    """The offsets of the events a parser kept (it keeps their order and drops the refused)."""
-    if not refused:
-        return offsets
-    keep = np.ones(len(offsets), dtype=bool)
-    keep[[r.index for r in refused]] = False
-    return offsets[keep]
-
-
-def _rows(
-    event_ids: list[str],
-    offsets: NDArray[np.int64],
-    refused: Sequence[Rejection],
-    slice_ids: NDArray[np.int64],
-    ts: NDArray[np.float64],
-    columns: Mapping[str, NDArray[Any]],
-) -> RowBatch:
-    return RowBatch(
-        event_ids, {"offset": _accepted(offsets, refused), "slice": slice_ids, "ts": ts, **columns}
-    )
-
-
-def _row_chunks(rows: RowBatch) -> list[RowBatch]:
-    """Split forwarded rows into messages of at most about :data:`MAX_ROWS_BYTES`."""
-    if rows.nbytes() <= MAX_ROWS_BYTES:
-        return [rows]
-    fixed = sum(v.itemsize * (v.size // max(len(v), 1)) for v in rows.columns.values())
-    size = np.cumsum(np.fromiter((len(e) + 3 + fixed for e in rows.event_ids), np.int64, len(rows)))
-    cut = np.searchsorted(size, np.arange(MAX_ROWS_BYTES, int(size[-1]), MAX_ROWS_BYTES), side="right")
-    bounds = [0, *np.unique(cut[(cut > 0) & (cut < len(rows))]).tolist(), len(rows)]
-    return [rows.take(np.arange(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
+        return restore_partition(self, state, now)
 
 
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
-
-
-def _chunks(slices: list[tuple[int, bytes]], boundary: int) -> list[tuple[list[tuple[int, bytes]], int]]:
-    """Split closed slices into messages under :data:`MAX_PARTIAL_BYTES`; each message's boundary is the next
-    message's first slice, the last one's the real boundary, so every message keeps the boundary promise."""
-    if not slices:
-        return [([], boundary)]
-    groups: list[list[tuple[int, bytes]]] = [[]]
-    size = 0
-    for item in slices:
-        if groups[-1] and size + len(item[1]) > MAX_PARTIAL_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(item)
-        size += len(item[1])
-    bounds = [g[0][0] for g in groups[1:]] + [boundary]
-    return list(zip(groups, bounds, strict=True))

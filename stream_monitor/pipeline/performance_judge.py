@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.alerts import AlertKind, Severity
-from stream_monitor.pipeline.joiner import JoinerStats
+from stream_monitor.pipeline.join_results import JoinerStats
 from stream_monitor.pipeline.lifecycle import Observation
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.stats.performance import PerformanceSketch, Task

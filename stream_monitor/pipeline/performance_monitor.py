@@ -29,10 +29,12 @@ from numpy.typing import NDArray
 
 from stream_monitor.core.alerts import WindowInfo
 from stream_monitor.core.errors import SnapshotError
-from stream_monitor.core.parsing import FeatureRows, LabelRows, PredictionRows
+from stream_monitor.core.rows import FeatureRows, LabelRows, PredictionRows
 from stream_monitor.pipeline.error_stream import ErrorStreamMonitor
+from stream_monitor.pipeline.event_id_hash import hash_event_ids
+from stream_monitor.pipeline.join_results import JoinedBatch
 from stream_monitor.pipeline.joined_pairs import Pairs, PendingPairs
-from stream_monitor.pipeline.joiner import JoinedBatch, PredictionLabelJoiner, hash_event_ids
+from stream_monitor.pipeline.joiner import PredictionLabelJoiner
 from stream_monitor.pipeline.lifecycle import Observation
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.performance_judge import (

@@ -27,7 +27,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.alerts import WindowInfo
-from stream_monitor.stats.sketches import SketchLayout, WindowSketch
+from stream_monitor.stats.sketch_layout import SketchLayout
+from stream_monitor.stats.sketches import WindowSketch
 
 SLICES_PER_WINDOW_AT_REFERENCE_RATE: Final = 10
 # A slice is the unit a partition worker ships to stage 2, so slices shorter than this would flood the

@@ -3,6 +3,7 @@
 A :class:`PerformanceSketch` holds only counts and sums of fixed size, so a window's figures can be revised as
 late labels arrive (fold more pairs), partial sketches from several partitions can be merged, and the whole
 thing serialises to plain data. Everything is vectorised per batch with :func:`numpy.bincount`.
+The figures are derived from those counts in :mod:`~stream_monitor.stats.performance_metrics`.
 
 Three tasks are supported:
 
@@ -28,11 +29,12 @@ F1, follow without labels. See :meth:`PerformanceSketch.expected_performance`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Final, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
+
+from stream_monitor.stats.performance_metrics import expected_metrics, realised_metrics
 
 __all__ = ["PerformanceSketch", "Task", "expected_performance"]
 
@@ -44,14 +46,6 @@ _LOG_EPS: Final = 1e-15
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 ArrayLike = npt.ArrayLike
-
-
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den > 0 else math.nan
-
-
-def _f1(tp: float, fp: float, fn: float) -> float:
-    return _ratio(2.0 * tp, 2.0 * tp + fp + fn)
 
 
 class PerformanceSketch:
@@ -262,65 +256,9 @@ class PerformanceSketch:
             (class 1 for binary, macro average over classes for multiclass), ``scored_count``, ``ece``,
             ``auc``, ``brier``, ``log_loss``. Regression: ``mae``, ``rmse``, ``mean_error``.
         """
-        n = float(self._count)
-        out: dict[str, float] = {"count": n}
-        if self.task == "regression":
-            out["mae"] = _ratio(self._sums["abs_err"], n)
-            mse = _ratio(self._sums["sq_err"], n)
-            out["rmse"] = math.sqrt(mse) if not math.isnan(mse) else math.nan
-            out["mean_error"] = _ratio(self._sums["err"], n)
-            return out
-        cm = self._confusion.astype(np.float64)
-        correct = float(np.trace(cm))
-        out["accuracy"] = _ratio(correct, n)
-        out["error_rate"] = _ratio(n - correct, n)
-        if self.task == "binary":
-            tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
-            out["precision"] = _ratio(tp, tp + fp)
-            out["recall"] = _ratio(tp, tp + fn)
-            out["f1"] = _f1(tp, fp, fn)
-        else:
-            tp_k = np.diag(cm)
-            pred_k, true_k = cm.sum(axis=0), cm.sum(axis=1)
-            present = (pred_k + true_k) > 0
-            with np.errstate(invalid="ignore", divide="ignore"):
-                prec = np.where(pred_k > 0, tp_k / pred_k, 0.0)
-                rec = np.where(true_k > 0, tp_k / true_k, 0.0)
-                f1 = np.where(present, 2 * tp_k / (pred_k + true_k), 0.0)
-            k = int(present.sum())
-            out["precision"] = float(prec[present].sum() / k) if k else math.nan
-            out["recall"] = float(rec[present].sum() / k) if k else math.nan
-            out["f1"] = float(f1[present].sum() / k) if k else math.nan
-        hist = self._score_hist
-        scored = float(hist.sum())
-        out["scored_count"] = scored
-        out["ece"] = self._ece()
-        if self.task == "binary":
-            out["auc"] = self._auc()
-            out["brier"] = _ratio(self._sums["brier"], scored)
-            out["log_loss"] = _ratio(self._sums["log_loss"], scored)
-        else:
-            out["auc"] = out["brier"] = out["log_loss"] = math.nan
-        return out
-
-    def _auc(self) -> float:
-        """Area under the ROC through the bin edges: P(s+ > s-) + P(same bin) / 2."""
-        neg, pos = self._score_hist[0].astype(np.float64), self._score_hist[1].astype(np.float64)
-        n_neg, n_pos = neg.sum(), pos.sum()
-        if n_neg == 0 or n_pos == 0:
-            return math.nan
-        pos_above = np.cumsum(pos[::-1])[::-1] - pos  # positives in strictly higher bins
-        return float(np.dot(neg, pos_above + 0.5 * pos) / (n_neg * n_pos))
-
-    def _ece(self) -> float:
-        """Expected calibration error: sum over bins of (share of events) * |mean score - observed rate|."""
-        count = self._score_hist.sum(axis=0).astype(np.float64)
-        total = count.sum()
-        if total == 0:
-            return math.nan
-        filled = count > 0
-        gap = np.abs(self._score_sum[filled] - self._score_hist[1][filled]) / count[filled]
-        return float(np.dot(count[filled], gap) / total)
+        return realised_metrics(
+            self.task, self._count, self._confusion, self._score_hist, self._score_sum, self._sums
+        )
 
     def expected_performance(self) -> dict[str, float]:
         """Label-free estimate from the scores of every folded prediction (CBPE-style).
@@ -337,16 +275,7 @@ class PerformanceSketch:
             ``estimated_count`` (predictions with a score) and the ``expected_*`` figures (``nan`` when
             undefined); empty for regression.
         """
-        if self.task == "regression":
-            return {}
-        e = self._expected
-        out = {"estimated_count": e["n"], "expected_accuracy": _ratio(e["confidence"], e["n"])}
-        if self.task == "binary":
-            tp, fp, fn = e["tp"], e["fp"], e["fn"]
-            out["expected_precision"] = _ratio(tp, tp + fp)
-            out["expected_recall"] = _ratio(tp, tp + fn)
-            out["expected_f1"] = _f1(tp, fp, fn)
-        return out
+        return expected_metrics(self.task, self._expected)
 
     def predicted_counts(self) -> IntArray:
         """Count of every folded prediction per predicted class (a copy)."""

@@ -9,6 +9,7 @@ Sketches of the same layout merge by addition, so per-partition partials of a wi
 sketch of the whole window, in any order (property-tested in ``tests/unit/test_sketches.py``).
 
 >>> from stream_monitor.stats.profiles import NumericProfile
+>>> from stream_monitor.stats.sketch_layout import NumericSignal, SketchLayout
 >>> prof = NumericProfile(count=4, nulls=0, edges=np.array([0.0]), counts=np.array([2, 2]),
 ...                       mean=0.0, std=1.0, min=-1.0, max=1.0)
 >>> layout = SketchLayout(numeric=[NumericSignal("x", "feature", prof)], categorical=[])
@@ -21,75 +22,23 @@ sketch of the whole window, in any order (property-tested in ``tests/unit/test_s
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 import orjson
 from numpy.typing import NDArray
 
 from stream_monitor.core.errors import SnapshotError
-from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
+from stream_monitor.stats.sketch_folding import _ONE_SEGMENT, fold_categorical_segments, fold_numeric_segments
+from stream_monitor.stats.sketch_layout import N_CAT_CODES, N_NUMERIC_CODES, SketchLayout
 
-SignalRole = Literal["feature", "prediction", "score"]
 STREAMS: Final = ("features", "predictions", "labels")
-N_NUMERIC_CODES: Final = 5  # ok, null, absent, wrong_type, infinite (see core.parsing)
-N_CAT_CODES: Final = 4  # ok, null, absent, wrong_type
 MAX_TRACKED_VALUES: Final = 16  # unseen categories / unknown fields remembered per window, for alert details
 SNAPSHOT_VERSION: Final = 2  # 2: binary arrays after a JSON header
 _MAGIC: Final = b"SMK2"
 _HEADER_LEN: Final = struct.Struct("<I")
-
-
-@dataclass(frozen=True)
-class NumericSignal:
-    name: str
-    role: SignalRole
-    profile: NumericProfile
-
-
-@dataclass(frozen=True)
-class CategoricalSignal:
-    name: str
-    role: SignalRole
-    profile: CategoricalProfile
-
-
-class SketchLayout:
-    """The fixed shape of every sketch of one model: which signals, in which order, on which bins."""
-
-    def __init__(
-        self,
-        numeric: Sequence[NumericSignal],
-        categorical: Sequence[CategoricalSignal],
-        multivariate_width: int = 0,
-    ) -> None:
-        self.numeric = tuple(numeric)
-        self.categorical = tuple(categorical)
-        self.num_bins = max((s.profile.n_bins for s in self.numeric), default=1)
-        self.cat_bins = max((s.profile.n_bins for s in self.categorical), default=1)
-        self.means = np.array([s.profile.mean for s in self.numeric], dtype=np.float64)
-        self.scales = np.array([s.profile.std if s.profile.std > 0 else 1.0 for s in self.numeric])
-        self.edges = [s.profile.edges for s in self.numeric]
-        # Edges as a (max edges, signals) matrix padded with +inf, for branch-free binning of a whole block.
-        self.edge_matrix = np.full((max((len(e) for e in self.edges), default=0), len(self.numeric)), np.inf)
-        for j, e in enumerate(self.edges):
-            self.edge_matrix[: len(e), j] = e
-        self.mins = np.array([s.profile.min for s in self.numeric], dtype=np.float64)
-        self.maxs = np.array([s.profile.max for s in self.numeric], dtype=np.float64)
-        self.multivariate_width = multivariate_width
-        self.numeric_index = {s.name: i for i, s in enumerate(self.numeric)}
-        self.categorical_index = {s.name: i for i, s in enumerate(self.categorical)}
-        digest = hashlib.sha256()
-        for s in self.numeric:
-            digest.update(f"n:{s.name}:{s.role}:".encode() + s.profile.edges.tobytes())
-        for c in self.categorical:
-            digest.update(f"c:{c.name}:{c.role}:{list(c.profile.categories)!r}".encode())
-        digest.update(f"mv:{multivariate_width}".encode())
-        self.fingerprint = digest.hexdigest()[:16]
 
 
 def _bounded_merge(
@@ -326,123 +275,3 @@ class WindowSketch:
 
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
-
-
-_ONE_SEGMENT: Final = np.zeros(1, dtype=np.intp)
-
-
-def fold_numeric_segments(
-    sketches: Sequence[WindowSketch],
-    starts: NDArray[np.intp],
-    first: int,
-    values: NDArray[np.float64],
-    codes: NDArray[np.int8],
-) -> NDArray[np.int8] | None:
-    """Fold rows, grouped in consecutive segments (segment ``g`` starts at row ``starts[g]``), into
-    ``sketches[g]``: the whole batch is binned and summed at once, whatever the number of segments. Returns
-    each value's bin, (n, width), column-major (meaningless where ``codes`` is not 0), or None for no rows.
-
-    ``values`` is NaN wherever ``codes`` is not 0. A batch with no missing value (the common case) skips the
-    masking passes.
-    """
-    n, width = values.shape
-    if n == 0 or width == 0:
-        return None
-    layout = sketches[0].layout
-    g = len(starts)
-    stop = first + width
-    bins = layout.num_bins
-    stride = width * (bins + 1)
-    lengths = np.diff(np.append(starts, n))
-    segment = np.repeat(np.arange(g, dtype=np.int64), lengths) if g > 1 else None
-    # Column-major, each elementwise pass below runs down whole columns (a row-major batch of a few dozen
-    # features makes numpy loop over rows as short as the feature count: about four times slower).
-    values = np.asfortranarray(values)
-    codes = np.asfortranarray(codes)
-    all_valid = not codes.any()
-    # bin = number of edges <= x (searchsorted side="right"), counted with one comparison per edge row,
-    # which beats a per-column binary search on a few dozen edges.
-    small = np.zeros((n, width), dtype=np.int8, order="F")
-    for row in layout.edge_matrix[:, first:stop]:
-        small += (values >= row).view(np.int8)
-    slots = small.astype(np.int64)
-    slots += np.arange(width, dtype=np.int64) * (bins + 1)
-    if segment is not None:
-        slots += (segment * stride)[:, None]
-    if all_valid:
-        cells = np.zeros((g, width, N_NUMERIC_CODES), dtype=np.int64)
-        cells[:, :, 0] = lengths[:, None]
-        d = values - layout.means[first:stop]
-        mins = np.minimum.reduceat(values, starts, axis=0)
-        maxs = np.maximum.reduceat(values, starts, axis=0)
-    else:
-        valid = codes == 0
-        slots[~valid] = g * stride  # a dump slot past every segment
-        cell = codes.astype(np.int64) + np.arange(width, dtype=np.int64) * N_NUMERIC_CODES
-        if segment is not None:
-            cell += (segment * width * N_NUMERIC_CODES)[:, None]
-        cells = np.bincount(cell.ravel(order="K"), minlength=g * width * N_NUMERIC_CODES).reshape(
-            g, width, N_NUMERIC_CODES
-        )
-        d = np.where(valid, values - layout.means[first:stop], 0.0)
-        mins = np.fmin.reduceat(values, starts, axis=0)
-        maxs = np.fmax.reduceat(values, starts, axis=0)
-    hist = np.bincount(slots.ravel(order="K"), minlength=g * stride + 1)[: g * stride].reshape(
-        g, width, bins + 1
-    )
-    scale = layout.scales[first:stop]
-    sums = np.add.reduceat(d, starts, axis=0) / scale
-    squares = np.add.reduceat(d * d, starts, axis=0) / (scale * scale)
-    below = np.add.reduceat((values < layout.mins[first:stop]).view(np.int8), starts, axis=0, dtype=np.int64)
-    above = np.add.reduceat((values > layout.maxs[first:stop]).view(np.int8), starts, axis=0, dtype=np.int64)
-    for k, sk in enumerate(sketches):
-        sk.num_hist[first:stop] += hist[k, :, :bins]
-        sk.num_codes[first:stop] += cells[k]
-        sk.num_sum[first:stop] += sums[k]
-        sk.num_sumsq[first:stop] += squares[k]
-        np.fmin(sk.num_min[first:stop], mins[k], out=sk.num_min[first:stop])
-        np.fmax(sk.num_max[first:stop], maxs[k], out=sk.num_max[first:stop])
-        sk.num_out[first:stop, 0] += below[k]
-        sk.num_out[first:stop, 1] += above[k]
-    return small
-
-
-def fold_categorical_segments(
-    sketches: Sequence[WindowSketch],
-    starts: NDArray[np.intp],
-    first: int,
-    slots: NDArray[np.int32],
-    new_values: Sequence[Sequence[tuple[int, Any]]] = (),
-) -> None:
-    """Categorical counterpart of :func:`fold_numeric_segments`; ``new_values`` holds (row, value) pairs."""
-    n, width = slots.shape
-    if n == 0 or width == 0:
-        return
-    g = len(starts)
-    bins = sketches[0].layout.cat_bins
-    stop = first + width
-    segment = np.zeros(n, dtype=np.int64)
-    if g > 1:
-        segment[starts[1:]] = 1
-        np.cumsum(segment, out=segment)
-    s = slots.astype(np.int64)
-    valid = s >= 0
-    offsets = np.arange(width, dtype=np.int64)
-    flat = np.where(valid, s + offsets * bins + (segment * width * bins)[:, None], g * width * bins)
-    hist = np.bincount(flat.ravel(), minlength=g * width * bins + 1)[: g * width * bins].reshape(
-        g, width, bins
-    )
-    code = np.where(valid, 0, -s) + offsets * N_CAT_CODES + (segment * width * N_CAT_CODES)[:, None]
-    cells = np.bincount(code.ravel(), minlength=g * width * N_CAT_CODES).reshape(g, width, N_CAT_CODES)
-    for k, sk in enumerate(sketches):
-        sk.cat_hist[first:stop] += hist[k]
-        sk.cat_codes[first:stop] += cells[k]
-    for j, column in enumerate(new_values):
-        if not column:
-            continue
-        rows = np.fromiter((r for r, _ in column), dtype=np.int64, count=len(column))
-        owners = segment[rows]
-        for k in np.unique(owners):
-            sketches[int(k)].note_new_values(
-                first + j, (column[int(i)][1] for i in np.flatnonzero(owners == k))
-            )

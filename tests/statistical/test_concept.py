@@ -20,7 +20,7 @@ from stream_monitor.config.loading import parse_config
 from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
-from stream_monitor.core.parsing import PredictionRows
+from stream_monitor.core.rows import PredictionRows
 from stream_monitor.devtools.synthetic import StreamSpec, generate
 from stream_monitor.pipeline.local import Engine
 from stream_monitor.pipeline.model_layout import ModelLayout

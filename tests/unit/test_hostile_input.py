@@ -27,7 +27,7 @@ from stream_monitor.core.events import (
     RejectReason,
     decode_batch,
 )
-from stream_monitor.core.parsing import LabelParser, PredictionParser
+from stream_monitor.core.outcome_parsing import LabelParser, PredictionParser
 from stream_monitor.core.typed_decoding import TypedFeatureDecoder
 from tests.unit.test_typed_decoding import KINDS, MAX_BYTES, PARSERS, _assert_same
 

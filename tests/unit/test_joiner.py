@@ -14,14 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_monitor.core.errors import SnapshotError
-from stream_monitor.pipeline.joiner import (
-    ExpiredBatch,
-    JoinedBatch,
-    JoinerStats,
-    LagHistogram,
-    PredictionLabelJoiner,
-    hash_event_ids,
-)
+from stream_monitor.pipeline.event_id_hash import hash_event_ids
+from stream_monitor.pipeline.join_results import ExpiredBatch, JoinedBatch, JoinerStats
+from stream_monitor.pipeline.joiner import PredictionLabelJoiner
+from stream_monitor.pipeline.lag_histogram import LagHistogram
 
 NAN = float("nan")
 

@@ -5,20 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stream_monitor.core.envelope import route_by_model
 from stream_monitor.core.events import RejectReason
-from stream_monitor.core.parsing import (
-    ABSENT,
-    CAT_ABSENT,
-    CAT_NULL,
-    CAT_WRONG_TYPE,
-    INFINITE,
-    NULL,
-    WRONG_TYPE,
-    FeatureParser,
-    LabelParser,
-    PredictionParser,
-    route_by_model,
-)
+from stream_monitor.core.feature_parsing import FeatureParser
+from stream_monitor.core.outcome_parsing import LabelParser, PredictionParser
+from stream_monitor.core.rows import ABSENT, CAT_ABSENT, CAT_NULL, CAT_WRONG_TYPE, INFINITE, NULL, WRONG_TYPE
 
 
 def _event(i: int, **features: object) -> dict[str, object]:

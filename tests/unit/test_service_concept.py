@@ -17,7 +17,8 @@ from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.assembly import ServiceModels, build_models
-from stream_monitor.pipeline.joiner import _unpack
+from stream_monitor.pipeline.forwarded_rows import MAX_ROWS_BYTES, _row_chunks
+from stream_monitor.pipeline.joiner_snapshot import _unpack
 from stream_monitor.pipeline.model_merge import MergePartition, alert_key
 from stream_monitor.pipeline.partials import (
     Partial,
@@ -27,7 +28,7 @@ from stream_monitor.pipeline.partials import (
     encode_partial,
     encode_snapshot,
 )
-from stream_monitor.pipeline.partition_fold import MAX_ROWS_BYTES, PartitionFolder, _row_chunks
+from stream_monitor.pipeline.partition_fold import PartitionFolder
 from tests import service_support as ss
 
 N_PARTITIONS = 3

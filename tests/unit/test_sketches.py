@@ -9,14 +9,9 @@ from hypothesis import strategies as st
 
 from stream_monitor.core.errors import SnapshotError
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
-from stream_monitor.stats.sketches import (
-    CategoricalSignal,
-    NumericSignal,
-    SketchLayout,
-    WindowSketch,
-    fold_categorical_segments,
-    fold_numeric_segments,
-)
+from stream_monitor.stats.sketch_folding import fold_categorical_segments, fold_numeric_segments
+from stream_monitor.stats.sketch_layout import CategoricalSignal, NumericSignal, SketchLayout
+from stream_monitor.stats.sketches import WindowSketch
 
 NUM = NumericProfile(
     count=100,

@@ -9,8 +9,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream_monitor.core.envelope import FieldPaths, route_by_model
 from stream_monitor.core.events import decode_batch
-from stream_monitor.core.parsing import FeatureParser, FeatureRows, FieldPaths, route_by_model
+from stream_monitor.core.feature_parsing import FeatureParser
+from stream_monitor.core.rows import FeatureRows
 from stream_monitor.core.typed_decoding import TypedFeatureDecoder
 
 MAX_BYTES = 4096

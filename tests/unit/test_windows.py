@@ -7,7 +7,8 @@ import pytest
 
 from stream_monitor.pipeline.windows import ClosedSlice, SliceFolder, WindowAssembler
 from stream_monitor.stats.profiles import NumericProfile
-from stream_monitor.stats.sketches import NumericSignal, SketchLayout, WindowSketch
+from stream_monitor.stats.sketch_layout import NumericSignal, SketchLayout
+from stream_monitor.stats.sketches import WindowSketch
 
 PROF = NumericProfile(
     count=10, nulls=0, edges=np.array([0.0]), counts=np.array([5, 5]), mean=0, std=1, min=-1, max=1

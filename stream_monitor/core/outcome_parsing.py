@@ -1,0 +1,133 @@
+"""Turn micro-batches of prediction and label events into columnar rows: a class slot or a number per event.
+
+A classifier's outcome maps to its class slot (:class:`~stream_monitor.core.rows.CategoryIndex`), a
+regression's is kept as a finite number; an event whose outcome is missing or of the wrong type is rejected
+with its reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_monitor.core.envelope import FieldPaths, _drop, _envelope
+from stream_monitor.core.events import MISSING, FieldPath, Rejection, RejectReason, TimestampFormat
+from stream_monitor.core.rows import CategoryIndex, LabelRows, PredictionRows
+
+_NUMBER_TYPES: Final = frozenset({float, int})
+
+
+class _OutcomeColumn:
+    """Reads a prediction or a label: a class (mapped to its slot) or a number (regression)."""
+
+    def __init__(self, path: str, classes: Sequence[Any] | None) -> None:
+        self.path = FieldPath(path)
+        self.index = CategoryIndex(list(classes)) if classes is not None else None
+
+    def read(
+        self, events: Sequence[dict[str, Any]], bad: dict[int, Rejection]
+    ) -> tuple[list[Any], NDArray[np.float64]]:
+        raw = self.path.get_all(events)
+        for i, v in enumerate(raw):
+            if i in bad:
+                continue
+            if v is MISSING or v is None:
+                bad[i] = Rejection(i, RejectReason.MISSING_FIELD, f"missing field {self.path.path!r}")
+            elif self.index is None and (type(v) not in _NUMBER_TYPES or not math.isfinite(v)):
+                bad[i] = Rejection(i, RejectReason.WRONG_TYPE, f"{self.path.path!r} must be a finite number")
+            elif self.index is not None and type(v) not in (str, int, bool):
+                bad[i] = Rejection(i, RejectReason.WRONG_TYPE, f"{self.path.path!r} must be a class label")
+        raw = _drop(raw, bad)
+        if self.index is None:
+            return raw, np.asarray(raw, dtype=np.float64)
+        return raw, np.fromiter(map(self.index.__getitem__, raw), dtype=np.float64, count=len(raw))
+
+
+def _keep_mask(n: int, bad: Mapping[int, Rejection]) -> NDArray[np.bool_]:
+    keep = np.ones(n, dtype=bool)
+    if bad:
+        keep[list(bad)] = False
+    return keep
+
+
+class PredictionParser:
+    """Parses prediction events; ``classes`` is None for a regression model."""
+
+    def __init__(
+        self,
+        classes: Sequence[Any] | None,
+        paths: FieldPaths | None = None,
+        ts_format: TimestampFormat = "auto",
+    ) -> None:
+        self.paths = paths or FieldPaths()
+        self.ts_format = ts_format
+        self.classes = None if classes is None else list(classes)
+        self._outcome = _OutcomeColumn(self.paths.prediction, classes)
+        self._score = FieldPath(self.paths.score)
+        self._scores = FieldPath(self.paths.scores)
+
+    def parse(self, events: Sequence[dict[str, Any]]) -> tuple[PredictionRows, list[Rejection]]:
+        ids, ts, bad = _envelope(events, self.paths, self.ts_format)
+        scores = self._read_scores(events, bad)
+        raw, predicted = self._outcome.read(events, bad)
+        keep = _keep_mask(len(events), bad)
+        rows = PredictionRows(
+            ts=ts[keep], event_ids=_drop(ids, bad), predicted=predicted, score=scores[keep], raw_predicted=raw
+        )
+        return rows, sorted(bad.values(), key=lambda r: r.index)
+
+    def _read_scores(
+        self, events: Sequence[dict[str, Any]], bad: dict[int, Rejection]
+    ) -> NDArray[np.float64]:
+        single = self._score.get_all(events)
+        kinds = set(map(type, single))
+        if kinds <= _NUMBER_TYPES:
+            out = np.asarray(single, dtype=np.float64)
+            if np.isfinite(out).all():
+                return out
+        out = np.full(len(events), np.nan)
+        for i, v in enumerate(single):
+            if type(v) in _NUMBER_TYPES and math.isfinite(v):
+                out[i] = v
+            elif v is MISSING or v is None:
+                multi = self._scores.get(events[i])
+                if type(multi) is dict and multi:
+                    values = [s for s in multi.values() if type(s) in _NUMBER_TYPES and math.isfinite(s)]
+                    if len(values) == len(multi):
+                        out[i] = max(values)  # confidence of the most likely class
+                    elif i not in bad:
+                        bad[i] = Rejection(
+                            i, RejectReason.WRONG_TYPE, f"{self.paths.scores!r} values must be numbers"
+                        )
+                elif multi is not MISSING and multi is not None and i not in bad:
+                    bad[i] = Rejection(i, RejectReason.WRONG_TYPE, f"{self.paths.scores!r} must be an object")
+            elif i not in bad:
+                bad[i] = Rejection(
+                    i, RejectReason.WRONG_TYPE, f"{self.paths.score!r} must be a finite number"
+                )
+        return out
+
+
+class LabelParser:
+    """Parses label (ground-truth) events; ``classes`` is None for a regression model."""
+
+    def __init__(
+        self,
+        classes: Sequence[Any] | None,
+        paths: FieldPaths | None = None,
+        ts_format: TimestampFormat = "auto",
+    ) -> None:
+        self.paths = paths or FieldPaths()
+        self.ts_format = ts_format
+        self._outcome = _OutcomeColumn(self.paths.label, classes)
+
+    def parse(self, events: Sequence[dict[str, Any]]) -> tuple[LabelRows, list[Rejection]]:
+        ids, ts, bad = _envelope(events, self.paths, self.ts_format)
+        raw, label = self._outcome.read(events, bad)
+        keep = _keep_mask(len(events), bad)
+        rows = LabelRows(ts=ts[keep], event_ids=_drop(ids, bad), label=label, raw_label=raw)
+        return rows, sorted(bad.values(), key=lambda r: r.index)
