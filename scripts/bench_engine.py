@@ -118,7 +118,7 @@ def windows_tested(engine: Engine) -> int:
 
 
 def run_river(n_events: int, batch: int) -> dict[str, float]:
-    from stream_monitor.detectors.river_adapter import make_detector
+    from stream_monitor.detectors.river_registry import make_detector
 
     spec, drifts = _live_spec()
     names = [f"num_{i:02d}" for i in range(N_NUMERIC)]

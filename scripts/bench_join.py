@@ -25,8 +25,9 @@ from collections import defaultdict
 import numpy as np
 import orjson
 
+from stream_monitor.detectors.error_bits import make_error_detector
 from stream_monitor.detectors.error_cusum import ErrorRateCusum
-from stream_monitor.detectors.river_adapter import DETECTORS, make_error_detector
+from stream_monitor.detectors.river_registry import DETECTORS
 from stream_monitor.pipeline.join_results import JoinedBatch
 from stream_monitor.pipeline.joiner import PredictionLabelJoiner
 from stream_monitor.stats.performance import PerformanceSketch

@@ -1,6 +1,6 @@
 """``stream-monitor report`` and the reports of replay and the demos: read the records, build, render, write.
 
-The files are read here; :mod:`stream_monitor.report.model` turns records into the report's values and
+The files are read here; :mod:`stream_monitor.report.build` turns records into the report's values and
 :mod:`stream_monitor.report.render` draws the page (matplotlib is imported only when a report is written).
 """
 
@@ -22,7 +22,8 @@ from stream_monitor.core.errors import ReportInputError
 from stream_monitor.core.window_stats import SCHEMA as STATS_SCHEMA
 from stream_monitor.core.window_stats import WindowStat, encode_window_stat
 from stream_monitor.pipeline.local import Engine
-from stream_monitor.report.model import DeadLetterTally, Report, build_report
+from stream_monitor.report.build import build_report
+from stream_monitor.report.model import DeadLetterTally, Report
 
 
 def read_records(

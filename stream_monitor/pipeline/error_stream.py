@@ -32,7 +32,7 @@ from stream_monitor.detectors.error_cusum import CusumEvent, ErrorRateCusum, Run
 from stream_monitor.pipeline.lifecycle import Observation
 
 if TYPE_CHECKING:
-    from stream_monitor.detectors.river_adapter import BinaryErrorDetector
+    from stream_monitor.detectors.error_bits import BinaryErrorDetector
 
 __all__ = ["ErrorStreamMonitor", "LabelSpeedObservation", "RiverErrorStream"]
 
@@ -65,7 +65,7 @@ class RiverErrorStream:
 
     def __init__(self, name: str, p0: float) -> None:
         # River takes half a second to import: only a config that asks for one of its detectors pays for it
-        from stream_monitor.detectors.river_adapter import make_error_detector
+        from stream_monitor.detectors.error_bits import make_error_detector
 
         self.name = name
         self.p0 = p0

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from stream_monitor.report.model import DeadLetterTally, build_report, drift_ratio
+from stream_monitor.report.build import build_report, drift_ratio
+from stream_monitor.report.model import DeadLetterTally
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile
 
 T0 = 1763766000.0

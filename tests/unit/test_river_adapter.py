@@ -11,15 +11,10 @@ import orjson
 import pytest
 
 from stream_monitor.core.errors import SnapshotError, UnknownDetectorError
-from stream_monitor.detectors.river_adapter import (
-    DETECTORS,
-    BinaryErrorDetector,
-    FHDDMAdapter,
-    RiverAdapter,
-    StreamDetector,
-    make_detector,
-    make_error_detector,
-)
+from stream_monitor.detectors.error_bits import BinaryErrorDetector, make_error_detector
+from stream_monitor.detectors.river_adapter import FHDDMAdapter
+from stream_monitor.detectors.river_base import RiverAdapter, StreamDetector
+from stream_monitor.detectors.river_registry import DETECTORS, make_detector
 
 NAMES = ["ddm", "eddm", "hddm_a", "hddm_w", "fhddm", "adwin", "page_hinkley"]
 

@@ -201,7 +201,7 @@ def test_topic_specs_cover_every_topic_the_config_names() -> None:
 def test_a_consumed_batch_is_split_into_runs_per_topic_and_partition_in_order() -> None:
     from confluent_kafka import Message
 
-    from stream_monitor.adapters.kafka.worker import _runs
+    from stream_monitor.adapters.kafka.worker_batches import _runs
 
     layout = [("f", 0), ("f", 0), ("f", 1), ("p", 1), ("f", 0), ("f", 0), ("p", 1), ("f", 3)]
     batch = [Message(topic=t, partition=p, offset=i, value=b"") for i, (t, p) in enumerate(layout)]

@@ -1,0 +1,176 @@
+"""The worker's batches: each partition's run of a consumed batch through its stage, and what comes out.
+
+Stage 1 (:class:`PartitionFolder`, input topics) gives partials, dead letters and counters; stage 2
+(:class:`MergePartition`, the partials topic) gives alerts and retraining requests. A failure inside a
+partition pauses that partition only (see :mod:`stream_monitor.adapters.kafka.worker`).
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import orjson
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from stream_monitor.adapters.kafka.worker_state import WorkerParts, _Owned, log
+from stream_monitor.core.alerts import retraining_requests
+from stream_monitor.pipeline.counters import LATENCY_BUCKETS
+from stream_monitor.pipeline.model_merge import MergePartition, Stage2Result
+from stream_monitor.pipeline.partition_fold import PartitionFolder, Stage1Result
+
+_LATENCY_EDGES: Final = np.asarray(LATENCY_BUCKETS)
+
+
+class PartitionBatches(WorkerParts):
+    """Hands each partition's messages of a batch to its stage and produces what comes back."""
+
+    def _handle(self, messages: Sequence[Message]) -> None:
+        mono = time.monotonic()
+        for (topic, partition), group in _runs(messages):
+            owned = self.owned.get((topic or "", partition or 0))
+            errors = list(map(Message.error, group))
+            good = group
+            if errors.count(None) < len(errors):
+                good = [m for m, err in zip(group, errors, strict=True) if err is None]
+                for err in errors:
+                    if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error: %s", self.redactor.scrub(err.str()))
+            if owned is None or owned.failed or not good:
+                continue
+            owned.last_message = mono
+            stage = "stage2" if isinstance(owned.stage, MergePartition) else "stage1"
+            started = time.perf_counter()
+            try:
+                self.batches += 1
+                if self.fault_after_batches is not None and self.batches > self.fault_after_batches:
+                    raise RuntimeError("injected fault (STREAM_MONITOR_FAULT_AFTER_BATCHES)")
+                if isinstance(owned.stage, PartitionFolder):
+                    self._stage1(owned.stage, good)
+                else:
+                    self._stage2(owned.stage, good)
+            except Exception as exc:  # the loop must survive anything a stage does
+                self._fail(owned, stage, exc)
+                continue
+            self.stats.observe_batch(stage, time.perf_counter() - started)
+
+    def _stage1(self, folder: PartitionFolder, group: Sequence[Message]) -> None:
+        offsets = list(map(Message.offset, group))
+        values = list(map(Message.value, group))
+        now = time.time()
+        result = folder.process(offsets, values, time.monotonic())  # type: ignore[arg-type]
+        for partial in result.partials:
+            self._publish_partial(partial)
+        for r in result.rejections:
+            msg = group[r.index]
+            self.dlq.send(
+                msg.value(),
+                msg.key(),
+                r.reason.value,
+                r.detail,
+                folder.topic,
+                folder.partition,
+                offsets[r.index] or 0,
+                _headers(msg),
+                now,
+            )
+            self.stats.count_dead_letter(r.reason.value)
+        self._count_stage1(folder, result, now)
+
+    def _count_stage1(self, folder: PartitionFolder, result: Stage1Result, now: float) -> None:
+        stream = folder.stream.value
+        self.stats.count_slow_decoded(result.slow_decoded)
+        for model, n in result.accepted.items():
+            self.stats.count_events(model, stream, "accepted", n)
+        for model, n in result.rejected_by_model.items():
+            self.stats.count_events(model, stream, "rejected", n)
+        if result.event_ts:
+            lag = now - np.concatenate(result.event_ts)
+            counts = np.bincount(
+                np.searchsorted(_LATENCY_EDGES, lag, side="left"), minlength=len(_LATENCY_EDGES) + 1
+            )
+            self.stats.observe_latency(stream, counts.tolist(), float(lag.sum()))
+
+    def _stage2(self, merge: MergePartition, group: Sequence[Message]) -> None:
+        result = merge.process([int(m.offset() or 0) for m in group], [m.value() for m in group])
+        self._emit(result)
+        for model, merger in merge.mergers.items():
+            self.stats.set_window(model, merger.window_fill, merger.monitor.windows_tested)
+            if merger.performance is not None:
+                self.stats.set_labels(model, merger.performance.joiner.stats().as_dict())
+
+    def _emit(self, result: Stage2Result) -> None:
+        for w in result.windows:
+            if w.tested:
+                self.stats.record_observations(w.model, w.observations, w.firing)
+        if result.alerts:
+            self.alerts.publish(result.alerts)
+            self.stats.count_alerts(result.alerts)
+            retraining = self.config.topics.retraining
+            if retraining:
+                # deduped with the alerts: one request per critical concept-drift episode
+                for request in retraining_requests(result.alerts):
+                    self.producer.produce(retraining, orjson.dumps(request), key=request.model_id)
+            for a in result.alerts:
+                log.info(
+                    "alert %s %s %s %s/%s: %s",
+                    a.status.value,
+                    a.severity.value,
+                    a.model_id,
+                    a.kind.value,
+                    a.signal,
+                    a.message,
+                )
+        if result.duplicates:
+            log.info("suppressed %d alert(s) emitted before a restart", result.duplicates)
+        if result.bad:
+            log.warning("skipped %d malformed or unknown-model partial(s)", result.bad)
+
+    def _fail(self, owned: _Owned, stage: str, exc: Exception) -> None:
+        owned.failed = True
+        self.stats.set_agent(stage, False)
+        log.error(
+            "%s on %s[%d] failed (%s: %s); partition paused, its last snapshot stands",
+            stage,
+            owned.tp.topic,
+            owned.tp.partition,
+            type(exc).__name__,
+            self.redactor.scrub(str(exc)),
+        )
+        try:
+            self.consumer.pause([TopicPartition(owned.tp.topic, owned.tp.partition)])
+        except Exception as pause_exc:
+            log.error(
+                "could not pause %s[%d]: %s", owned.tp.topic, owned.tp.partition, type(pause_exc).__name__
+            )
+
+
+def _headers(msg: Message) -> list[tuple[str, bytes]] | None:
+    """The message's own headers, to keep on its dead letter."""
+    raw = msg.headers()
+    if not raw:
+        return None
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in items]
+
+
+def _runs(messages: Sequence[Message]) -> list[tuple[tuple[str | None, int | None], Sequence[Message]]]:
+    """Messages grouped by (topic, partition), each group in consumed order. A batch holds long runs of one
+    partition, so run boundaries are found with C-level passes, not a Python step per message."""
+    n = len(messages)
+    if n == 0:
+        return []
+    partitions = list(map(Message.partition, messages))
+    topics = list(map(Message.topic, messages))
+    changed = np.fromiter(map(operator.ne, partitions[1:], partitions), dtype=bool, count=n - 1)
+    changed |= np.fromiter(map(operator.ne, topics[1:], topics), dtype=bool, count=n - 1)
+    cuts = (np.flatnonzero(changed) + 1).tolist()
+    if not cuts:
+        return [((topics[0], partitions[0]), messages)]
+    groups: dict[tuple[str | None, int | None], list[Message]] = {}
+    for lo, hi in zip([0, *cuts], [*cuts, n], strict=True):
+        groups.setdefault((topics[lo], partitions[lo]), []).extend(messages[lo:hi])
+    return list(groups.items())

@@ -1,0 +1,75 @@
+"""``stream-monitor reference build``: a reference profile from the data the model was trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stream_monitor.cli.exits import _fail
+from stream_monitor.core.errors import StreamMonitorError
+
+
+@click.group()
+def reference() -> None:
+    """Reference profiles: what normal looks like."""
+
+
+@reference.command("build")
+@click.option(
+    "--features", "features", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
+)
+@click.option("--predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--bins", default=20, show_default=True, help="quantile bins per numeric feature")
+@click.option("--top-k", default=50, show_default=True, help="categories kept per categorical feature")
+@click.option(
+    "--max-rows",
+    default=100_000,
+    show_default=True,
+    help="reservoir size per model for quantiles and correlations",
+)
+@click.option("--seed", default=0, show_default=True)
+def reference_build(
+    features: Path,
+    predictions: Path | None,
+    labels: Path | None,
+    out: Path,
+    bins: int,
+    top_k: int,
+    max_rows: int,
+    seed: int,
+) -> None:
+    """Build a reference profile from the data the model was trained or validated on."""
+    from stream_monitor.adapters.files.jsonl import read_jsonl_events
+    from stream_monitor.adapters.files.reference_file import save_reference
+    from stream_monitor.stats.reference_builder import ReferenceBuilder
+
+    try:
+        builder = ReferenceBuilder(bins=bins, top_k=top_k, max_rows=max_rows, seed=seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    bad: dict[str, int] = {}
+    builder.add_features(read_jsonl_events(features, bad))
+    if predictions:
+        builder.add_predictions(read_jsonl_events(predictions, bad))
+    if labels:
+        builder.add_labels(read_jsonl_events(labels, bad))
+    try:
+        profile = builder.build()
+    except StreamMonitorError as exc:
+        _fail(exc)
+    save_reference(profile, out)
+    for reason, count in sorted({**bad, **builder.skipped}.items()):
+        click.echo(f"skipped {count} event(s): {reason}", err=True)
+    for model_id, m in profile.models.items():
+        kinds: dict[str, int] = {}
+        for p in m.features.values():
+            kinds[p.type] = kinds.get(p.type, 0) + 1
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+        click.echo(
+            f"{model_id}: {m.events} events, {summary} features"
+            f"{', predictions' if m.predictions else ''}{', labels' if m.labels else ''}"
+        )
+    click.echo(f"wrote {out}")
