@@ -210,12 +210,14 @@ class Deployment:
         bootstrap: str,
         concept: bool = False,
         client: dict[str, Any] | None = None,
+        extra_topics: tuple[str, ...] = (),
         **service: Any,
     ) -> None:
         suffix = uuid.uuid4().hex[:10]
         self.bootstrap = bootstrap
         self.directory = directory
-        self.topics = {k: f"{k}-{suffix}" for k in (*TOPIC_KEYS, *(("retraining",) if concept else ()))}
+        keys = (*TOPIC_KEYS, *(("retraining",) if concept else ()), *extra_topics)
+        self.topics = {k: f"{k}-{suffix}" for k in keys}
         defaults: dict[str, Any] = {
             "metrics_port": 0,
             "consumer_group": f"sm-{suffix}",

@@ -278,6 +278,10 @@ class TopicsConfig(_Strict):
         default="stream-monitor-state", description="compacted topic of the service's state snapshots"
     )
     retraining: str | None = None
+    window_stats: str | None = Field(
+        default=None,
+        description="a topic for every tested window's statistics (stream-monitor.window-stats/v1); off when null",
+    )
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 

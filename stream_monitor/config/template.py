@@ -198,6 +198,7 @@ def render_config(reference: ReferenceProfile, reference_path: str) -> str:
         "  partials: stream-monitor-partials   # internal: partial window sketches, stage 1 -> stage 2",
         "  state: stream-monitor-state         # internal, compacted: state snapshots of every partition",
         "  retraining: null                   # a topic name to publish retraining requests on critical concept drift",
+        "  window_stats: null                 # a topic name for every tested window's statistics (dashboards)",
         "  partitions: 3",
         "  replication_factor: 1",
         "service:",

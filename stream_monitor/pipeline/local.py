@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from stream_monitor.config.schema import MonitorConfig
-from stream_monitor.core.alerts import Alert, RetrainingRequest, Severity, retraining_requests
+from stream_monitor.core.alerts import Alert, RetrainingRequest, retraining_requests
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.errors import SnapshotError
 from stream_monitor.core.events import Rejection, Stream
@@ -36,6 +36,7 @@ from stream_monitor.pipeline.model_merge import ModelMerger, TestedWindow
 from stream_monitor.pipeline.partials import Partial, encode_partial
 from stream_monitor.pipeline.partition_fold import PartitionFolder, Stage1Result
 from stream_monitor.pipeline.performance_monitor import PerformanceMonitor
+from stream_monitor.pipeline.window_stat_records import window_stat_records
 from stream_monitor.pipeline.windows import WindowAssembler
 from stream_monitor.stats.profiles import ModelProfile
 
@@ -97,35 +98,9 @@ class ModelPipeline:
                 self.performance_observations += 1
                 # the monitor's latest observations (metrics read them) include the latest judgement's
                 self.monitor.last_observations = [*self.monitor.last_observations, *t.observations]
-            if self.keep_stats and t.tested:
-                self._record(t)
+            if self.keep_stats:
+                self.stats.extend(window_stat_records(t))
         return alerts
-
-    def _record(self, t: TestedWindow) -> None:
-        event_ts = t.info.end_ts if t.event_ts is None else t.event_ts
-        for o in t.observations:
-            thresholds = o.details.get("thresholds")
-            critical = (
-                float(thresholds["critical"])
-                if isinstance(thresholds, dict) and "critical" in thresholds
-                else (o.threshold if o.level is Severity.CRITICAL else None)
-            )
-            self.stats.append(
-                WindowStat.of(
-                    self.layout.model_id,
-                    t.info,
-                    o.kind,
-                    o.signal,
-                    o.detector,
-                    o.statistic,
-                    o.warning_threshold,
-                    critical,
-                    o.p_value,
-                    o.level,
-                    event_ts,
-                    o.details,
-                )
-            )
 
     def take_stats(self) -> list[WindowStat]:
         """The window statistics recorded since the last call (``keep_stats`` must be on)."""

@@ -64,6 +64,8 @@ def topic_specs(config: MonitorConfig) -> list[TopicSpec]:
     ]
     if t.retraining:
         specs.append(TopicSpec(t.retraining, n, "output: retraining triggers"))
+    if t.window_stats:
+        specs.append(TopicSpec(t.window_stats, n, "output: window statistics"))
     specs += [
         TopicSpec(
             t.partials,

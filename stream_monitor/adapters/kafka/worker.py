@@ -162,5 +162,13 @@ class Worker(PartitionBatches, Rebalancing):
 def required_topics(config: MonitorConfig) -> list[tuple[str, str]]:
     """``(config key, name)`` of every topic ``run`` needs (predictions and labels are read if they exist)."""
     t = config.topics
-    keys = ["features", "partials", "state", "alerts", "dlq", *(["retraining"] if t.retraining else [])]
+    keys = [
+        "features",
+        "partials",
+        "state",
+        "alerts",
+        "dlq",
+        *(["retraining"] if t.retraining else []),
+        *(["window_stats"] if t.window_stats else []),
+    ]
     return [(key, str(getattr(t, key))) for key in keys]

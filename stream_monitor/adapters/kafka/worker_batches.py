@@ -18,9 +18,11 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 
 from stream_monitor.adapters.kafka.worker_state import WorkerParts, _Owned, log
 from stream_monitor.core.alerts import retraining_requests
+from stream_monitor.core.window_stats import encode_window_stat
 from stream_monitor.pipeline.counters import LATENCY_BUCKETS
 from stream_monitor.pipeline.model_merge import MergePartition, Stage2Result
 from stream_monitor.pipeline.partition_fold import PartitionFolder, Stage1Result
+from stream_monitor.pipeline.window_stat_records import window_stat_records
 
 _LATENCY_EDGES: Final = np.asarray(LATENCY_BUCKETS)
 
@@ -103,9 +105,14 @@ class PartitionBatches(WorkerParts):
                 self.stats.set_labels(model, merger.performance.joiner.stats().as_dict())
 
     def _emit(self, result: Stage2Result) -> None:
+        stats_topic = self.config.topics.window_stats
         for w in result.windows:
             if w.tested:
                 self.stats.record_observations(w.model, w.observations, w.firing)
+                if stats_topic:
+                    # at least once: a window re-tested after a restart publishes its records again
+                    for record in window_stat_records(w):
+                        self.producer.produce(stats_topic, encode_window_stat(record), key=w.model)
         if result.alerts:
             self.alerts.publish(result.alerts)
             self.stats.count_alerts(result.alerts)
