@@ -4,8 +4,8 @@ Starts (or reuses, via ``KAFKA_BOOTSTRAP_SERVERS``) a local Kafka broker, builds
 bundled ``examples/reference`` and a config with ``config init``'s defaults, creates the topics, starts the
 monitor (``stream-monitor run``) and a synthetic producer whose stream drifts after ``--drift-after`` seconds,
 and prints every alert event from the alerts topic as it fires. Ctrl-C (or ``--duration``) stops everything
-it started, in reverse order, then writes the HTML report of the alerts (``report.html``: the service records
-no window statistics, so its timelines hold the alert events; its counts come from the monitor's /metrics).
+it started, in reverse order, then writes the HTML report (``report.html``) of the alerts and of the window
+statistics the monitor published to its ``window_stats`` topic; its counts come from the monitor's /metrics.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def _write_config(work: Path, bootstrap: str, metrics_port: int, suffix: str) ->
     # restores one demo's state into another. Lines may carry comments: replace the value only.
     for key in ("features", "predictions", "labels", "features_batch", "alerts", "dlq", "partials", "state"):
         text = _set_value(text, key, lambda v: f"{v}-{suffix}")
+    text = _set_value(text, "window_stats", lambda _: f"window-stats-{suffix}")  # for the report's timelines
     text = _set_value(text, "consumer_group", lambda v: f"{v}-demo-{suffix}")
     text = _set_value(text, "bootstrap_servers", lambda _: f'"{bootstrap}"')
     text = _set_value(text, "metrics_port", lambda _: str(metrics_port))
@@ -154,7 +155,7 @@ def metrics_counts(metrics_text: str) -> tuple[dict[str, dict[str, int]], dict[s
 
 def _write_report(work: Path, config_path: Path, metrics_text: str | None) -> None:
     """The HTML report of the demo's alerts, with the monitor's last counts (when /metrics answered)."""
-    from stream_monitor.app.report import read_alerts, write_report
+    from stream_monitor.app.report import read_alerts, read_stats, write_report
     from stream_monitor.config.loading import load_config
     from stream_monitor.report.model import DeadLetterTally
 
@@ -164,15 +165,18 @@ def _write_report(work: Path, config_path: Path, metrics_text: str | None) -> No
         accepted, dead = metrics_counts(metrics_text)
         for reason, n in dead.items():
             tally.add_count("(all streams)", reason, n)  # the service counts dead letters by reason only
+    stats_file = work / "window_stats.jsonl"
     write_report(
         work / "report.html",
         load_config(config_path),
         list(read_alerts(work / "alerts.jsonl")),
-        [],
+        list(read_stats(stats_file)) if stats_file.exists() else [],
         tally,
         accepted=accepted,
-        sources=["stream-monitor demo: the alerts topic, and the monitor's /metrics as it stopped"],
-        stats_recorded=False,
+        sources=[
+            "stream-monitor demo: the alerts and window_stats topics, and the monitor's /metrics as it stopped"
+        ],
+        stats_recorded=stats_file.exists(),
     )
 
 
@@ -290,8 +294,10 @@ def run_kafka_demo(
             }
         )
         stack.callback(consumer.close)
-        consumer.subscribe([config.topics.alerts])
+        stats_topic = config.topics.window_stats
+        consumer.subscribe([config.topics.alerts, *([stats_topic] if stats_topic else [])])
         alerts_file = stack.enter_context((work / "alerts.jsonl").open("ab"))
+        stats_file = stack.enter_context((work / "window_stats.jsonl").open("ab"))
         echo(TIME_LEGEND)
         deadline = None if duration is None else time.monotonic() + duration
         next_status = time.monotonic() + STATUS_EVERY_SECONDS
@@ -310,6 +316,9 @@ def run_kafka_demo(
                 msg = consumer.poll(0.5)
                 value = None if msg is None or msg.error() else msg.value()
                 if value is None:
+                    continue
+                if msg is not None and msg.topic() == stats_topic:  # kept for the report, not printed
+                    stats_file.write(value + b"\n")
                     continue
                 alerts_file.write(value + b"\n")
                 alerts_file.flush()

@@ -40,6 +40,7 @@ DEMO_FILES: Final = {
     "reference.json": "the reference profile built from examples/reference",
     "config.yaml": "the config (config init's defaults)",
     "alerts.jsonl": "every alert event, one JSON object a line",
+    "window_stats.jsonl": "every tested window's statistics, from the window_stats topic (Kafka demo)",
     "report.html": "the HTML report: what drifted most, timelines, histograms (open it in a browser)",
     "monitor.log": "the monitor's log (Kafka demo)",
     "producer.log": "the synthetic producer's log (Kafka demo)",

@@ -162,7 +162,7 @@ class Report:
     models: tuple[ModelReport, ...]
     streams: tuple[StreamCounts, ...]
     dead_letters: tuple[DeadLetterReason, ...]
-    stats_recorded: bool  # False: timelines hold alert events only (the service writes no window statistics)
+    stats_recorded: bool  # False: timelines hold alert events only (no window statistics given)
     sources: tuple[str, ...] = ()
 
 

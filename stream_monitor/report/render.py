@@ -123,9 +123,9 @@ def _model(charts: _Charts, m: ModelReport, report: Report) -> str:
     ]
     if not report.stats_recorded:
         parts.append(
-            '<p class="note">No window statistics were given (the service does not record them): the '
-            "timelines show the alert events only. <code>stream-monitor replay --report</code> draws "
-            "every window.</p>"
+            '<p class="note">No window statistics were given: the timelines show the alert events only. '
+            "<code>stream-monitor replay --report</code> draws every window, and so does a report of the "
+            "records the service publishes to <code>topics.window_stats</code>.</p>"
         )
     parts += [f'<div class="charts">{_timelines(charts, m.signals)}</div>', "</section>"]
     return "".join(parts)

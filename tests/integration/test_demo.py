@@ -62,7 +62,12 @@ def test_demo_prints_the_drift_alert_and_stops_cleanly(kafka_bootstrap: str, tmp
         assert any(a["signal"] == "num_00" and a["severity"] == "critical" for a in alerts)
         assert (work / "config.yaml").exists() and (work / "monitor.log").exists()
         # the HTML report of the alerts, listed with the other files
-        assert "report.html" in out and 'data-signal="num_00"' in (work / "report.html").read_text()
+        page = (work / "report.html").read_text()
+        assert "report.html" in out and 'data-signal="num_00"' in page
+        # ... and of every tested window, from the monitor's window_stats topic
+        stats = [orjson.loads(x) for x in (work / "window_stats.jsonl").read_bytes().splitlines()]
+        assert any(r["signal"] == "num_00" and r["decision"] == "critical" for r in stats)
+        assert "timelines show the alert events only" not in page
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -142,6 +142,13 @@ def test_the_kafka_demos_report_comes_from_its_alerts_and_metrics(replayed: Path
     assert "7,200" in page and "not_json" in page and "(all streams)" in page
     assert "timelines show the alert events only" in page
 
+    # with the records the monitor published to its window_stats topic, the timelines draw every window
+    (tmp_path / "window_stats.jsonl").write_bytes((replayed / "stats.jsonl").read_bytes())
+    _write_report(tmp_path, tmp_path / "config.yaml", metrics)
+    page = (tmp_path / "report.html").read_text()
+    assert "timelines show the alert events only" not in page
+    assert "window statistics not recorded" not in page and "drift window(s) tested" in page
+
 
 def test_the_cli_starts_without_matplotlib() -> None:
     code = "import sys; import stream_monitor.cli; print('matplotlib' in sys.modules)"
