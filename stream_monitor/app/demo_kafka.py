@@ -127,35 +127,9 @@ def status_line(metrics_text: str) -> str:
     return line
 
 
-def metrics_counts(metrics_text: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
-    """Accepted events per model and stream, and dead letters per reason, from the monitor's /metrics.
-
-    >>> metrics_counts('''stream_monitor_events_total{model="m",stream="features",outcome="accepted"} 1200.0
-    ... stream_monitor_events_total{model="m",stream="features",outcome="rejected"} 3.0
-    ... stream_monitor_dead_letters_total{reason="not_json"} 3.0
-    ... ''')
-    ({'m': {'features': 1200}}, {'not_json': 3})
-    """
-    from prometheus_client.parser import text_string_to_metric_families
-
-    accepted: dict[str, dict[str, int]] = {}
-    dead: dict[str, int] = {}
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            labels = sample.labels
-            if sample.name == "stream_monitor_events_total" and labels.get("outcome") == "accepted":
-                per = accepted.setdefault(labels.get("model", ""), {})
-                stream = labels.get("stream", "")
-                per[stream] = per.get(stream, 0) + int(sample.value)
-            elif sample.name == "stream_monitor_dead_letters_total" and sample.value:
-                reason = labels.get("reason", "")
-                dead[reason] = dead.get(reason, 0) + int(sample.value)
-    return accepted, dead
-
-
 def _write_report(work: Path, config_path: Path, metrics_text: str | None) -> None:
     """The HTML report of the demo's alerts, with the monitor's last counts (when /metrics answered)."""
-    from stream_monitor.app.report import read_alerts, read_stats, write_report
+    from stream_monitor.app.report import metrics_counts, read_alerts, read_stats, write_report
     from stream_monitor.config.loading import load_config
     from stream_monitor.report.model import DeadLetterTally
 

@@ -59,6 +59,42 @@ def read_stats(path: Path) -> Iterator[dict[str, Any]]:
     return read_records(path, "window statistics (replay --stats-out)", STATS_SCHEMA)
 
 
+def metrics_counts(metrics_text: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Accepted events per model and stream, and dead letters per reason, from the monitor's /metrics.
+
+    >>> metrics_counts('''stream_monitor_events_total{model="m",stream="features",outcome="accepted"} 1200.0
+    ... stream_monitor_events_total{model="m",stream="features",outcome="rejected"} 3.0
+    ... stream_monitor_dead_letters_total{reason="not_json"} 3.0
+    ... ''')
+    ({'m': {'features': 1200}}, {'not_json': 3})
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    accepted: dict[str, dict[str, int]] = {}
+    dead: dict[str, int] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "stream_monitor_events_total" and labels.get("outcome") == "accepted":
+                per = accepted.setdefault(labels.get("model", ""), {})
+                stream = labels.get("stream", "")
+                per[stream] = per.get(stream, 0) + int(sample.value)
+            elif sample.name == "stream_monitor_dead_letters_total" and sample.value:
+                reason = labels.get("reason", "")
+                dead[reason] = dead.get(reason, 0) + int(sample.value)
+    return accepted, dead
+
+
+def read_metrics(path: Path) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """:func:`metrics_counts` of a saved /metrics scrape; a file that is not Prometheus text names itself."""
+    try:
+        return metrics_counts(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReportInputError(
+            f"{path}: not Prometheus text ({exc}); expected a saved /metrics scrape of the service"
+        ) from None
+
+
 def tally_dead_letters(path: Path) -> DeadLetterTally:
     tally = DeadLetterTally()
     for record in read_records(path, "dead letters (replay --dead-letters-out)", keys=("stream", "reason")):
@@ -106,19 +142,32 @@ def run_report(
     stats: Path | None,
     dead_letters: Path | None,
     title: str | None = None,
+    metrics: Path | None = None,
 ) -> Report:
-    """``stream-monitor report``: the report of the files a replay (or ``alerts tail --json``) wrote."""
-    sources = [
-        f"{what}: {path}"
-        for what, path in (("alerts", alerts), ("window statistics", stats), ("dead letters", dead_letters))
-        if path is not None
-    ]
+    """``stream-monitor report``: the report of the files a replay (or ``alerts tail --json``) wrote, and
+    of a saved /metrics scrape of the service (``metrics``) for the events accepted and the dead letters."""
+    given = (
+        ("alerts", alerts),
+        ("window statistics", stats),
+        ("dead letters", dead_letters),
+        ("/metrics", metrics),
+    )
+    sources = [f"{what}: {path}" for what, path in given if path is not None]
+    tally = tally_dead_letters(dead_letters) if dead_letters is not None else None
+    accepted: dict[str, dict[str, int]] | None = None
+    if metrics is not None:
+        accepted, dead = read_metrics(metrics)
+        if tally is None:  # the service counts dead letters by reason only
+            tally = DeadLetterTally()
+            for reason, n in dead.items():
+                tally.add_count("(all streams)", reason, n)
     return write_report(
         out,
         config,
         read_alerts(alerts) if alerts is not None else [],
         read_stats(stats) if stats is not None else [],
-        tally_dead_letters(dead_letters) if dead_letters is not None else None,
+        tally,
+        accepted=accepted,
         sources=sources,
         stats_recorded=stats is not None,
         title=title,

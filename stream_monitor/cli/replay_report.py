@@ -95,6 +95,11 @@ def replay_cmd(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="dead letters (replay --dead-letters-out), counted by reason",
 )
+@click.option(
+    "--metrics",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="a saved /metrics scrape of the service: events accepted per model and stream, dead letters by reason",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="the HTML file")
 @click.option("--title", help="the page's title  [default: stream-monitor report: <models>]")
 def report_cmd(
@@ -102,6 +107,7 @@ def report_cmd(
     alerts: Path | None,
     stats: Path | None,
     dead_letters: Path | None,
+    metrics: Path | None,
     out: Path,
     title: str | None,
 ) -> None:
@@ -112,7 +118,7 @@ def report_cmd(
     if not (alerts or stats):
         raise click.UsageError("give --alerts, --stats or both")
     try:
-        report = run_report(load_config(config_path), out, alerts, stats, dead_letters, title)
+        report = run_report(load_config(config_path), out, alerts, stats, dead_letters, title, metrics)
     except StreamMonitorError as exc:
         _fail(exc)
     alerted = sum(len(m.alerted) for m in report.models)

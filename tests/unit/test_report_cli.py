@@ -113,6 +113,27 @@ def test_alerts_alone_make_a_report_that_says_what_it_lacks(replayed: Path) -> N
     assert 'id="histogram-num_00"' in page  # the alert's window_counts carry the histogram
 
 
+def test_a_saved_metrics_scrape_gives_the_service_reports_counts(replayed: Path, tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.txt"
+    metrics.write_text(
+        "# TYPE stream_monitor_events_total counter\n"
+        'stream_monitor_events_total{model="churn-v3",stream="features",outcome="accepted"} 7123.0\n'
+        'stream_monitor_events_total{model="churn-v3",stream="predictions",outcome="accepted"} 7001.0\n'
+        "# TYPE stream_monitor_dead_letters_total counter\n"
+        'stream_monitor_dead_letters_total{reason="bad_timestamp"} 5.0\n'
+    )
+    out = tmp_path / "service.html"
+    args = ["report", "--config", str(replayed / "config.yaml"), "--alerts", str(replayed / "alerts.jsonl")]
+    result = CliRunner().invoke(main, [*args, "--metrics", str(metrics), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "7,123" in page and "7,001" in page and "bad_timestamp" in page
+    # not Prometheus text: the file is named
+    metrics.write_text("this is {not metrics\n")
+    result = CliRunner().invoke(main, [*args, "--metrics", str(metrics), "--out", str(out)])
+    assert result.exit_code == 2 and f"{metrics}: not Prometheus text" in result.output
+
+
 def test_report_inputs_are_checked(replayed: Path) -> None:
     config = str(replayed / "config.yaml")
     out = str(replayed / "never.html")
