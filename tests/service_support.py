@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -341,6 +342,20 @@ class Deployment:
     def close(self) -> None:
         for w in self.workers:
             w.stop()
+
+
+def kcat_messages(bootstrap: str, topic: str) -> list[tuple[str, str]]:
+    """``(key, value)`` of every message of ``topic``, read by kcat (an independent client), from the start."""
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is installed by scripts/ci_setup.sh"
+    out = subprocess.run(
+        [kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return [(key, value) for key, value in (line.split("\t", 1) for line in out.splitlines() if line)]
 
 
 def partition_of(event: dict[str, Any], n: int) -> int:

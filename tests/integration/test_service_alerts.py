@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -49,29 +48,7 @@ def test_drifting_stream_raises_the_alert_read_by_kcat(deployment: ss.Deployment
     assert drift.window.start_ts >= ss.drift_at(0.3, N_EVENTS).start_ts - WINDOW_EVENT_SECONDS
     print(f"alert after {took:.1f} s")
 
-    kcat = shutil.which("kcat")
-    assert kcat, "kcat is installed by scripts/ci_setup.sh"
-    out = subprocess.run(
-        [
-            kcat,
-            "-b",
-            deployment.bootstrap,
-            "-C",
-            "-t",
-            deployment.topics["alerts"],
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%k\t%s\n",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    rows = [line.split("\t", 1) for line in out.splitlines() if line]
+    rows = ss.kcat_messages(deployment.bootstrap, deployment.topics["alerts"])
     assert {key for key, _ in rows} == {ss.MODEL}  # key = model_id
     by_kcat = [json.loads(value) for _, value in rows]
     assert all(a["schema"] == SCHEMA for a in by_kcat)

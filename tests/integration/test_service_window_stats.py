@@ -4,8 +4,6 @@ replay of the same events writes with ``--stats-out`` (read back by kcat, an ind
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +21,7 @@ N_PARTITIONS = 3
 
 
 def _kcat(bootstrap: str, topic: str) -> list[tuple[str, dict[str, Any]]]:
-    kcat = shutil.which("kcat")
-    assert kcat, "kcat is installed by scripts/ci_setup.sh"
-    out = subprocess.run(
-        [kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    rows = [line.split("\t", 1) for line in out.splitlines() if line]
-    return [(key, orjson.loads(value)) for key, value in rows]
+    return [(key, orjson.loads(value)) for key, value in ss.kcat_messages(bootstrap, topic)]
 
 
 def _identity(r: dict[str, Any]) -> tuple[Any, ...]:
