@@ -18,7 +18,7 @@ from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.assembly import ServiceModels, build_models
 from stream_monitor.pipeline.joiner import _unpack
-from stream_monitor.pipeline.model_merge import MergePartition, alert_key
+from stream_monitor.pipeline.merge_partition import MergePartition, alert_key
 from stream_monitor.pipeline.partials import (
     Partial,
     RowBatch,

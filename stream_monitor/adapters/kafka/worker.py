@@ -65,7 +65,7 @@ from stream_monitor.core.errors import SnapshotError
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.assembly import ServiceModels
 from stream_monitor.pipeline.counters import LATENCY_BUCKETS, ServiceStats
-from stream_monitor.pipeline.model_merge import MergePartition, Stage2Result, alert_key
+from stream_monitor.pipeline.merge_partition import MergePartition, Stage2Result, alert_key
 from stream_monitor.pipeline.partials import Partial, decode_snapshot, encode_partial, encode_snapshot
 from stream_monitor.pipeline.partition_fold import PartitionFolder, Stage1Result
 
