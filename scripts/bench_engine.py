@@ -26,7 +26,8 @@ import orjson
 from stream_monitor.config.loading import parse_config
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
-from stream_monitor.devtools.synthetic import Drift, StreamSpec, generate, iter_feature_batches
+from stream_monitor.devtools.synthetic import generate, iter_feature_batches
+from stream_monitor.devtools.synthetic_spec import Drift, StreamSpec
 from stream_monitor.pipeline.local import Engine
 from stream_monitor.stats.reference_builder import ReferenceBuilder
 

@@ -33,7 +33,7 @@ generator's arguments) when given, else written to a temporary directory removed
 carries bench_engine's drift (a 0.5 sd mean shift of num_03, 30 s of event time in, i.e. after 600k events at
 20k events/s), so a 1M run raises alerts and a 200k run ends before it; with ``--labels``, labels come about
 2 s of event time (40k events) after their prediction. The cache is keyed by arguments, not by the generator's
-code: empty the workdir after changing ``stream_monitor/devtools/synthetic.py``. ``source`` (commit, and a hash of any
+code: empty the workdir after changing ``stream_monitor/devtools/synthetic*.py``. ``source`` (commit, and a hash of any
 uncommitted change under stream_monitor/) and ``host`` (cores, load before the replay) tell runs apart.
 
 Usage: python scripts/bench_replay.py [--events 1000000] [--seed 2] [--workdir DIR] [--labels]

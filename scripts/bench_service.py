@@ -44,7 +44,7 @@ LIVE_START = REF_START + 86400.0
 
 
 def spec(seed: int, start: float, n_drift: int = 0) -> Any:
-    from stream_monitor.devtools.synthetic import StreamSpec
+    from stream_monitor.devtools.synthetic_spec import StreamSpec
 
     return StreamSpec(
         model_id=MODEL,
@@ -306,7 +306,8 @@ def latency(
 
     from stream_monitor.config.loading import load_config
     from stream_monitor.core.alerts import decode_alert
-    from stream_monitor.devtools.synthetic import Drift, generate
+    from stream_monitor.devtools.synthetic import generate
+    from stream_monitor.devtools.synthetic_spec import Drift
 
     cfg = load_config(config_path)
     start = after_ts + 1.0

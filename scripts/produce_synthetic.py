@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from stream_monitor.devtools import synthetic
+    from stream_monitor.devtools import synthetic, synthetic_jsonl, synthetic_spec
 except ModuleNotFoundError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from stream_monitor.devtools import synthetic
+    from stream_monitor.devtools import synthetic, synthetic_jsonl, synthetic_spec
 
 from stream_monitor.config.loading import load_config
 from stream_monitor.config.schema import MonitorConfig, TopicsConfig
@@ -44,17 +44,17 @@ CHUNK_SECONDS = 10.0
 STREAMS = ("features", "predictions", "labels")
 
 
-def default_drifts(start_ts: float, after: float) -> list[synthetic.Drift]:
+def default_drifts(start_ts: float, after: float) -> list[synthetic_spec.Drift]:
     """The demo's three changes: a mean shift, a new category, a score shift, two minutes apart."""
     return [
-        synthetic.Drift("mean_shift", "num_00", start_ts=start_ts + after, magnitude=0.75),
-        synthetic.Drift("new_category", "cat_00", start_ts=start_ts + after + 120.0, magnitude=0.2),
-        synthetic.Drift("score_shift", None, start_ts=start_ts + after + 240.0, magnitude=1.0),
+        synthetic_spec.Drift("mean_shift", "num_00", start_ts=start_ts + after, magnitude=0.75),
+        synthetic_spec.Drift("new_category", "cat_00", start_ts=start_ts + after + 120.0, magnitude=0.2),
+        synthetic_spec.Drift("score_shift", None, start_ts=start_ts + after + 240.0, magnitude=1.0),
     ]
 
 
 def timeline(
-    spec: synthetic.StreamSpec, drifts: list[synthetic.Drift], n_events: int | None, run_id: str
+    spec: synthetic_spec.StreamSpec, drifts: list[synthetic_spec.Drift], n_events: int | None, run_id: str
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(stream, event)`` in event-time order, generated in chunks of about ``CHUNK_SECONDS``.
 
@@ -130,7 +130,7 @@ def produce(
                 if delay <= 0:
                     break
                 producer.poll(min(delay, 0.5))  # serve delivery callbacks while waiting
-        value = synthetic.encode(event)
+        value = synthetic_jsonl.encode(event)
         key = str(event["event_id"]).encode()
         while True:
             try:
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     topics = config.topics if config is not None else TopicsConfig()
     start_ts = round(time.time(), 3)
     try:
-        spec = synthetic.StreamSpec(
+        spec = synthetic_spec.StreamSpec(
             model_id=args.model_id,
             events_per_second=args.rate,
             start_ts=start_ts,
@@ -205,9 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
         if args.drift == ["none"]:
-            drifts: list[synthetic.Drift] = []
+            drifts: list[synthetic_spec.Drift] = []
         elif args.drift:
-            drifts = [synthetic.parse_drift(text, start_ts) for text in args.drift]
+            drifts = [synthetic_spec.parse_drift(text, start_ts) for text in args.drift]
         else:
             drifts = default_drifts(start_ts, args.drift_after)
     except ValueError as exc:

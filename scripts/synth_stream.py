@@ -20,14 +20,14 @@ from pathlib import Path
 import orjson
 
 try:
-    from stream_monitor.devtools import synthetic
+    from stream_monitor.devtools import synthetic, synthetic_jsonl, synthetic_spec
 except ModuleNotFoundError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from stream_monitor.devtools import synthetic
+    from stream_monitor.devtools import synthetic, synthetic_jsonl, synthetic_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = synthetic.StreamSpec()
+    defaults = synthetic_spec.StreamSpec()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="directory for features/predictions/labels.jsonl")
     p.add_argument("--events", type=int, required=True, help="number of feature events")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        spec = synthetic.StreamSpec(
+        spec = synthetic_spec.StreamSpec(
             model_id=args.model_id,
             n_numeric=args.numeric,
             n_categorical=args.categorical,
@@ -79,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             decimals=args.decimals,
         )
-        drifts = [synthetic.parse_drift(text, spec.start_ts) for text in args.drift]
+        drifts = [synthetic_spec.parse_drift(text, spec.start_ts) for text in args.drift]
         stream = synthetic.generate(spec, args.events, drifts)
     except ValueError as exc:
         parser.error(str(exc))
-    paths = synthetic.write_jsonl(stream, args.out)
+    paths = synthetic_jsonl.write_jsonl(stream, args.out)
     ts = stream.timestamps()
     summary = {
         "out": {name: str(path) for name, path in paths.items()},

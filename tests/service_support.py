@@ -32,7 +32,8 @@ from stream_monitor.config.loading import parse_config
 from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.alerts import Alert, decode_alert
 from stream_monitor.core.clock import ManualClock
-from stream_monitor.devtools.synthetic import Drift, StreamSpec, generate
+from stream_monitor.devtools.synthetic import generate
+from stream_monitor.devtools.synthetic_spec import Drift, StreamSpec
 from stream_monitor.pipeline.local import Engine
 from stream_monitor.pipeline.partials import decode_snapshot
 from stream_monitor.stats.profiles import ReferenceProfile

@@ -14,8 +14,9 @@ from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.folding import ModelFolder
+from stream_monitor.pipeline.merge_partition import MergePartition
 from stream_monitor.pipeline.model_layout import ModelLayout
-from stream_monitor.pipeline.model_merge import MergePartition, ModelMerger
+from stream_monitor.pipeline.model_merge import ModelMerger
 from stream_monitor.pipeline.partition_fold import ModelSlicing, PartitionFolder
 from stream_monitor.pipeline.performance_monitor import has_performance
 from stream_monitor.pipeline.windows import slice_seconds_for

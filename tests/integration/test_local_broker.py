@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_monitor.devtools.kafka import DevKafkaError, LocalBroker, ensure_jars
 from stream_monitor.devtools.kafka import broker as broker_module
-from stream_monitor.devtools.kafka.broker import broker_ready
+from stream_monitor.devtools.kafka.probe import broker_ready
 from tests.kafka_fixtures import MakeTopic
 
 pytestmark = pytest.mark.kafka

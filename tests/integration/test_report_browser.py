@@ -20,7 +20,9 @@ from stream_monitor.adapters.files.jsonl import read_jsonl_events
 from stream_monitor.adapters.files.reference_file import save_reference
 from stream_monitor.app.replay import run_replay
 from stream_monitor.config.template import write_config
-from stream_monitor.devtools.synthetic import Drift, StreamSpec, generate, write_jsonl
+from stream_monitor.devtools.synthetic import generate
+from stream_monitor.devtools.synthetic_jsonl import write_jsonl
+from stream_monitor.devtools.synthetic_spec import Drift, StreamSpec
 from stream_monitor.stats.reference_builder import ReferenceBuilder
 
 DRIFTED = "num_03"

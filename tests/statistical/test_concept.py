@@ -21,7 +21,8 @@ from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
 from stream_monitor.core.rows import PredictionRows
-from stream_monitor.devtools.synthetic import StreamSpec, generate
+from stream_monitor.devtools.synthetic import generate
+from stream_monitor.devtools.synthetic_spec import StreamSpec
 from stream_monitor.pipeline.local import Engine
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.performance_monitor import PerformanceMonitor
@@ -223,7 +224,7 @@ def test_the_same_switch_is_found_by_replay_from_files(tmp_path: Any) -> None:
 
     from stream_monitor.cli import main
     from stream_monitor.core.alerts import decode_alert
-    from stream_monitor.devtools.synthetic import encode
+    from stream_monitor.devtools.synthetic_jsonl import encode
 
     def write(streams: dict[str, list[dict[str, Any]]], folder: Any) -> None:
         folder.mkdir()

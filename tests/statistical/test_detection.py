@@ -16,7 +16,8 @@ from stream_monitor.config.loading import parse_config
 from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
-from stream_monitor.devtools.synthetic import Drift, StreamSpec, generate
+from stream_monitor.devtools.synthetic import generate
+from stream_monitor.devtools.synthetic_spec import Drift, StreamSpec
 from stream_monitor.pipeline.local import Engine
 from stream_monitor.stats.profiles import ModelProfile
 from stream_monitor.stats.reference_builder import ReferenceBuilder

@@ -19,7 +19,7 @@ from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.assembly import ServiceModels, build_models
 from stream_monitor.pipeline.forwarded_rows import MAX_ROWS_BYTES, _row_chunks
 from stream_monitor.pipeline.joiner_snapshot import _unpack
-from stream_monitor.pipeline.model_merge import MergePartition, alert_key
+from stream_monitor.pipeline.merge_partition import MergePartition, alert_key
 from stream_monitor.pipeline.partials import (
     Partial,
     RowBatch,

@@ -19,7 +19,7 @@ from stream_monitor.core.alerts import Alert
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import RejectReason, Stream
 from stream_monitor.pipeline.assembly import ServiceModels, build_models
-from stream_monitor.pipeline.model_merge import MergePartition, alert_key
+from stream_monitor.pipeline.merge_partition import MergePartition, alert_key
 from stream_monitor.pipeline.partials import (
     Partial,
     decode_partial,

@@ -1,4 +1,4 @@
-"""Tests of the seeded synthetic stream generator (stream_monitor/devtools/synthetic.py)."""
+"""Tests of the seeded synthetic stream generator (stream_monitor/devtools/synthetic*.py)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,10 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_monitor.devtools.synthetic import (
-    DRIFT_KINDS,
-    Drift,
-    StreamSpec,
-    SyntheticStream,
-    encode,
-    generate,
-    iter_feature_batches,
-    parse_drift,
-    stream_params,
-    write_jsonl,
-)
+from stream_monitor.devtools.synthetic import SyntheticStream, generate, iter_feature_batches
+from stream_monitor.devtools.synthetic_jsonl import encode, write_jsonl
+from stream_monitor.devtools.synthetic_spec import DRIFT_KINDS, Drift, StreamSpec, parse_drift
+from stream_monitor.devtools.synthetic_world import stream_params
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = StreamSpec().start_ts

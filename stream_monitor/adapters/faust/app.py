@@ -41,7 +41,7 @@ from stream_monitor.core.errors import ConfigError
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.assembly import ServiceModels
 from stream_monitor.pipeline.counters import ServiceStats
-from stream_monitor.pipeline.model_merge import MergePartition
+from stream_monitor.pipeline.merge_partition import MergePartition
 from stream_monitor.pipeline.partials import encode_partial
 from stream_monitor.pipeline.partition_fold import PartitionFolder
 

@@ -20,7 +20,7 @@ from stream_monitor.adapters.kafka.worker_state import WorkerParts, _Owned, log
 from stream_monitor.core.alerts import retraining_requests
 from stream_monitor.core.window_stats import encode_window_stat
 from stream_monitor.pipeline.counters import LATENCY_BUCKETS
-from stream_monitor.pipeline.model_merge import MergePartition, Stage2Result
+from stream_monitor.pipeline.merge_partition import MergePartition, Stage2Result
 from stream_monitor.pipeline.partition_fold import PartitionFolder, Stage1Result
 from stream_monitor.pipeline.window_stat_records import window_stat_records
 

@@ -17,7 +17,7 @@ from stream_monitor.adapters.kafka.worker_snapshots import SnapshotCycle
 from stream_monitor.adapters.kafka.worker_state import _Owned, log
 from stream_monitor.core.alerts import decode_alert
 from stream_monitor.core.errors import SnapshotError
-from stream_monitor.pipeline.model_merge import MergePartition, alert_key
+from stream_monitor.pipeline.merge_partition import MergePartition, alert_key
 from stream_monitor.pipeline.partials import decode_snapshot
 from stream_monitor.pipeline.partition_fold import PartitionFolder
 

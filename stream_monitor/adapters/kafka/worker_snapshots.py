@@ -15,7 +15,7 @@ from confluent_kafka import TopicPartition
 
 from stream_monitor.adapters.kafka.state_store import pointer
 from stream_monitor.adapters.kafka.worker_state import WorkerParts, _Owned, _PendingSnapshot, log
-from stream_monitor.pipeline.model_merge import MergePartition
+from stream_monitor.pipeline.merge_partition import MergePartition
 from stream_monitor.pipeline.partials import encode_snapshot
 from stream_monitor.pipeline.partition_fold import PartitionFolder
 

@@ -25,7 +25,7 @@ from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.assembly import ServiceModels
 from stream_monitor.pipeline.counters import ServiceStats
-from stream_monitor.pipeline.model_merge import MergePartition
+from stream_monitor.pipeline.merge_partition import MergePartition
 from stream_monitor.pipeline.partials import Partial, encode_partial
 from stream_monitor.pipeline.partition_fold import PartitionFolder
 

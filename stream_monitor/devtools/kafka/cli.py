@@ -14,15 +14,11 @@ import signal
 import sys
 from types import FrameType
 
-from stream_monitor.devtools.kafka.broker import (
-    DEFAULT_KAFKA_VERSION,
-    DevKafkaError,
-    LocalBroker,
-    cache_dir,
-    ensure_jars,
-    running_brokers,
-    stop_broker,
-)
+from stream_monitor.devtools.kafka.broker import LocalBroker
+from stream_monitor.devtools.kafka.errors import DevKafkaError
+from stream_monitor.devtools.kafka.jars import ensure_jars
+from stream_monitor.devtools.kafka.locations import DEFAULT_KAFKA_VERSION, cache_dir
+from stream_monitor.devtools.kafka.processes import running_brokers, stop_broker
 
 
 def _parser() -> argparse.ArgumentParser:

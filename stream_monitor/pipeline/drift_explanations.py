@@ -1,0 +1,94 @@
+"""What a drift observation says beyond its statistic: the bins that moved most, the shift of a numeric
+signal's mean and spread, a hint when values look rescaled (a unit change upstream), and message helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Final
+
+import numpy as np
+
+from stream_monitor.pipeline.lifecycle import Observation
+from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
+
+_RESCALE_FACTORS: Final = (10.0, 100.0, 1000.0, 1e6, 60.0, 3600.0, 2.54, 1.609344, 0.45359237, 0.3048)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _with_message(obs: Observation, message: str) -> Observation:
+    return dataclasses.replace(obs, message=message)
+
+
+def _top_bins(
+    counts: np.ndarray[Any, Any], ref: NumericProfile | CategoricalProfile, top: int = 3
+) -> list[dict[str, Any]]:
+    """The bins whose share moved most, each with its range (numeric) or category, and both shares."""
+    live = counts / max(counts.sum(), 1)
+    base = ref.counts / max(ref.counts.sum(), 1)
+    moved = np.argsort(-np.abs(live - base))[:top]
+    out = []
+    for k in moved:
+        if isinstance(ref, NumericProfile):
+            lo = ref.edges[k - 1] if k > 0 else None
+            hi = ref.edges[k] if k < len(ref.edges) else None
+            label: Any = [None if lo is None else float(lo), None if hi is None else float(hi)]
+            key = "range"
+        else:
+            label = ref.categories[k] if k < len(ref.categories) else "(other)"
+            key = "category"
+        out.append(
+            {key: label, "reference_share": round(float(base[k]), 6), "live_share": round(float(live[k]), 6)}
+        )
+    return out
+
+
+def _shift_details(
+    prof: NumericProfile, mean: float, std: float, extremes: tuple[float, float] = (math.nan, math.nan)
+) -> dict[str, Any]:
+    scale = prof.std if prof.std > 0 else 1.0
+    details: dict[str, Any] = {
+        "reference_mean": prof.mean,
+        "reference_std": prof.std,
+        "window_mean": mean,
+        "window_std": std,
+        "mean_shift_sd": (mean - prof.mean) / scale,
+        "std_ratio": std / scale if prof.std > 0 else None,
+        "direction": "up" if mean > prof.mean else "down",
+    }
+    hint = _rescale_hint(prof, mean, std, extremes)
+    if hint:
+        details["hint"] = hint
+    return details
+
+
+def _shift_phrase(prof: NumericProfile, mean: float) -> str:
+    scale = prof.std if prof.std > 0 else 1.0
+    return f"mean {_fmt(prof.mean)} -> {_fmt(mean)} ({(mean - prof.mean) / scale:+.2f} sd)"
+
+
+def _rescale_hint(prof: NumericProfile, mean: float, std: float, extremes: tuple[float, float]) -> str | None:
+    """Both mean and spread scaled by the same round factor usually means a unit change upstream. A window
+    that straddles the change has a mixed mean, so its extremes (the rescaled values dominate them) are
+    compared with the reference's too."""
+    if not (prof.std > 0 and std > 0 and abs(prof.mean) > 1e-9 and math.isfinite(mean)):
+        return None
+    mean_ratio, std_ratio = mean / prof.mean, std / prof.std
+    lo, hi = extremes
+    for factor in _RESCALE_FACTORS:
+        for f in (factor, 1.0 / factor):
+            whole = abs(mean_ratio / f - 1) < 0.05 and abs(std_ratio / f - 1) < 0.05
+            by_extreme = f > 1 and any(
+                ref != 0 and math.isfinite(live) and 0.8 < (live / ref) / f < 1.25
+                for live, ref in ((hi, prof.max), (lo, prof.min))
+            )
+            if whole or (by_extreme and abs(std_ratio) > f**0.5):
+                return f"values look rescaled by x{f:.6g} (a unit change upstream?)"
+    return None
