@@ -51,7 +51,7 @@ def run_service(config_path: Path) -> int:
         wait_for_kafka,
     )
     from stream_monitor.adapters.kafka.worker import Worker, required_topics
-    from stream_monitor.adapters.prometheus.metrics import start_metrics_server
+    from stream_monitor.adapters.prometheus.metrics_server import start_metrics_server
     from stream_monitor.app.compose import build_service
     from stream_monitor.config.loading import load_config
     from stream_monitor.core.errors import KafkaUnavailableError

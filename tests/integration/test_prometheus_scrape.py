@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from stream_monitor.adapters.prometheus.metrics import MetricsServer, start_metrics_server
+from stream_monitor.adapters.prometheus.metrics_server import MetricsServer, start_metrics_server
 from stream_monitor.app.compose import build_engine
 from stream_monitor.config.loading import load_config
 from stream_monitor.pipeline.counters import ServiceStats

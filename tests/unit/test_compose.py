@@ -20,7 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from stream_monitor.adapters.prometheus.metrics import METRICS
+from stream_monitor.adapters.prometheus.metric_specs import METRICS
 from stream_monitor.cli import main as cli
 from stream_monitor.config.loading import load_config
 

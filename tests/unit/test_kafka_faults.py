@@ -23,7 +23,7 @@ from stream_monitor.adapters.kafka.faults import (
     kafka_error,
     wait_for_kafka,
 )
-from stream_monitor.adapters.prometheus.metrics import readiness
+from stream_monitor.adapters.prometheus.metrics_server import readiness
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.errors import KafkaUnavailableError
 from stream_monitor.core.rate_limit import RateLimiter

@@ -20,13 +20,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from stream_monitor.adapters.prometheus.metrics import (
-    METRICS,
-    MetricsServer,
-    create_registry,
-    generate_text,
-    start_metrics_server,
-)
+from stream_monitor.adapters.prometheus.metric_specs import METRICS
+from stream_monitor.adapters.prometheus.metrics import create_registry, generate_text
+from stream_monitor.adapters.prometheus.metrics_server import MetricsServer, start_metrics_server
 from stream_monitor.config.schema import ServiceConfig
 from stream_monitor.core.alerts import Alert, AlertKind, Severity, Status, WindowInfo
 from stream_monitor.pipeline.counters import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from stream_monitor.adapters.prometheus.metrics import METRICS
+from stream_monitor.adapters.prometheus.metric_specs import METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = (REPO / "docs" / "operations.md").read_text()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stream_monitor.adapters.prometheus.metrics import METRICS
+from stream_monitor.adapters.prometheus.metric_specs import METRICS
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 # Metrics Prometheus itself adds to every target (not exported by us).
