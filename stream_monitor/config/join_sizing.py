@@ -24,7 +24,6 @@ from typing import Final
 # Bytes per outstanding prediction in the join's hash table, amortised over its growth (key, time, class and
 # score columns at a load between 0.3 and 0.5), measured by scripts/bench_join.py with 1M outstanding.
 BYTES_PER_OUTSTANDING: Final = 61
-DEFAULT_TTL_SECONDS: Final = 7 * 86400.0
 DEFAULT_SLA_SECONDS: Final = 2 * 86400.0
 MIN_TTL_SECONDS: Final = 3600.0
 MIN_OUTSTANDING: Final = 1000  # the schema's lower bound

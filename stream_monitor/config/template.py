@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from stream_monitor.adapters.files.reference_file import load_reference
-from stream_monitor.config.join_sizing import BYTES_PER_OUTSTANDING, join_sizing
+from stream_monitor.config.join_sizing import BYTES_PER_OUTSTANDING, DEFAULT_SLA_SECONDS, join_sizing
 from stream_monitor.config.schema import DEFAULT_FLOORS
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile, ReferenceProfile
 
@@ -64,7 +64,7 @@ def _labels_block(prof: ModelProfile) -> list[str]:
     if prof.labels is None or prof.predictions is None:
         return [
             "      # The reference has no labels (or no predictions): no prediction is held for a join.",
-            key("ttl_seconds", 172800, "predictions wait this long for their label"),
+            key("ttl_seconds", f"{DEFAULT_SLA_SECONDS:.0f}", "predictions wait this long for their label"),
             key("max_outstanding", 1000, "beyond it the oldest are evicted (counted)"),
         ]
     rate = prof.events_per_second * prof.predictions.events / prof.events if prof.events > 0 else 0.0
