@@ -10,6 +10,10 @@ same alert episodes; and the alerts topic holds each alert id + status once, exa
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -75,5 +79,56 @@ def test_worker_joining_and_leaving_mid_stream_keeps_state_exact(
         assert "handed off" in first.log() or "restored" in first.log()
         code, _ = first.terminate()
         assert code == 0
+    finally:
+        d.close()
+
+
+SESSION_TIMEOUT_S = 6.0  # ss.write_config's session.timeout.ms
+_ASSIGNED = re.compile(r"^(\S+ \S+) INFO \S+ \[\d+\] assigned \S+\[\d+\]", re.MULTILINE)
+
+
+def _assigned_after(worker: ss.WorkerProcess, after: float) -> float | None:
+    """Wall-clock time of the first partition ``worker`` logged as assigned after ``after``, if any."""
+    for stamp in _ASSIGNED.findall(worker.log()):
+        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").astimezone().timestamp()
+        if at >= after:
+            return at
+    return None
+
+
+def test_rebalance_churn_join_leave_rejoin_keeps_state_exact(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """A worker joins at 25%, leaves by SIGTERM at 50% and rejoins at 75% of the stream; each rebalance ends
+    (the partitions it moves are assigned) within twice the session timeout."""
+    d = ss.Deployment(tmp_path, kafka_bootstrap)
+    try:
+        d.create_topics()
+        first = d.start_worker()
+        ss.wait_for(lambda: "assigned" in first.log(), 60, "the first worker assigned")
+        events = ss.live_events(N_EVENTS, drifting=True)
+        feeder = ss.Feeder(d, events, N_PARTITIONS, CHUNK, CHUNK_EVERY_S)
+        feeder.start()
+        took: dict[str, float] = {}
+
+        def rebalance(name: str, act: Callable[[], ss.WorkerProcess]) -> None:
+            started = time.time()
+            receiver = act()  # the worker that takes partitions in this rebalance
+            at = ss.wait_for(lambda: _assigned_after(receiver, started), 4 * SESSION_TIMEOUT_S, name)
+            took[name] = at - started
+
+        def leave() -> ss.WorkerProcess:
+            code, seconds = d.workers[1].terminate()
+            assert (code, seconds < 10) == (0, True)
+            return first
+
+        ss.when_produced(feeder, 0.25, lambda: rebalance("join", d.start_worker))
+        ss.when_produced(feeder, 0.5, lambda: rebalance("leave", leave))
+        ss.when_produced(feeder, 0.75, lambda: rebalance("rejoin", d.start_worker))
+        emitted = ss.finish_and_compare(d, feeder, events)
+        print("rebalances (s): " + ", ".join(f"{k} {v:.1f}" for k, v in took.items()))
+        assert len({(a.alert_id, a.status.value, a.severity.value) for a in emitted}) == len(emitted)
+        assert all(v < 2 * SESSION_TIMEOUT_S for v in took.values()), took
+        for w in (first, d.workers[2]):
+            code, _ = w.terminate()
+            assert code == 0
     finally:
         d.close()
