@@ -54,7 +54,13 @@ from stream_monitor.devtools.kafka.processes import (
     _read_pid,
     _terminate,
 )
-from stream_monitor.devtools.kafka.server_config import _cluster_id, _jvm_options, _server_properties
+from stream_monitor.devtools.kafka.server_config import (
+    SCRAM_MECHANISM,
+    _cluster_id,
+    _jvm_options,
+    _server_properties,
+    sasl_listener_properties,
+)
 
 __all__ = ["LocalBroker"]
 
@@ -98,6 +104,7 @@ class LocalBroker:
         die_with_parent: bool = False,
         extra_properties: Mapping[str, str] | None = None,
         extra_jvm_options: Sequence[str] = (),
+        scram_users: Mapping[str, str] | None = None,
     ) -> None:
         if ready_timeout <= 0:
             raise ValueError(f"ready_timeout must be > 0, got {ready_timeout}")
@@ -107,6 +114,10 @@ class LocalBroker:
         self.die_with_parent = die_with_parent
         self.extra_properties = dict(extra_properties or {})
         self.extra_jvm_options = list(extra_jvm_options)
+        # user -> password: a second listener, SASL_PLAINTEXT with SCRAM-SHA-512, whose credentials are
+        # written into the storage when it is formatted (tests of the service's SASL settings)
+        self.scram_users = dict(scram_users or {})
+        self._sasl_port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._run_dir: Path | None = None
@@ -120,6 +131,13 @@ class LocalBroker:
         if self._port is None:
             raise DevKafkaError("the broker is not started")
         return f"{HOST}:{self._port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """``127.0.0.1:<port>`` of the SASL/SCRAM listener (``scram_users`` given)."""
+        if self._sasl_port is None:
+            raise DevKafkaError("the broker has no SASL listener (give scram_users) or is not started")
+        return f"{HOST}:{self._sasl_port}"
 
     @property
     def port(self) -> int | None:
@@ -193,7 +211,11 @@ class LocalBroker:
         for old in run_dir.glob(f"{_SERVER_LOG}*"):
             old.unlink()
         props = run_dir / "server.properties"
-        props.write_text(_server_properties(port, controller_port, data, self.extra_properties))
+        extra = dict(self.extra_properties)
+        if self.scram_users:
+            (self._sasl_port,) = _free_ports(1)
+            extra.update(sasl_listener_properties(port, controller_port, self._sasl_port))
+        props.write_text(_server_properties(port, controller_port, data, extra))
         self._port, self._run_dir = port, run_dir
         try:
             jvm = [java, *_jvm_options(self.heap, run_dir), *self.extra_jvm_options, "-cp", str(libs / "*")]
@@ -220,6 +242,8 @@ class LocalBroker:
     def _format(self, jvm: list[str], props: Path) -> None:
         """Format KRaft storage (``kafka-storage.sh format``): a broker refuses to start on a blank dir."""
         cmd = [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)]
+        for user, password in self.scram_users.items():
+            cmd += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         except subprocess.TimeoutExpired as exc:

@@ -60,6 +60,24 @@ def _server_properties(port: int, controller_port: int, data: Path, extra: Mappi
     return "\n".join(lines) + "\n"
 
 
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+
+def sasl_listener_properties(port: int, controller_port: int, sasl_port: int) -> dict[str, str]:
+    """The properties that add a SASL_PLAINTEXT listener (SCRAM) beside the plaintext one, which the broker
+    itself and the readiness probe keep using."""
+    return {
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port},"
+        f"SASL_PLAINTEXT://{HOST}:{sasl_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{port},SASL_PLAINTEXT://{HOST}:{sasl_port}",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+    }
+
+
 def _jvm_options(heap: str, run_dir: Path) -> list[str]:
     return [
         f"-Xmx{heap}",
