@@ -2,7 +2,7 @@
 # Installs everything the test suite needs on a fresh Debian machine (CI runs it in a fresh clone) and is
 # quick when all of it is already there:
 #   - kcat (an independent Kafka client for integration tests), prometheus + promtool (binaries only);
-#   - chromium (headless: the HTML report's test loads the page in it);
+#   - chromium (headless: the HTML report's test loads the page in it); openssl (the TLS test's certificates);
 #   - Java and Maven for the real Kafka broker, if the machine lacks them;
 #   - a virtual environment in .venv (Debian's own python3 refuses a bare `pip install`), holding this package
 #     with its dev extras, editable: the test command runs `.venv/bin/python -m pytest`;
@@ -16,6 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 packages=()
 command -v kcat >/dev/null || packages+=(kcat)
 command -v chromium >/dev/null || packages+=(chromium)
+command -v openssl >/dev/null || packages+=(openssl)
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then packages+=(prometheus); fi
 command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || packages+=(maven)

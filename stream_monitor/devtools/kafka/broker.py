@@ -59,7 +59,7 @@ from stream_monitor.devtools.kafka.server_config import (
     _cluster_id,
     _jvm_options,
     _server_properties,
-    sasl_listener_properties,
+    extra_listener_properties,
 )
 
 __all__ = ["LocalBroker"]
@@ -105,6 +105,8 @@ class LocalBroker:
         extra_properties: Mapping[str, str] | None = None,
         extra_jvm_options: Sequence[str] = (),
         scram_users: Mapping[str, str] | None = None,
+        tls_keystore: str | Path | None = None,
+        tls_keystore_password: str = "",
     ) -> None:
         if ready_timeout <= 0:
             raise ValueError(f"ready_timeout must be > 0, got {ready_timeout}")
@@ -118,6 +120,10 @@ class LocalBroker:
         # written into the storage when it is formatted (tests of the service's SASL settings)
         self.scram_users = dict(scram_users or {})
         self._sasl_port: int | None = None
+        # a PKCS12 keystore (server certificate and key): a third listener, SSL (tests of the TLS settings)
+        self.tls_keystore = None if tls_keystore is None else Path(tls_keystore).resolve()
+        self.tls_keystore_password = tls_keystore_password
+        self._tls_port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._run_dir: Path | None = None
@@ -138,6 +144,13 @@ class LocalBroker:
         if self._sasl_port is None:
             raise DevKafkaError("the broker has no SASL listener (give scram_users) or is not started")
         return f"{HOST}:{self._sasl_port}"
+
+    @property
+    def tls_bootstrap_servers(self) -> str:
+        """``127.0.0.1:<port>`` of the SSL listener (``tls_keystore`` given)."""
+        if self._tls_port is None:
+            raise DevKafkaError("the broker has no SSL listener (give tls_keystore) or is not started")
+        return f"{HOST}:{self._tls_port}"
 
     @property
     def port(self) -> int | None:
@@ -212,9 +225,18 @@ class LocalBroker:
             old.unlink()
         props = run_dir / "server.properties"
         extra = dict(self.extra_properties)
-        if self.scram_users:
-            (self._sasl_port,) = _free_ports(1)
-            extra.update(sasl_listener_properties(port, controller_port, self._sasl_port))
+        if self.scram_users or self.tls_keystore is not None:
+            self._sasl_port = _free_ports(1)[0] if self.scram_users else None
+            self._tls_port = _free_ports(1)[0] if self.tls_keystore is not None else None
+            listeners = extra_listener_properties(
+                port,
+                controller_port,
+                self._sasl_port,
+                self._tls_port,
+                self.tls_keystore,
+                self.tls_keystore_password,
+            )
+            extra = {**listeners, **extra}
         props.write_text(_server_properties(port, controller_port, data, extra))
         self._port, self._run_dir = port, run_dir
         try:

@@ -63,18 +63,43 @@ def _server_properties(port: int, controller_port: int, data: Path, extra: Mappi
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
-def sasl_listener_properties(port: int, controller_port: int, sasl_port: int) -> dict[str, str]:
-    """The properties that add a SASL_PLAINTEXT listener (SCRAM) beside the plaintext one, which the broker
-    itself and the readiness probe keep using."""
-    return {
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port},"
-        f"SASL_PLAINTEXT://{HOST}:{sasl_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port},SASL_PLAINTEXT://{HOST}:{sasl_port}",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
-        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
-        f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": (
+def extra_listener_properties(
+    port: int,
+    controller_port: int,
+    sasl_port: int | None = None,
+    tls_port: int | None = None,
+    tls_keystore: Path | None = None,
+    tls_keystore_password: str = "",
+) -> dict[str, str]:
+    """The properties that add a SASL_PLAINTEXT listener (SCRAM) and/or an SSL listener (a PKCS12 keystore)
+    beside the plaintext one, which the broker itself and the readiness probe keep using."""
+    listeners = [f"PLAINTEXT://{HOST}:{port}"]
+    protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+    props: dict[str, str] = {}
+    if sasl_port is not None:
+        listeners.append(f"SASL_PLAINTEXT://{HOST}:{sasl_port}")
+        protocols.append("SASL_PLAINTEXT:SASL_PLAINTEXT")
+        props["sasl.enabled.mechanisms"] = SCRAM_MECHANISM
+        props[f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config"] = (
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-        ),
+        )
+    if tls_port is not None:
+        assert tls_keystore is not None
+        listeners.append(f"SSL://{HOST}:{tls_port}")
+        protocols.append("SSL:SSL")
+        props.update(
+            {
+                "ssl.keystore.type": "PKCS12",
+                "ssl.keystore.location": str(tls_keystore),
+                "ssl.keystore.password": tls_keystore_password,
+                "ssl.key.password": tls_keystore_password,
+            }
+        )
+    return {
+        "listeners": ",".join([*listeners, f"CONTROLLER://{HOST}:{controller_port}"]),
+        "advertised.listeners": ",".join(listeners),
+        "listener.security.protocol.map": ",".join(protocols),
+        **props,
     }
 
 
