@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def _caught_up(worker: ss.WorkerProcess, n: int) -> bool:
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> tuple[LocalBroker, int, Path]:
+def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, int, Path]]:
     port, data = _free_port(), tmp_path / "broker-data"
     broker = LocalBroker(die_with_parent=True).start(port=port, data_dir=data)
     yield broker, port, data
