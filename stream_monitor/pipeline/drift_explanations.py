@@ -131,17 +131,23 @@ def keeps_shape(prof: NumericProfile, mean: float, std: float, extremes: tuple[f
 def _rescale_hint(prof: NumericProfile, mean: float, std: float, extremes: tuple[float, float]) -> str | None:
     """Both mean and spread scaled by the same round factor usually means a unit change upstream. A window
     that straddles the change has a mixed mean, so its extremes (the rescaled values dominate them) are
-    compared with the reference's too."""
+    compared with the reference's too, when the mean moved away from zero as a part of rescaled values would
+    move it (a wider spread about an unchanged mean reaches further too, and is no unit change)."""
     if not (prof.std > 0 and std > 0 and abs(prof.mean) > 1e-9 and math.isfinite(mean)):
         return None
     mean_ratio, std_ratio = mean / prof.mean, std / prof.std
     lo, hi = extremes
+    grown = (mean - prof.mean) * prof.mean > 0 and abs(mean - prof.mean) >= 0.25 * prof.std
     for factor in _RESCALE_FACTORS:
         for f in (factor, 1.0 / factor):
             whole = abs(mean_ratio / f - 1) < 0.05 and abs(std_ratio / f - 1) < 0.05
-            by_extreme = f > 1 and any(
-                ref != 0 and math.isfinite(live) and 0.8 < (live / ref) / f < 1.25
-                for live, ref in ((hi, prof.max), (lo, prof.min))
+            by_extreme = (
+                f > 1
+                and grown
+                and any(
+                    ref != 0 and math.isfinite(live) and 0.8 < (live / ref) / f < 1.25
+                    for live, ref in ((hi, prof.max), (lo, prof.min))
+                )
             )
             if whole or (by_extreme and abs(std_ratio) > f**0.5):
                 return f"values look rescaled by x{f:.6g} (a unit change upstream?)"
