@@ -138,13 +138,14 @@ class AlertLifecycle:
         event_ts: float | None,
     ) -> Alert:
         obs = merged.top
-        message, details = merged.message, merged.details()
         if status is Status.RESOLVED:
             message = (
                 f"{obs.signal} back to normal: {obs.detector} {obs.statistic:.4g} "
                 f"(warning level {obs.warning_threshold:.4g})"
             )
             details = obs.full_details()
+        else:
+            message, details = merged.message, merged.details()
         return Alert.build(
             model_id=self.model_id,
             kind=ep.kind,
