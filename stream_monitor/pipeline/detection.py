@@ -4,13 +4,16 @@ Every test of a model shares one false-alarm budget (``budget.false_alerts_per_d
 the model's tests and its expected windows per day, and each test's thresholds are calibrated for that rate and
 the window's size (:mod:`stream_monitor.detectors.calibration`).
 
-:class:`ModelMonitor` runs the checks of :mod:`stream_monitor.pipeline.drift_checks` on every signal and keeps
-what spans windows (the CUSUMs, the alert episodes); :mod:`stream_monitor.pipeline.drift_explanations` says
-what an observation shows beyond its statistic.
+:class:`ModelMonitor` runs the checks of :mod:`stream_monitor.pipeline.drift_checks` (and the range test of
+:mod:`stream_monitor.pipeline.range_check`) on every signal and keeps what spans windows (the CUSUMs, the alert
+episodes); :mod:`stream_monitor.pipeline.drift_explanations` says what an observation shows beyond its
+statistic. Each observation names its cause where the window shows it (``Observation.cause``: a unit change,
+out-of-range values that a shift or stretch explains), so that the lifecycle raises one alert per cause.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Final
 
@@ -29,14 +32,15 @@ from stream_monitor.pipeline.drift_checks import (
     vanished_observation,
 )
 from stream_monitor.pipeline.drift_explanations import (
-    _finite,
     _fmt,
+    _rescale_hint,
     _shift_details,
     _shift_phrase,
     _with_message,
 )
 from stream_monitor.pipeline.lifecycle import AlertLifecycle, Observation
 from stream_monitor.pipeline.model_layout import ModelLayout
+from stream_monitor.pipeline.range_check import blame_broken_values, range_observation
 from stream_monitor.pipeline.windows import ClosedWindow
 from stream_monitor.stats.divergences import STATISTICS
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
@@ -177,6 +181,9 @@ class ModelMonitor:
         kind = _ROLE_KIND[role]
         n = int(sk.num_codes[i, 0])
         total = int(sk.num_codes[i].sum())
+        mean = std = math.nan
+        extremes = (math.nan, math.nan)
+        hint: str | None = None
         if n >= min_events:
             mean, std = sk.numeric_mean_std(i)
             extremes = (float(sk.num_min[i]), float(sk.num_max[i]))
@@ -190,7 +197,12 @@ class ModelMonitor:
                 explain_more=lambda: _shift_details(prof, mean, std, extremes),
             )
             if obs.level is not None:
-                obs = _with_message(obs, f"{obs.message}; {_shift_phrase(prof, mean)}")
+                obs = _with_message(obs, f"{obs.message}; {_shift_phrase(prof, mean, std)}")
+                hint = _rescale_hint(prof, mean, std, extremes)
+                if hint is not None and role == "feature":  # a unit change is a data problem
+                    obs = dataclasses.replace(
+                        obs, message=f"{obs.message}; {hint}", cause=AlertKind.DATA_QUALITY
+                    )
             out.append(obs)
             if i in self._cusums:
                 out.append(self._cusum(i, name, prof, mean, n))
@@ -211,28 +223,22 @@ class ModelMonitor:
                     )
                 )
                 if n >= min_events:
-                    outside = int(sk.num_out[i].sum())
-                    obs = rate_observation(
-                        AlertKind.DATA_QUALITY,
-                        name,
-                        "out_of_range",
-                        outside,
-                        n,
-                        0.0,
-                        dq.range_warning,
-                        dq.range_critical,
-                        self.alpha_warning,
-                        self.alpha_critical,
+                    shape = (mean, std, extremes)
+                    out = blame_broken_values(out, prof, sk.num_out[i], shape)
+                    moved = any(o.kind is AlertKind.COVARIATE_DRIFT and o.level is not None for o in out)
+                    out.append(
+                        range_observation(
+                            dq,
+                            name,
+                            prof,
+                            sk.num_out[i],
+                            n,
+                            (self.alpha_warning, self.alpha_critical),
+                            moved=moved,
+                            shape=shape,
+                            hint=hint,
+                        )
                     )
-                    obs.details.update(
-                        {
-                            "below_reference_min": int(sk.num_out[i, 0]),
-                            "above_reference_max": int(sk.num_out[i, 1]),
-                            "reference_range": [prof.min, prof.max],
-                            "window_range": [_finite(sk.num_min[i]), _finite(sk.num_max[i])],
-                        }
-                    )
-                    out.append(obs)
         return out
 
     def _cusum(self, i: int, name: str, prof: NumericProfile, mean: float, n: int) -> Observation:

@@ -1,10 +1,13 @@
 """Alert lifecycle: turn per-window observations into firing / escalated / resolved alert events.
 
-One *episode* per (kind, signal): it fires when any detector of that signal crosses a level, escalates from
-warning to critical as a new event with the same ``alert_id``, and resolves after ``resolve_after_windows``
-clean windows in a row (clean = every statistic below ``hysteresis`` x its warning level, so a statistic
-hovering at the threshold does not flap). After resolving, the signal may not fire again for
-``cooldown_seconds`` of event time. All time here is event time, so a replay reproduces the service.
+One *episode* per (kind, signal), and one per feature for the kinds of a feature's own checks
+(``covariate_drift``, ``data_quality``, ``schema_drift``: one cause seen by several detectors raises one alert,
+:mod:`stream_monitor.pipeline.alert_merging`). The episode fires when any of its detectors crosses a level,
+with the kind that names the cause in that window (kept for the episode, as its ``alert_id`` depends on it),
+escalates from warning to critical as a new event with the same ``alert_id``, and resolves after
+``resolve_after_windows`` clean windows in a row (clean = every statistic below ``hysteresis`` x its warning
+level, so a statistic hovering at the threshold does not flap). After resolving, the signal may not fire
+again for ``cooldown_seconds`` of event time. All time here is event time, so a replay reproduces the service.
 
 A *conclusive* observation is a verdict backed by its own evidence: a firing one (the error stream's CUSUM,
 which restarted from zero and found fresh evidence) is not held back by the cooldown, and a calm one (labels
@@ -24,55 +27,24 @@ began says nothing about whether it is over, and one that ended before the episo
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from stream_monitor.core.alerts import Alert, AlertKind, Severity, Status, WindowInfo
+from stream_monitor.pipeline.alert_merging import Merged, episode_key, merge
+from stream_monitor.pipeline.observation import Observation
 
-
-@dataclass(frozen=True)
-class Observation:
-    """What one detector saw on one signal in one window."""
-
-    kind: AlertKind
-    signal: str
-    level: Severity | None  # None: below the warning level
-    detector: str
-    statistic: float
-    threshold: float  # the level's threshold (the warning threshold when level is None)
-    warning_threshold: float
-    p_value: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    message: str = ""
-    # More details, built only when the observation becomes an alert: most windows of most signals are quiet,
-    # and describing what moved costs more than testing whether anything did.
-    explain: Callable[[], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
-    conclusive: bool = False  # a sequential verdict: see the module docstring
-
-    @property
-    def clean(self) -> bool:
-        return self.level is None
-
-    def full_details(self) -> dict[str, Any]:
-        return {**self.explain(), **self.details} if self.explain is not None else self.details
+__all__ = ["AlertLifecycle", "Observation"]
 
 
 @dataclass
 class _Episode:
+    kind: AlertKind  # the kind it fired with (named the cause when it opened); its alert_id depends on it
     severity: Severity | None = None  # None: not firing
     start_ts: float = 0.0
     clean_windows: int = 0
     resolved_at: float | None = None
-
-
-def _pick(observations: list[Observation]) -> Observation:
-    """The observation that speaks for the signal: highest level, then largest statistic over threshold."""
-    return max(
-        observations,
-        key=lambda o: (o.level.rank if o.level else 0, o.statistic / o.threshold if o.threshold else 0.0),
-    )
 
 
 class AlertLifecycle:
@@ -87,14 +59,16 @@ class AlertLifecycle:
         self.resolve_after_windows = resolve_after_windows
         self.hysteresis = hysteresis
         self.cooldown_seconds = cooldown_seconds
-        self._episodes: dict[tuple[AlertKind, str], _Episode] = {}
+        self._episodes: dict[tuple[str, str], _Episode] = {}  # alert_merging.episode_key -> episode
         self.suppressed_by_cooldown = 0
 
     @property
     def firing(self) -> dict[tuple[str, str], str]:
         """(kind, signal) -> severity of every open episode."""
         return {
-            (k.value, s): e.severity.value for (k, s), e in self._episodes.items() if e.severity is not None
+            (e.kind.value, s): e.severity.value
+            for (_, s), e in self._episodes.items()
+            if e.severity is not None
         }
 
     def observe(
@@ -106,12 +80,12 @@ class AlertLifecycle:
     ) -> list[Alert]:
         """The alerts the observations of one window raise; ``event_ts`` (default: the window's end) is the
         event time at which they were detected."""
-        grouped: dict[tuple[AlertKind, str], list[Observation]] = {}
+        grouped: dict[tuple[str, str], list[Observation]] = {}
         for obs in observations:
-            grouped.setdefault((obs.kind, obs.signal), []).append(obs)
+            grouped.setdefault(episode_key(obs.kind, obs.signal), []).append(obs)
         alerts: list[Alert] = []
         for key, group in grouped.items():
-            episode = self._episodes.setdefault(key, _Episode())
+            episode = self._episodes.setdefault(key, _Episode(group[0].kind))
             alert = self._step(episode, group, window, detected_at, event_ts)
             if alert is not None:
                 alerts.append(alert)
@@ -125,14 +99,10 @@ class AlertLifecycle:
         detected_at: float,
         event_ts: float | None,
     ) -> Alert | None:
-        top = _pick(group)
-        level = top.level
+        merged = merge(group)
+        top, level = merged.top, merged.top.level
         stale = ep.resolved_at is not None and window.end_ts <= ep.resolved_at
         if level is not None and not (ep.severity is None and stale):
-            if len(group) > 1:
-                others = [o.detector for o in group if o.level is not None and o is not top]
-                if others:
-                    top = dataclasses.replace(top, details={**top.details, "also_flagged_by": others})
             ep.clean_windows = 0
             if ep.severity is None:
                 cooling = (
@@ -141,11 +111,11 @@ class AlertLifecycle:
                 if cooling and not top.conclusive:
                     self.suppressed_by_cooldown += 1
                     return None
-                ep.severity, ep.start_ts = level, window.end_ts
-                return self._alert(top, level, Status.FIRING, ep, window, detected_at, event_ts)
+                ep.kind, ep.severity, ep.start_ts = merged.kind, level, window.end_ts
+                return self._alert(merged, level, Status.FIRING, ep, window, detected_at, event_ts)
             if level.rank > ep.severity.rank:
                 ep.severity = level
-                return self._alert(top, level, Status.FIRING, ep, window, detected_at, event_ts)
+                return self._alert(merged, level, Status.FIRING, ep, window, detected_at, event_ts)
             return None
         if ep.severity is None or level is not None or window.end_ts < ep.start_ts:
             return None
@@ -155,11 +125,11 @@ class AlertLifecycle:
             return None
         severity = ep.severity
         ep.severity, ep.resolved_at, ep.clean_windows = None, window.end_ts, 0
-        return self._alert(top, severity, Status.RESOLVED, ep, window, detected_at, event_ts)
+        return self._alert(merged, severity, Status.RESOLVED, ep, window, detected_at, event_ts)
 
     def _alert(
         self,
-        obs: Observation,
+        merged: Merged,
         severity: Severity,
         status: Status,
         ep: _Episode,
@@ -167,15 +137,18 @@ class AlertLifecycle:
         detected_at: float,
         event_ts: float | None,
     ) -> Alert:
-        message = obs.message
+        obs = merged.top
         if status is Status.RESOLVED:
             message = (
                 f"{obs.signal} back to normal: {obs.detector} {obs.statistic:.4g} "
                 f"(warning level {obs.warning_threshold:.4g})"
             )
+            details = obs.full_details()
+        else:
+            message, details = merged.message, merged.details()
         return Alert.build(
             model_id=self.model_id,
-            kind=obs.kind,
+            kind=ep.kind,
             signal=obs.signal,
             severity=severity,
             status=status,
@@ -186,7 +159,7 @@ class AlertLifecycle:
             window=window,
             episode_start_ts=ep.start_ts,
             detected_at=detected_at,
-            details=obs.full_details(),
+            details=details,
             message=message,
             event_ts=event_ts,
         )
@@ -197,26 +170,38 @@ class AlertLifecycle:
             "suppressed": self.suppressed_by_cooldown,
             "episodes": [
                 {
-                    "kind": kind.value,
+                    "kind": ep.kind.value,
                     "signal": signal,
                     "severity": ep.severity.value if ep.severity else None,
                     "start_ts": ep.start_ts,
                     "clean": ep.clean_windows,
                     "resolved_at": ep.resolved_at,
                 }
-                for (kind, signal), ep in self._episodes.items()
+                for (_, signal), ep in self._episodes.items()
                 if ep.severity is not None or ep.resolved_at is not None
             ],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.suppressed_by_cooldown = int(state.get("suppressed", 0))
-        self._episodes = {
-            (AlertKind(e["kind"]), e["signal"]): _Episode(
+        self._episodes = {}
+        for e in state.get("episodes", []):
+            ep = _Episode(
+                AlertKind(e["kind"]),
                 severity=Severity(e["severity"]) if e["severity"] else None,
                 start_ts=float(e["start_ts"]),
                 clean_windows=int(e["clean"]),
                 resolved_at=e["resolved_at"],
             )
-            for e in state.get("episodes", [])
-        }
+            key = episode_key(ep.kind, e["signal"])
+            # A snapshot from before merging may hold several episodes of one feature: keep the open one that
+            # fired first (its id went out first).
+            held = self._episodes.get(key)
+            if held is None or _precedes(ep, held):
+                self._episodes[key] = ep
+
+
+def _precedes(a: _Episode, b: _Episode) -> bool:
+    if (a.severity is None) != (b.severity is None):
+        return a.severity is not None
+    return a.start_ts < b.start_ts
