@@ -174,6 +174,19 @@ class SliceFolder:
 class ClosedWindow:
     info: WindowInfo
     sketch: WindowSketch
+    # (slice id, events) of each slice in the window, and the slice length: where in a cycle its events fell
+    slices: tuple[tuple[int, int], ...] = ()
+    slice_seconds: float = 0.0
+
+    def spans(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+        """Start, length and events of each slice; one span over the whole window when slices are unknown
+        (a window restored from a snapshot taken before they were recorded)."""
+        if self.slices and self.slice_seconds > 0:
+            ids = np.array([s for s, _ in self.slices], dtype=np.float64)
+            events = np.array([n for _, n in self.slices], dtype=np.int64)
+            return ids * self.slice_seconds, np.full(len(ids), self.slice_seconds), events
+        span = max(self.info.end_ts - self.info.start_ts, 0.0)
+        return np.array([self.info.start_ts]), np.array([span]), np.array([self.info.events], dtype=np.int64)
 
 
 class WindowAssembler:
@@ -187,6 +200,8 @@ class WindowAssembler:
         self.max_seconds = max_seconds
         self.max_slices = slices_in(max_seconds, slice_seconds)
         self.current: WindowSketch | None = None
+        self.slice_events: list[tuple[int, int]] = []  # of the current window, at most max_slices
+        self._slices_known = True
         self.start_slice = 0
         self.end_slice = 0  # exclusive
         self.last_slice = -(2**62)
@@ -200,6 +215,7 @@ class WindowAssembler:
         out: list[ClosedWindow] = []
         if self.current is not None and closed.slice_id + 1 - self.start_slice > self.max_slices:
             out.append(self._close())
+        self.slice_events.append((closed.slice_id, closed.sketch.primary_events))
         if self.current is None:
             self.current = closed.sketch
             self.start_slice = closed.slice_id
@@ -228,6 +244,7 @@ class WindowAssembler:
             "start": self.start_slice,
             "end": self.end_slice,
             "last": self.last_slice,
+            "slices": self.slice_events,
         }
 
     def restore(self, state: dict[str, Any], layout: SketchLayout) -> None:
@@ -238,13 +255,19 @@ class WindowAssembler:
             int(state["end"]),
             int(state["last"]),
         )
+        # A snapshot from before slices were recorded: the open window's first slices are unknown, so it is
+        # judged by its time span (ClosedWindow.spans), not by the slices seen since.
+        self._slices_known = "slices" in state or self.current is None
+        self.slice_events = [(int(s), int(n)) for s, n in state.get("slices", [])]
 
     def _close(self) -> ClosedWindow:
         assert self.current is not None
         sketch, self.current = self.current, None
+        slices = tuple(self.slice_events) if self._slices_known else ()
+        self.slice_events, self._slices_known = [], True
         info = WindowInfo(
             start_ts=self.start_slice * self.slice_seconds,
             end_ts=self.end_slice * self.slice_seconds,
             events=sketch.primary_events,
         )
-        return ClosedWindow(info, sketch)
+        return ClosedWindow(info, sketch, slices, self.slice_seconds)
