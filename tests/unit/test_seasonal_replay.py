@@ -1,0 +1,101 @@
+"""Replays of a seeded cyclic stream, from reference to alerts: ``reference build`` finds the cycle, ``config
+init`` writes it, and windows shorter than the cycle are judged against their own phases, so the cycle
+alone raises nothing while the same replay without seasonality fires, and a cycle grown twice as wide fires.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+import yaml
+
+from stream_monitor.config.loading import parse_config
+from stream_monitor.config.template import render_config
+from stream_monitor.core.alerts import Alert, AlertKind
+from stream_monitor.core.clock import ManualClock
+from stream_monitor.core.events import Stream
+from stream_monitor.devtools import synthetic_cycles
+from stream_monitor.pipeline.local import Engine
+from stream_monitor.stats.profiles import ReferenceProfile
+from stream_monitor.stats.reference_builder import ReferenceBuilder
+
+MODEL = "cyclic"
+PERIOD = 3600.0  # an hourly cycle keeps the replays short; a daily one works the same way
+RATE = 5.0  # events per second: windows of config init's 2,000 events span 300 s, a twelfth of the cycle
+START = 1_763_766_000.0
+AMPLITUDE = 2.0  # of the sine in x (stream_monitor/devtools/synthetic_cycles.py), against noise of sd 1
+
+
+def cyclic_events(
+    seed: int, start: float, seconds: float, amplitude: float = AMPLITUDE
+) -> list[dict[str, Any]]:
+    return synthetic_cycles.cyclic_events(seed, start, seconds, PERIOD, RATE, amplitude, MODEL)
+
+
+@functools.cache
+def reference() -> ReferenceProfile:
+    """Six whole cycles of the same process."""
+    builder = ReferenceBuilder(seed=0)
+    builder.add_features(cyclic_events(1, START, 6 * PERIOD))
+    return builder.build()
+
+
+def init_config() -> dict[str, Any]:
+    """What ``config init`` writes for the reference, as loaded YAML."""
+    raw = yaml.safe_load(render_config(reference(), "reference.json"))
+    assert isinstance(raw, dict)
+    return raw
+
+
+def replay(config: dict[str, Any], events: list[dict[str, Any]]) -> tuple[list[Alert], int]:
+    engine = Engine(parse_config(config), reference().models, ManualClock(0.0))
+    alerts: list[Alert] = []
+    for i in range(0, len(events), 2000):
+        alerts += engine.process_events(Stream.FEATURES, events[i : i + 2000]).alerts
+    alerts += engine.flush()
+    return alerts, engine.pipelines[MODEL].monitor.windows_tested
+
+
+@pytest.fixture(scope="module")
+def live() -> list[dict[str, Any]]:
+    """Three more cycles of the same process, after the reference's."""
+    return cyclic_events(2, START + 6 * PERIOD, 3 * PERIOD)
+
+
+def test_reference_build_finds_the_cycle_and_config_init_writes_it_on_that_feature() -> None:
+    season = reference().models[MODEL].seasonality
+    assert season is not None
+    assert [(f.signal, f.period_seconds) for f in season.found] == [("x", PERIOD)]
+    table = season.table(PERIOD)
+    assert table is not None and table.phases == 24 and set(table.features) == {"x", "y"}
+    model = init_config()["models"][MODEL]
+    assert model["seasonality"] is False  # `off`, as YAML reads it
+    assert model["features"]["x"]["seasonality"] == {"period_seconds": PERIOD, "phases": 24}
+    assert "seasonality" not in model["features"]["y"]
+    assert model["window"]["max_seconds"] < PERIOD / 4  # windows see a part of the cycle only
+
+
+def test_a_cycle_judged_phase_by_phase_raises_nothing_and_judged_whole_fires(
+    live: list[dict[str, Any]],
+) -> None:
+    config = init_config()
+    alerts, tested = replay(config, live)
+    assert tested >= 30 and alerts == []
+    config["models"][MODEL]["features"]["x"]["seasonality"] = "off"  # the same replay, seasonality off
+    alerts, tested_off = replay(config, live)
+    assert tested_off == tested
+    fired = {(a.kind, a.signal) for a in alerts}
+    assert (AlertKind.COVARIATE_DRIFT, "x") in fired
+    assert all(signal == "x" for _, signal in fired)  # y, which does not cycle, is quiet either way
+
+
+def test_a_cycle_twice_as_wide_raises_covariate_drift_on_that_feature() -> None:
+    wider = cyclic_events(3, START + 6 * PERIOD, 2 * PERIOD, amplitude=2 * AMPLITUDE)
+    alerts, _ = replay(init_config(), wider)
+    drift = [a for a in alerts if a.kind is AlertKind.COVARIATE_DRIFT]
+    assert drift and {a.signal for a in drift} == {"x"}
+    details = next(a.details for a in drift if "seasonality" in a.details)
+    assert details["seasonality"]["period_seconds"] == PERIOD
+    assert sum(details["seasonality"]["phase_weights"].values()) == pytest.approx(1.0)
