@@ -89,7 +89,7 @@ class ModelMonitor:
         self._categorical_cal = [
             self._calibrator(s.role, s.name, s.profile, seed + 1000 + i) for i, s in enumerate(sk.categorical)
         ]
-        self._seasonal = SeasonalExpectations(layout, lambda r, n, p, s: self._calibrator(r, n, p, seed + s))
+        self.seasonal = SeasonalExpectations(layout, lambda r, n, p, s: self._calibrator(r, n, p, seed + s))
         h = Cusum.h_for_run_length(1.0 / self.alpha_warning, k=CUSUM_K)
         self._cusums = {
             i: Cusum(k=CUSUM_K, h=h)
@@ -157,7 +157,7 @@ class ModelMonitor:
             return []
         self.windows_tested += 1
         observations: list[Observation] = []
-        seasonal = self._seasonal.for_window(window)
+        seasonal = self.seasonal.for_window(window)
         for i, signal in enumerate(self.layout.sketch.numeric):
             observations.extend(
                 self._numeric(

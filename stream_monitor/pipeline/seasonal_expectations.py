@@ -59,6 +59,11 @@ class SeasonalExpectations(Generic[C]):
     def cyclic(self) -> frozenset[int]:
         return frozenset(self._features)
 
+    @property
+    def mixtures(self) -> int:
+        """(feature, phase mix) pairs cached with their calibrators."""
+        return len(self._cache)
+
     def for_window(self, window: ClosedWindow) -> dict[int, PhaseMatched[C]]:
         """Sketch position -> the phase-matched reference, for every cyclic feature."""
         if not self._features:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Final
 
 import numpy as np
@@ -38,13 +39,23 @@ MIN_SLICE_SECONDS: Final = 0.25
 
 
 def slice_seconds_for(
-    max_events: int, max_seconds: float, events_per_second: float, configured: float | None = None
+    max_events: int,
+    max_seconds: float,
+    events_per_second: float,
+    configured: float | None = None,
+    phase_seconds: tuple[float, ...] = (),
 ) -> float:
     """Slice length: about a tenth of the time the reference rate needs to fill ``max_events``, dividing
     ``max_seconds`` evenly, so a count-closed window overshoots ``max_events`` by at most about a tenth.
 
+    With the phase lengths of the model's cycles (``phase_seconds``) the slice also divides each of them, so
+    a slice lies within one phase and a window's phase weights are exact (when their common divisor with
+    ``max_seconds`` is not below ``MIN_SLICE_SECONDS``; otherwise slices straddling phases are split by time).
+
     >>> slice_seconds_for(max_events=5000, max_seconds=300.0, events_per_second=1000.0)
     0.5
+    >>> slice_seconds_for(2000, 300.0, 5.0), slice_seconds_for(2000, 300.0, 5.0, phase_seconds=(200.0,))
+    (37.5, 33.333333333333336)
     """
     if configured is not None:
         return configured
@@ -53,7 +64,19 @@ def slice_seconds_for(
     else:
         raw = max_seconds / 30.0
     raw = min(max(raw, MIN_SLICE_SECONDS), max_seconds)
-    return max_seconds / math.ceil(max_seconds / raw)
+    span = _common_divisor(max_seconds, *phase_seconds) if phase_seconds else max_seconds
+    if span < MIN_SLICE_SECONDS:
+        span = max_seconds
+    return span / math.ceil(span / raw)
+
+
+def _common_divisor(*seconds: float) -> float:
+    """The longest span every one of ``seconds`` is a whole number of (read as fractions of denominator at
+    most 1000, so 86400 / 7 is exact)."""
+    fractions = [Fraction(s).limit_denominator(1000) for s in seconds]
+    numerator = math.gcd(*(f.numerator for f in fractions))
+    denominator = math.lcm(*(f.denominator for f in fractions))
+    return numerator / denominator
 
 
 # Slice lengths such as 300 / 7 s are not exact in binary: boundaries are compared in whole slices, with this

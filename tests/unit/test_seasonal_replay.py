@@ -6,11 +6,15 @@ alone raises nothing while the same replay without seasonality fires, and a cycl
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from stream_monitor.cli import main as cli
 from stream_monitor.config.loading import parse_config
 from stream_monitor.config.template import render_config
 from stream_monitor.core.alerts import Alert, AlertKind
@@ -51,6 +55,8 @@ def init_config() -> dict[str, Any]:
 
 def replay(config: dict[str, Any], events: list[dict[str, Any]]) -> tuple[list[Alert], int]:
     engine = Engine(parse_config(config), reference().models, ManualClock(0.0))
+    slice_seconds = engine.models.slicing[MODEL].slice_seconds
+    assert (PERIOD / 24) % slice_seconds == 0  # a slice lies within one phase: exact phase weights
     alerts: list[Alert] = []
     for i in range(0, len(events), 2000):
         alerts += engine.process_events(Stream.FEATURES, events[i : i + 2000]).alerts
@@ -83,6 +89,9 @@ def test_a_cycle_judged_phase_by_phase_raises_nothing_and_judged_whole_fires(
     config = init_config()
     alerts, tested = replay(config, live)
     assert tested >= 30 and alerts == []
+    config["models"][MODEL]["thresholds"] = "fixed"  # the fixed levels are phase-matched too
+    assert replay(config, live)[0] == []
+    config["models"][MODEL]["thresholds"] = "calibrated"
     config["models"][MODEL]["features"]["x"]["seasonality"] = "off"  # the same replay, seasonality off
     alerts, tested_off = replay(config, live)
     assert tested_off == tested
@@ -99,3 +108,35 @@ def test_a_cycle_twice_as_wide_raises_covariate_drift_on_that_feature() -> None:
     details = next(a.details for a in drift if "seasonality" in a.details)
     assert details["seasonality"]["period_seconds"] == PERIOD
     assert sum(details["seasonality"]["phase_weights"].values()) == pytest.approx(1.0)
+
+
+def test_reference_build_prints_its_cycles_and_keeps_a_period_asked_for(tmp_path: Path) -> None:
+    """``--period`` keeps the phase profiles of a cycle nobody found, so a hand-set seasonality validates;
+    without it, the same setting is refused with the fix."""
+    features = tmp_path / "features.jsonl"
+    features.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in cyclic_events(4, START, 4 * PERIOD)[::4]))
+    built = CliRunner().invoke(
+        cli,
+        [
+            "reference",
+            "build",
+            "--features",
+            str(features),
+            "--out",
+            str(tmp_path / "r.json"),
+            "--period",
+            "600",
+        ],
+    )
+    assert built.exit_code == 0, built.output
+    assert f"{MODEL}: cycles: x every 3600 s (r " in built.output
+    config = tmp_path / "monitor.yaml"
+    model = {"reference": "r.json", "seasonality": {"period_seconds": 600, "phases": 12}}
+    config.write_text(yaml.safe_dump({"models": {MODEL: model}}))
+    assert CliRunner().invoke(cli, ["config", "validate", str(config)]).exit_code == 0
+    model["seasonality"] = {"period_seconds": 86400}
+    config.write_text(yaml.safe_dump({"models": {MODEL: model}}))
+    refused = CliRunner().invoke(cli, ["config", "validate", str(config)])
+    assert refused.exit_code != 0
+    assert "no phase profiles of x for a 86400 s cycle (it has: 600 s, 3600 s)" in refused.output
+    assert "reference build --period 86400" in refused.output
