@@ -1,13 +1,14 @@
 """Seasonality, end to end on a seeded cyclic stream: prints ONE JSON line of figures.
 
 The stream (``stream_monitor/devtools/synthetic_cycles.py``): ``x`` a sine of ``--amplitude`` over noise of
-sd 1 with a ``--period`` cycle, ``y`` noise, at ``--rate`` events/s. The reference covers
-``--reference-cycles`` whole cycles; ``reference build`` (in process: ``ReferenceBuilder``) finds the cycles
-and ``config init`` (``render_config``) writes the config. Three replays through the in-process engine:
+sd 1 with a ``--period`` cycle, ``w`` the same cycle at amplitude 1, ``y`` noise, at ``--rate`` events/s. The
+reference covers ``--reference-cycles`` whole cycles; ``reference build`` (in process: ``ReferenceBuilder``)
+finds the cycles and ``config init`` (``render_config``) writes the config. Three replays through the
+in-process engine:
 
 * ``on``: ``--live-cycles`` more cycles of the same process with the config as written (target: no alert);
-* ``off``: the same with ``x``'s seasonality removed (today's whole-reference comparison);
-* ``wider``: the cycle's amplitude doubled, config as written (target: ``covariate_drift`` on ``x``).
+* ``off``: the same with every seasonality removed (the whole-reference comparison of before);
+* ``wider``: ``x``'s amplitude doubled, config as written (target: ``covariate_drift`` on ``x`` alone).
 
 For each: windows tested, the decisions of ``x``'s PSI test, its median and largest PSI, the alerts (kind,
 signal, severity, status), feature events/s of the replay (wall clock, after the reference is built and a
@@ -117,7 +118,8 @@ def main() -> None:
     print("replay: seasonality on", file=sys.stderr)
     figures["on"] = _replay(config, reference, live)
     off = yaml.safe_load(render_config(reference, "reference.json"))
-    off["models"][MODEL]["features"]["x"].pop("seasonality", None)
+    for feature in off["models"][MODEL]["features"].values():
+        feature.pop("seasonality", None)
     print("replay: seasonality off", file=sys.stderr)
     figures["off"] = _replay(off, reference, live)
     print("replay: amplitude doubled", file=sys.stderr)

@@ -36,6 +36,10 @@ class CorrelationInputs:
     mean: NDArray[np.float64]
     std: NDArray[np.float64]
     scores: NDArray[np.float64] | None = None  # (columns, bins): score per bin of each column; None: values
+    # what the window's correlations are compared with: the reference's, or its within-phase correlations
+    # when a correlated feature has a seasonality (a shared cycle inflates the whole reference's)
+    reference: NDArray[np.float64] | None = None
+    within_phase_of: float | None = None  # the period of those within-phase correlations
 
     def standardise(
         self, numeric: NDArray[np.float64], codes: NDArray[np.int8], bins: NDArray[np.int8] | None = None
@@ -108,6 +112,7 @@ class ModelLayout:
                 cat_names.append(name)
                 if prof.type == "boolean":
                     bool_names.append(name)
+        phase_tables = _phase_tables(model_id, config, profile, num_names)
         correlation = None
         mv = profile.multivariate
         if config.multivariate.enabled and mv is not None:
@@ -121,11 +126,17 @@ class ModelLayout:
                     for k, table in enumerate(tables):
                         scores[k, : len(table)] = table
                         scores[k, len(table) :] = table[-1]  # never reached: bins past a column's own
+                cyclic = [phase_tables[n] for n in names if n in phase_tables]
+                within = next((t for t in cyclic if t.correlation is not None), None)
                 correlation = CorrelationInputs(
                     columns=np.array([num_names.index(n) for n in names], dtype=np.intp),
                     mean=mv.mean[present],
                     std=mv.std[present],
                     scores=scores,
+                    reference=mv.correlation[np.ix_(present, present)]
+                    if within is None or within.correlation is None
+                    else within.correlation[np.ix_(present, present)],
+                    within_phase_of=None if within is None else within.period_seconds,
                 )
         score_index = pred_num = pred_cat = None
         classes: tuple[Any, ...] | None = None
@@ -175,7 +186,7 @@ class ModelLayout:
             classes=classes,
             paths=FieldPaths(model_id="model_id", **config.fields.model_dump()),
             segment_columns=tuple(cat_names.index(s) for s in config.segments),
-            phase_tables=_phase_tables(model_id, config, profile, num_names),
+            phase_tables=phase_tables,
         )
 
 
@@ -205,7 +216,8 @@ def _phase_tables(
             problems.append(
                 (
                     where,
-                    f"the reference has no phase profiles of {name} for a {cycle.period_seconds:g} s cycle "
+                    f"the reference has no phase profiles{f' of {name}' if own else ''} for a "
+                    f"{cycle.period_seconds:g} s cycle "
                     f"(it has: {has or 'none'}); rebuild it with `reference build --period "
                     f"{cycle.period_seconds:g}`",
                 )

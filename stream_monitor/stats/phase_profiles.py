@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.errors import ReferenceProfileError
+from stream_monitor.stats.correlation import correlations, pair_sums
 from stream_monitor.stats.seasonality import FoundPeriod
 
 
@@ -71,6 +72,9 @@ class PhaseTable:
     phases: int
     events: NDArray[np.int64]  # (phases,) sampled events per phase
     features: dict[str, PhaseCounts] = field(default_factory=dict)
+    # pooled within-phase correlations of the multivariate profile's features (in its order): what a window,
+    # which sees a phase or two, should show when features share the cycle (None: not computed)
+    correlation: NDArray[np.float64] | None = None
 
     @property
     def phase_seconds(self) -> float:
@@ -97,7 +101,9 @@ class PhaseTable:
                 second = (n * (std_k**2 + mean_k**2)).sum(axis=1) / total
             std = np.sqrt(np.maximum(second - mean**2, 0.0))
             features[name] = PhaseCounts(counts, mean, std)
-        return PhaseTable(self.period_seconds, phases, self.events.reshape(phases, k).sum(axis=1), features)
+        # the finer phases' within-phase correlations stand for the coarser ones (pair sums are not kept)
+        events = self.events.reshape(phases, k).sum(axis=1)
+        return PhaseTable(self.period_seconds, phases, events, features, self.correlation)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +111,9 @@ class PhaseTable:
             "phases": self.phases,
             "events": self.events.tolist(),
             "features": {name: pc.to_dict() for name, pc in self.features.items()},
+            "correlation": None
+            if self.correlation is None
+            else np.where(np.isfinite(self.correlation), self.correlation, 0.0).round(6).tolist(),
         }
 
     @classmethod
@@ -118,6 +127,9 @@ class PhaseTable:
             phases=phases,
             events=events,
             features={name: PhaseCounts.from_dict(pc, phases) for name, pc in raw["features"].items()},
+            correlation=None
+            if raw.get("correlation") is None
+            else np.asarray(raw["correlation"], dtype=np.float64),
         )
 
 
@@ -150,13 +162,16 @@ def build_phase_table(
     columns: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
     period: float,
     phases: int,
+    scores: tuple[NDArray[np.float64], NDArray[np.bool_]] | None = None,
 ) -> PhaseTable:
     """Per-phase counts of each numeric column ``name -> (values, edges)`` (values aligned with ``ts``; NaN
-    for a missing value), binned on the column's whole-profile ``edges``."""
-    phase = phase_of(ts, period, phases)
+    for a missing value), binned on the column's whole-profile ``edges``; with the correlated features'
+    ``(scores, valid)`` rows, their pooled within-phase correlations (each column less its phase's mean)."""
+    timed = np.isfinite(ts)  # a row without an event time has no phase: left out of every phase
+    phase = phase_of(np.where(timed, ts, 0.0), period, phases)
     features = {}
     for name, (values, edges) in columns.items():
-        ok = np.isfinite(values)
+        ok = np.isfinite(values) & timed
         p, x = phase[ok], values[ok]
         bins = len(edges) + 1
         cell = p * bins + np.searchsorted(edges, x, side="right")
@@ -167,5 +182,21 @@ def build_phase_table(
             second = np.bincount(p, weights=x * x, minlength=phases) / n
         std = np.sqrt(np.maximum(second - mean**2, 0.0))
         features[name] = PhaseCounts(counts, mean, std)
-    events = np.bincount(phase, minlength=phases).astype(np.int64)
-    return PhaseTable(float(period), int(phases), events, features)
+    events = np.bincount(phase[timed], minlength=phases).astype(np.int64)
+    correlation = None
+    if scores is not None:
+        z, valid = scores
+        valid = valid & timed[:, None]
+        z0 = np.where(valid, z, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            phase_means = np.stack(
+                [
+                    np.bincount(phase, weights=z0[:, j], minlength=phases)
+                    / np.bincount(phase, weights=valid[:, j].astype(np.float64), minlength=phases)
+                    for j in range(z.shape[1])
+                ],
+                axis=1,
+            )
+        centred = z0 - np.nan_to_num(phase_means)[phase]
+        correlation, _ = correlations(pair_sums(centred, valid))
+    return PhaseTable(float(period), int(phases), events, features, correlation)

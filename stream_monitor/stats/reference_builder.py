@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from stream_monitor.core.errors import ReferenceProfileError
 from stream_monitor.stats.correlation import correlations, normal_scores, pair_sums
@@ -192,11 +193,12 @@ class ReferenceBuilder:
                     cats, tally.nulls, invalid, self.top_k, boolean=kind == "boolean"
                 )
         numeric_names = [n for n, p in features.items() if isinstance(p, NumericProfile)]
-        multivariate = (
-            self._correlations(acc, numeric_names[:MAX_CORRELATED], features)
+        scored = (
+            self._correlation_scores(acc, numeric_names[:MAX_CORRELATED], features)
             if len(numeric_names) >= 2
             else None
         )
+        multivariate = self._correlations(numeric_names[:MAX_CORRELATED], *scored) if scored else None
         predictions = self._predictions(acc)
         labels = self._labels(acc, predictions, features)
         start = acc.ts_min if math.isfinite(acc.ts_min) else 0.0
@@ -210,7 +212,7 @@ class ReferenceBuilder:
             multivariate=multivariate,
             predictions=predictions,
             labels=labels,
-            seasonality=self._seasonality(acc, sampled, features),
+            seasonality=self._seasonality(acc, sampled, features, scored[1:] if scored else None),
         )
 
     def _seasonality(
@@ -218,9 +220,11 @@ class ReferenceBuilder:
         acc: _ModelAccumulator,
         sampled: dict[str, np.ndarray[Any, np.dtype[np.float64]]],
         features: dict[str, SignalProfile],
+        scores: tuple[NDArray[np.float64], NDArray[np.bool_]] | None,
     ) -> SeasonalityProfile | None:
         """The cycles of the event rate and of each numeric feature in the sampled rows, and a phase table
-        for each period found (at most ``MAX_PHASE_TABLES``, the clearest first) or asked for."""
+        for each period found (at most ``MAX_PHASE_TABLES``, the clearest first) or asked for, with the
+        within-phase correlations of the correlated features' ``scores`` (rows of the sample)."""
         ts = np.array([math.nan if t is None else t for _, _, t in acc.reservoir.rows], dtype=np.float64)
         if not np.isfinite(ts).any():
             return None
@@ -237,19 +241,19 @@ class ReferenceBuilder:
             prof = features[name]
             assert isinstance(prof, NumericProfile)
             columns[name] = (values, prof.edges)
-        tables = tuple(build_phase_table(ts, columns, p, self.phases) for p in sorted(periods))
+        tables = tuple(build_phase_table(ts, columns, p, self.phases, scores) for p in sorted(periods))
         return SeasonalityProfile(found=tuple(found), tables=tables)
 
-    def _correlations(
-        self, acc: _ModelAccumulator, names: list[str], features: dict[str, SignalProfile]
-    ) -> MultivariateProfile | None:
+    @staticmethod
+    def _correlation_scores(
+        acc: _ModelAccumulator, names: list[str], features: dict[str, SignalProfile]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]] | None:
+        """The sampled rows' values of ``names``, their bin scores, and where they are valid (None below 50
+        rows)."""
         rows = acc.reservoir.rows
         x = np.array([[_as_float(r.get(n)) for n in names] for _, r, _ in rows], dtype=np.float64)
         if len(x) < 50:
             return None
-        mean = np.nanmean(x, axis=0)
-        std = np.nanstd(x, axis=0)
-        std[~(std > 0)] = 1.0
         valid = np.isfinite(x)
         scores = np.zeros_like(x)
         for j, name in enumerate(names):  # rank-based: each value's bin score (see stats.correlation)
@@ -259,6 +263,15 @@ class ReferenceBuilder:
             scores[:, j] = table[
                 np.searchsorted(prof.edges, np.where(valid[:, j], x[:, j], 0.0), side="right")
             ]
+        return x, scores, valid
+
+    @staticmethod
+    def _correlations(
+        names: list[str], x: NDArray[np.float64], scores: NDArray[np.float64], valid: NDArray[np.bool_]
+    ) -> MultivariateProfile:
+        mean = np.nanmean(x, axis=0)
+        std = np.nanstd(x, axis=0)
+        std[~(std > 0)] = 1.0
         correlation, counts = correlations(pair_sums(scores, valid))
         return MultivariateProfile(tuple(names), mean, std, correlation, counts)
 

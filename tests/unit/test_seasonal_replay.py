@@ -1,6 +1,7 @@
 """Replays of a seeded cyclic stream, from reference to alerts: ``reference build`` finds the cycle, ``config
-init`` writes it, and windows shorter than the cycle are judged against their own phases, so the cycle
-alone raises nothing while the same replay without seasonality fires, and a cycle grown twice as wide fires.
+init`` writes it, and windows shorter than the cycle are judged against their own phases (and the two
+features that share it by their within-phase correlation), so the cycle alone raises nothing while the same
+replay without seasonality fires, and a cycle grown twice as wide fires.
 """
 
 from __future__ import annotations
@@ -73,12 +74,19 @@ def live() -> list[dict[str, Any]]:
 def test_reference_build_finds_the_cycle_and_config_init_writes_it_on_that_feature() -> None:
     season = reference().models[MODEL].seasonality
     assert season is not None
-    assert [(f.signal, f.period_seconds) for f in season.found] == [("x", PERIOD)]
+    assert [(f.signal, f.period_seconds) for f in season.found] == [("w", PERIOD), ("x", PERIOD)]
     table = season.table(PERIOD)
-    assert table is not None and table.phases == 24 and set(table.features) == {"x", "y"}
+    assert table is not None and table.phases == 24 and set(table.features) == {"w", "x", "y"}
+    mv = reference().models[MODEL].multivariate
+    assert mv is not None and table.correlation is not None
+    wx = mv.features.index("w"), mv.features.index("x")
+    assert (
+        mv.correlation[wx] > 0.4 and abs(table.correlation[wx]) < 0.05
+    )  # the shared cycle, and within phases
     model = init_config()["models"][MODEL]
     assert model["seasonality"] is False  # `off`, as YAML reads it
-    assert model["features"]["x"]["seasonality"] == {"period_seconds": PERIOD, "phases": 24}
+    for name in ("w", "x"):
+        assert model["features"][name]["seasonality"] == {"period_seconds": PERIOD, "phases": 24}
     assert "seasonality" not in model["features"]["y"]
     assert model["window"]["max_seconds"] < PERIOD / 4  # windows see a part of the cycle only
 
@@ -92,19 +100,21 @@ def test_a_cycle_judged_phase_by_phase_raises_nothing_and_judged_whole_fires(
     config["models"][MODEL]["thresholds"] = "fixed"  # the fixed levels are phase-matched too
     assert replay(config, live)[0] == []
     config["models"][MODEL]["thresholds"] = "calibrated"
-    config["models"][MODEL]["features"]["x"]["seasonality"] = "off"  # the same replay, seasonality off
+    for name in ("w", "x"):  # the same replay, seasonality off
+        config["models"][MODEL]["features"][name]["seasonality"] = "off"
     alerts, tested_off = replay(config, live)
     assert tested_off == tested
     fired = {(a.kind, a.signal) for a in alerts}
-    assert (AlertKind.COVARIATE_DRIFT, "x") in fired
-    assert all(signal == "x" for _, signal in fired)  # y, which does not cycle, is quiet either way
+    assert {(AlertKind.COVARIATE_DRIFT, "x"), (AlertKind.COVARIATE_DRIFT, "w")} <= fired
+    assert (AlertKind.MULTIVARIATE_DRIFT, "feature_correlations") in fired  # the cycle's correlation of w, x
+    assert "y" not in {signal for _, signal in fired}  # y, which does not cycle, is quiet either way
 
 
 def test_a_cycle_twice_as_wide_raises_covariate_drift_on_that_feature() -> None:
     wider = cyclic_events(3, START + 6 * PERIOD, 2 * PERIOD, amplitude=2 * AMPLITUDE)
     alerts, _ = replay(init_config(), wider)
     drift = [a for a in alerts if a.kind is AlertKind.COVARIATE_DRIFT]
-    assert drift and {a.signal for a in drift} == {"x"}
+    assert drift and {a.signal for a in drift} == {"x"}  # w keeps its cycle, y has none
     details = next(a.details for a in drift if "seasonality" in a.details)
     assert details["seasonality"]["period_seconds"] == PERIOD
     assert sum(details["seasonality"]["phase_weights"].values()) == pytest.approx(1.0)
@@ -129,7 +139,7 @@ def test_reference_build_prints_its_cycles_and_keeps_a_period_asked_for(tmp_path
         ],
     )
     assert built.exit_code == 0, built.output
-    assert f"{MODEL}: cycles: x every 3600 s (r " in built.output
+    assert f"{MODEL}: cycles: w every 3600 s (r 0.99); x every 3600 s (r 1.00)" in built.output
     config = tmp_path / "monitor.yaml"
     model = {"reference": "r.json", "seasonality": {"period_seconds": 600, "phases": 12}}
     config.write_text(yaml.safe_dump({"models": {MODEL: model}}))
@@ -138,5 +148,5 @@ def test_reference_build_prints_its_cycles_and_keeps_a_period_asked_for(tmp_path
     config.write_text(yaml.safe_dump({"models": {MODEL: model}}))
     refused = CliRunner().invoke(cli, ["config", "validate", str(config)])
     assert refused.exit_code != 0
-    assert "no phase profiles of x for a 86400 s cycle (it has: 600 s, 3600 s)" in refused.output
+    assert "no phase profiles for a 86400 s cycle (it has: 600 s, 3600 s)" in refused.output
     assert "reference build --period 86400" in refused.output

@@ -103,12 +103,32 @@ def test_phase_tables_count_on_the_whole_profiles_edges_and_coarsen_exactly() ->
         table.coarsen(5)
 
 
+def test_within_phase_correlations_leave_out_what_a_shared_cycle_adds() -> None:
+    rng = np.random.default_rng(11)
+    ts = _times(6, 30_000, seed=11)
+    cycle = 2 * np.sin(2 * np.pi * ts / DAY)
+    common = rng.normal(0.0, 1.0, ts.size)  # a, b also share a within-phase component; c only the cycle
+    z = np.stack([cycle + common + rng.normal(0, 1, ts.size), cycle + common + rng.normal(0, 1, ts.size)], 1)
+    z = np.column_stack([z, cycle + rng.normal(0.0, 1.0, ts.size)])
+    valid = np.ones_like(z, dtype=bool)
+    valid[::7, 0] = False  # a missing value is left out of its pairs
+    whole = np.corrcoef(z.T)
+    table = build_phase_table(ts, {}, DAY, 24, (z, valid))
+    assert table.correlation is not None
+    assert whole[0, 2] > 0.5 and abs(table.correlation[0, 2]) < 0.05  # the cycle only
+    assert table.correlation[0, 1] == pytest.approx(0.5, abs=0.03)  # within a phase: 1 / (1 + 1)
+    coarse = table.coarsen(4)
+    assert coarse.correlation is table.correlation
+
+
 def test_a_reference_round_trips_its_seasonality_and_an_old_one_loads_without() -> None:
     ts = _times(4, 4_000, seed=9)
     x = np.sin(2 * np.pi * ts / DAY)
     whole = numeric_profile(x, nulls=0)
     found = tuple(find_periods(ts, x, "x"))
-    season = SeasonalityProfile(found, (build_phase_table(ts, {"x": (x, whole.edges)}, DAY, 24),))
+    pair = np.column_stack([x, x + np.random.default_rng(9).normal(0.0, 1.0, ts.size)])
+    scores = (pair, np.ones_like(pair, dtype=bool))
+    season = SeasonalityProfile(found, (build_phase_table(ts, {"x": (x, whole.edges)}, DAY, 24, scores),))
     model = ModelProfile("m", ts.size, float(ts[0]), float(ts[-1]), {"x": whole}, seasonality=season)
     back = ReferenceProfile.from_json(ReferenceProfile({"m": model}).to_json()).models["m"]
     assert back.seasonality is not None and len(found) == 1
@@ -118,6 +138,8 @@ def test_a_reference_round_trips_its_seasonality_and_an_old_one_loads_without() 
     assert table is not None and np.array_equal(
         table.features["x"].counts, season.tables[0].features["x"].counts
     )
+    assert table.correlation is not None and season.tables[0].correlation is not None
+    assert table.correlation == pytest.approx(season.tables[0].correlation, abs=1e-6)
     old = ModelProfile("m", ts.size, float(ts[0]), float(ts[-1]), {"x": whole}).to_dict()
     del old["seasonality"]
     raw = b'{"format": "stream-monitor.reference/v1", "models": {"m": %s}}' % orjson.dumps(old)
@@ -254,7 +276,7 @@ def test_a_feature_setting_overrides_the_models_and_off_turns_it_off() -> None:
 @pytest.mark.parametrize(
     ("seasonality", "features", "where", "says"),
     [
-        ({"period_seconds": DAY}, None, "models.m.seasonality", "no phase profiles of x for a 86400 s cycle"),
+        ({"period_seconds": DAY}, None, "models.m.seasonality", "no phase profiles for a 86400 s cycle"),
         ({"period_seconds": HOUR, "phases": 4}, None, "models.m.seasonality", "4 phases do not divide"),
         (
             None,
