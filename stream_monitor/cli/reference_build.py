@@ -31,6 +31,14 @@ def reference() -> None:
     help="reservoir size per model for quantiles and correlations",
 )
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--period",
+    "periods",
+    type=float,
+    multiple=True,
+    help="also keep phase profiles of this cycle (seconds; repeatable), found or not",
+)
+@click.option("--phases", default=24, show_default=True, help="phases per cycle in the phase profiles")
 def reference_build(
     features: Path,
     predictions: Path | None,
@@ -40,6 +48,8 @@ def reference_build(
     top_k: int,
     max_rows: int,
     seed: int,
+    periods: tuple[float, ...],
+    phases: int,
 ) -> None:
     """Build a reference profile from the data the model was trained or validated on."""
     from stream_monitor.adapters.files.jsonl import read_jsonl_events
@@ -47,7 +57,9 @@ def reference_build(
     from stream_monitor.stats.reference_builder import ReferenceBuilder
 
     try:
-        builder = ReferenceBuilder(bins=bins, top_k=top_k, max_rows=max_rows, seed=seed)
+        builder = ReferenceBuilder(
+            bins=bins, top_k=top_k, max_rows=max_rows, seed=seed, periods=periods, phases=phases
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     bad: dict[str, int] = {}
@@ -72,4 +84,10 @@ def reference_build(
             f"{model_id}: {m.events} events, {summary} features"
             f"{', predictions' if m.predictions else ''}{', labels' if m.labels else ''}"
         )
+        if m.seasonality is not None:
+            found = [
+                f"{f.signal} every {f.period_seconds:g} s (r {f.autocorrelation:.2f})"
+                for f in m.seasonality.found
+            ]
+            click.echo(f"{model_id}: cycles: {'; '.join(found) or 'none found'}")
     click.echo(f"wrote {out}")

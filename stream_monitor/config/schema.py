@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -68,12 +69,32 @@ class DriftTest(_Strict):
         return w, c
 
 
+class SeasonalityConfig(_Strict):
+    """A recurring cycle: each window is compared with the reference's profile of the phases it covers."""
+
+    period_seconds: float = Field(gt=0, description="length of the cycle; the reference must have its phases")
+    phases: int = Field(
+        default=24, ge=1, le=10_000, description="equal parts of the cycle with a profile each"
+    )
+
+
+def _off(raw: Any) -> Any:
+    """YAML reads a bare ``off`` as false: both mean "no seasonality"."""
+    return "off" if raw is False else raw
+
+
+Seasonality = Annotated[SeasonalityConfig | Literal["off"] | None, BeforeValidator(_off)]
+
+
 class FeatureConfig(_Strict):
     enabled: bool = True
     test: DriftTest | None = Field(
         default=None, description="the feature's own test; default_test when absent"
     )
     sequential: bool = True
+    seasonality: Seasonality = Field(
+        default=None, description="this numeric feature's cycle, or off; the model's when absent"
+    )
 
 
 class SequentialConfig(_Strict):
@@ -236,6 +257,17 @@ class ModelConfig(_Strict):
     segments: list[str] = Field(
         default_factory=list, description="categorical features whose values get their own error rates"
     )
+    seasonality: Seasonality = Field(
+        default=None,
+        description="the cycle of every numeric feature without its own; none when absent or off",
+    )
+
+    def seasonality_of(self, feature: str) -> SeasonalityConfig | None:
+        """The cycle a numeric feature is judged by: its own setting, else the model's (None: no cycle)."""
+        fc = self.features.get(feature)
+        own = fc.seasonality if fc is not None else None
+        chosen = own if own is not None else self.seasonality
+        return chosen if isinstance(chosen, SeasonalityConfig) else None
 
 
 class KafkaConfig(_Strict):

@@ -34,6 +34,37 @@ def _feature_comment(prof: NumericProfile | CategoricalProfile) -> str:
     return f"{prof.type}: {len(prof.categories)} categories: {cats}{more}; {prof.null_rate:.1%} null"
 
 
+def feature_cycle(prof: ModelProfile, feature: str) -> tuple[float, int, float] | None:
+    """The clearest cycle ``reference build`` found in a feature and kept phase profiles of: period, phases
+    and autocorrelation (None when it found none)."""
+    season = prof.seasonality
+    if season is None:
+        return None
+    found = sorted((f for f in season.found if f.signal == feature), key=lambda f: -f.autocorrelation)
+    for f in found:
+        table = season.table(f.period_seconds)
+        if table is not None and feature in table.features:
+            return f.period_seconds, table.phases, f.autocorrelation
+    return None
+
+
+def _seasonality_lines(prof: ModelProfile) -> list[str]:
+    season = prof.seasonality
+    if season is None:
+        said = "the reference was built without event times (or before cycles were looked for)"
+    else:
+        cyclic = [n for n in prof.features if feature_cycle(prof, n) is not None]
+        rate = ", ".join(f"{p:g} s" for p in season.periods_of("event_rate")) or "none"
+        said = f"cycles found in {len(cyclic)} feature(s) (set on each below); in the event rate: {rate}"
+    return [
+        "    # Recurring cycles: a feature with one is compared with the reference's profile of the phases",
+        "    # each window covers, e.g. {period_seconds: 86400, phases: 24}. The model's setting applies to",
+        "    # every numeric feature without its own; off: none.",
+        f"    # reference build: {said}.",
+        "    seasonality: off",
+    ]
+
+
 def label_rate(prof: ModelProfile) -> float:
     """Labels per second of event time in the reference (0 when it has none or cannot tell)."""
     if prof.labels is None or prof.events <= 0:
@@ -164,14 +195,21 @@ def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]
         "      segment_spread_warning: 0.01     # a segment's error rate above the others', beyond the reference gap",
         "      segment_spread_critical: 0.03",
         "    segments: []                       # categorical features with per-value error rates, e.g. [plan]",
+        *_seasonality_lines(prof),
         "    features:",
     ]
     for name, fprof in prof.features.items():
         stat = "psi"
         lines.append(f"      # {_feature_comment(fprof)}")
         sequential = "true" if isinstance(fprof, NumericProfile) else "false"
+        cycle = feature_cycle(prof, name)
+        season = ""
+        if cycle is not None:
+            period, phases, acf = cycle
+            lines.append(f"      # repeats every {period:g} s (autocorrelation {acf:.2f} at that lag)")
+            season = f", seasonality: {{period_seconds: {period:g}, phases: {phases}}}"
         lines.append(
-            f"      {_q(name)}: {{enabled: true, sequential: {sequential}, test: {{statistic: {stat}}}}}"
+            f"      {_q(name)}: {{enabled: true, sequential: {sequential}, test: {{statistic: {stat}}}{season}}}"
         )
     if not prof.features:
         lines[-1] = "    features: {}"

@@ -77,7 +77,11 @@ def build_models(
         layout = ModelLayout.build(model_id, mcfg, profiles[model_id])
         w = mcfg.window
         seconds = slice_seconds_for(
-            w.max_events, w.max_seconds, layout.profile.events_per_second, w.slice_seconds
+            w.max_events,
+            w.max_seconds,
+            layout.profile.events_per_second,
+            w.slice_seconds,
+            tuple(t.phase_seconds for t in layout.phase_tables.values()),
         )
         layouts[model_id] = layout
         slicing[model_id] = ModelSlicing(

@@ -41,6 +41,7 @@ from stream_monitor.pipeline.drift_explanations import (
 from stream_monitor.pipeline.lifecycle import AlertLifecycle, Observation
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.range_check import blame_broken_values, range_observation
+from stream_monitor.pipeline.seasonal_expectations import PhaseMatched, SeasonalExpectations
 from stream_monitor.pipeline.windows import ClosedWindow
 from stream_monitor.stats.divergences import STATISTICS
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
@@ -92,6 +93,7 @@ class ModelMonitor:
         self._categorical_cal = [
             self._calibrator(s.role, s.name, s.profile, seed + 1000 + i) for i, s in enumerate(sk.categorical)
         ]
+        self.seasonal = SeasonalExpectations(layout, lambda r, n, p, s: self._calibrator(r, n, p, seed + s))
         h = Cusum.h_for_run_length(1.0 / self.alpha_warning, k=CUSUM_K)
         self._cusums = {
             i: Cusum(k=CUSUM_K, h=h)
@@ -159,9 +161,12 @@ class ModelMonitor:
             return []
         self.windows_tested += 1
         observations: list[Observation] = []
+        seasonal = self.seasonal.for_window(window)
         for i, signal in enumerate(self.layout.sketch.numeric):
             observations.extend(
-                self._numeric(i, signal.role, signal.name, signal.profile, sketch, min_events)
+                self._numeric(
+                    i, signal.role, signal.name, signal.profile, sketch, min_events, seasonal.get(i)
+                )
             )
         for j, csignal in enumerate(self.layout.sketch.categorical):
             observations.extend(
@@ -175,7 +180,14 @@ class ModelMonitor:
         return self.lifecycle.observe(window.info, observations, detected_at=self.clock.now())
 
     def _numeric(
-        self, i: int, role: str, name: str, prof: NumericProfile, sk: WindowSketch, min_events: int
+        self,
+        i: int,
+        role: str,
+        name: str,
+        prof: NumericProfile,
+        sk: WindowSketch,
+        min_events: int,
+        seasonal: PhaseMatched[ThresholdCalibrator | FixedThresholds] | None = None,
     ) -> list[Observation]:
         out: list[Observation] = []
         kind = _ROLE_KIND[role]
@@ -185,27 +197,31 @@ class ModelMonitor:
         extremes = (math.nan, math.nan)
         hint: str | None = None
         if n >= min_events:
+            # a cyclic feature's distance and CUSUM are judged against the phases the window covers
+            expected = seasonal.profile if seasonal is not None else prof
             mean, std = sk.numeric_mean_std(i)
             extremes = (float(sk.num_min[i]), float(sk.num_max[i]))
             obs, _ = distance_observation(
                 kind,
                 name,
-                self._numeric_cal[i],
+                seasonal.calibrator if seasonal is not None else self._numeric_cal[i],
                 sk.numeric_counts(i),
-                prof,
+                expected,
                 n,
-                explain_more=lambda: _shift_details(prof, mean, std, extremes),
+                explain_more=lambda: _shift_details(expected, mean, std, extremes),
             )
+            if seasonal is not None:
+                obs.details["seasonality"] = seasonal.details
             if obs.level is not None:
-                obs = _with_message(obs, f"{obs.message}; {_shift_phrase(prof, mean, std)}")
-                hint = _rescale_hint(prof, mean, std, extremes)
+                obs = _with_message(obs, f"{obs.message}; {_shift_phrase(expected, mean, std)}")
+                hint = _rescale_hint(expected, mean, std, extremes)
                 if hint is not None and role == "feature":  # a unit change is a data problem
                     obs = dataclasses.replace(
                         obs, message=f"{obs.message}; {hint}", cause=AlertKind.DATA_QUALITY
                     )
             out.append(obs)
             if i in self._cusums:
-                out.append(self._cusum(i, name, prof, mean, n))
+                out.append(self._cusum(i, name, expected, mean, n))
         if role == "feature" and total >= min_events:
             dq = self.layout.config.data_quality
             if dq.enabled:

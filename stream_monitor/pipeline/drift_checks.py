@@ -266,7 +266,7 @@ def correlation_observations(
     cfg = layout.config.multivariate
     cols = [layout.numeric_features[c] for c in corr.columns]
     keep = [mv.features.index(n) for n in cols]
-    ref_r = mv.correlation[np.ix_(keep, keep)]
+    ref_r = mv.correlation[np.ix_(keep, keep)] if corr.reference is None else corr.reference
     ref_n = mv.counts[np.ix_(keep, keep)]
     result = correlation_test(
         sk.mv_sums,
@@ -303,7 +303,11 @@ def correlation_observations(
             threshold,
             cfg.min_change_warning,
             None,
-            {"pairs": pairs, "pairs_tested": len(cols) * (len(cols) - 1) // 2},
+            {
+                "pairs": pairs,
+                "pairs_tested": len(cols) * (len(cols) - 1) // 2,
+                **({"seasonality": {"period_seconds": corr.within_phase_of}} if corr.within_phase_of else {}),
+            },
             message,
         )
     ]

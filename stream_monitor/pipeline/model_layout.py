@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ from stream_monitor.config.schema import DriftTest, ModelConfig
 from stream_monitor.core.envelope import FieldPaths
 from stream_monitor.core.errors import ConfigError
 from stream_monitor.stats.correlation import normal_scores
+from stream_monitor.stats.phase_profiles import PhaseTable
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile
 from stream_monitor.stats.sketch_layout import CategoricalSignal, NumericSignal, SketchLayout
 
@@ -35,6 +36,10 @@ class CorrelationInputs:
     mean: NDArray[np.float64]
     std: NDArray[np.float64]
     scores: NDArray[np.float64] | None = None  # (columns, bins): score per bin of each column; None: values
+    # what the window's correlations are compared with: the reference's, or its within-phase correlations
+    # when a correlated feature has a seasonality (a shared cycle inflates the whole reference's)
+    reference: NDArray[np.float64] | None = None
+    within_phase_of: float | None = None  # the period of those within-phase correlations
 
     def standardise(
         self, numeric: NDArray[np.float64], codes: NDArray[np.int8], bins: NDArray[np.int8] | None = None
@@ -64,6 +69,8 @@ class ModelLayout:
     classes: tuple[Any, ...] | None  # None for regression
     paths: FieldPaths
     segment_columns: tuple[int, ...]  # positions of the segment features among the categorical features
+    # numeric feature -> the reference's phase table of its configured cycle (features with seasonality only)
+    phase_tables: dict[str, PhaseTable] = field(default_factory=dict)
 
     def test_for(self, role: str, name: str) -> DriftTest:
         cfg = self.config
@@ -105,6 +112,7 @@ class ModelLayout:
                 cat_names.append(name)
                 if prof.type == "boolean":
                     bool_names.append(name)
+        phase_tables = _phase_tables(model_id, config, profile, num_names)
         correlation = None
         mv = profile.multivariate
         if config.multivariate.enabled and mv is not None:
@@ -118,11 +126,17 @@ class ModelLayout:
                     for k, table in enumerate(tables):
                         scores[k, : len(table)] = table
                         scores[k, len(table) :] = table[-1]  # never reached: bins past a column's own
+                cyclic = [phase_tables[n] for n in names if n in phase_tables]
+                within = next((t for t in cyclic if t.correlation is not None), None)
                 correlation = CorrelationInputs(
                     columns=np.array([num_names.index(n) for n in names], dtype=np.intp),
                     mean=mv.mean[present],
                     std=mv.std[present],
                     scores=scores,
+                    reference=mv.correlation[np.ix_(present, present)]
+                    if within is None or within.correlation is None
+                    else within.correlation[np.ix_(present, present)],
+                    within_phase_of=None if within is None else within.period_seconds,
                 )
         score_index = pred_num = pred_cat = None
         classes: tuple[Any, ...] | None = None
@@ -172,4 +186,51 @@ class ModelLayout:
             classes=classes,
             paths=FieldPaths(model_id="model_id", **config.fields.model_dump()),
             segment_columns=tuple(cat_names.index(s) for s in config.segments),
+            phase_tables=phase_tables,
         )
+
+
+def _phase_tables(
+    model_id: str, config: ModelConfig, profile: ModelProfile, numeric: list[str]
+) -> dict[str, PhaseTable]:
+    """Each monitored numeric feature's configured cycle, as the reference's phase table of it; every
+    setting the reference cannot serve is a problem with its path."""
+    problems: list[tuple[str, str]] = []
+    tables: dict[str, PhaseTable] = {}
+    said: set[str] = set()  # a model-wide setting the reference cannot serve: one problem, not one a feature
+    for name, fc in config.features.items():
+        if fc.enabled and fc.seasonality not in (None, "off") and name not in numeric:
+            problems.append((f"models.{model_id}.features.{name}.seasonality", "only numeric features cycle"))
+    season = profile.seasonality
+    for name in numeric:
+        cycle = config.seasonality_of(name)
+        if cycle is None:
+            continue
+        own = name in config.features and config.features[name].seasonality is not None
+        where = f"models.{model_id}." + (f"features.{name}.seasonality" if own else "seasonality")
+        if where in said:
+            continue
+        table = season.table(cycle.period_seconds) if season is not None else None
+        if table is None or name not in table.features:
+            has = ", ".join(f"{t.period_seconds:g} s" for t in season.tables) if season else ""
+            problems.append(
+                (
+                    where,
+                    f"the reference has no phase profiles{f' of {name}' if own else ''} for a "
+                    f"{cycle.period_seconds:g} s cycle "
+                    f"(it has: {has or 'none'}); rebuild it with `reference build --period "
+                    f"{cycle.period_seconds:g}`",
+                )
+            )
+            said.add(where)
+            continue
+        if table.phases % cycle.phases:
+            problems.append(
+                (where, f"{cycle.phases} phases do not divide the reference's {table.phases} for this cycle")
+            )
+            said.add(where)
+            continue
+        tables[name] = table.coarsen(cycle.phases)
+    if problems:
+        raise ConfigError(problems)
+    return tables

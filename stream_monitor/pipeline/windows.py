@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Final
 
 import numpy as np
@@ -38,13 +39,23 @@ MIN_SLICE_SECONDS: Final = 0.25
 
 
 def slice_seconds_for(
-    max_events: int, max_seconds: float, events_per_second: float, configured: float | None = None
+    max_events: int,
+    max_seconds: float,
+    events_per_second: float,
+    configured: float | None = None,
+    phase_seconds: tuple[float, ...] = (),
 ) -> float:
     """Slice length: about a tenth of the time the reference rate needs to fill ``max_events``, dividing
     ``max_seconds`` evenly, so a count-closed window overshoots ``max_events`` by at most about a tenth.
 
+    With the phase lengths of the model's cycles (``phase_seconds``) the slice also divides each of them, so
+    a slice lies within one phase and a window's phase weights are exact (when their common divisor with
+    ``max_seconds`` is not below ``MIN_SLICE_SECONDS``; otherwise slices straddling phases are split by time).
+
     >>> slice_seconds_for(max_events=5000, max_seconds=300.0, events_per_second=1000.0)
     0.5
+    >>> slice_seconds_for(2000, 300.0, 5.0), slice_seconds_for(2000, 300.0, 5.0, phase_seconds=(200.0,))
+    (37.5, 33.333333333333336)
     """
     if configured is not None:
         return configured
@@ -53,7 +64,19 @@ def slice_seconds_for(
     else:
         raw = max_seconds / 30.0
     raw = min(max(raw, MIN_SLICE_SECONDS), max_seconds)
-    return max_seconds / math.ceil(max_seconds / raw)
+    span = _common_divisor(max_seconds, *phase_seconds) if phase_seconds else max_seconds
+    if span < MIN_SLICE_SECONDS:
+        span = max_seconds
+    return span / math.ceil(span / raw)
+
+
+def _common_divisor(*seconds: float) -> float:
+    """The longest span every one of ``seconds`` is a whole number of (read as fractions of denominator at
+    most 1000, so 86400 / 7 is exact)."""
+    fractions = [Fraction(s).limit_denominator(1000) for s in seconds]
+    numerator = math.gcd(*(f.numerator for f in fractions))
+    denominator = math.lcm(*(f.denominator for f in fractions))
+    return numerator / denominator
 
 
 # Slice lengths such as 300 / 7 s are not exact in binary: boundaries are compared in whole slices, with this
@@ -174,6 +197,19 @@ class SliceFolder:
 class ClosedWindow:
     info: WindowInfo
     sketch: WindowSketch
+    # (slice id, events) of each slice in the window, and the slice length: where in a cycle its events fell
+    slices: tuple[tuple[int, int], ...] = ()
+    slice_seconds: float = 0.0
+
+    def spans(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+        """Start, length and events of each slice; one span over the whole window when slices are unknown
+        (a window restored from a snapshot taken before they were recorded)."""
+        if self.slices and self.slice_seconds > 0:
+            ids = np.array([s for s, _ in self.slices], dtype=np.float64)
+            events = np.array([n for _, n in self.slices], dtype=np.int64)
+            return ids * self.slice_seconds, np.full(len(ids), self.slice_seconds), events
+        span = max(self.info.end_ts - self.info.start_ts, 0.0)
+        return np.array([self.info.start_ts]), np.array([span]), np.array([self.info.events], dtype=np.int64)
 
 
 class WindowAssembler:
@@ -187,6 +223,8 @@ class WindowAssembler:
         self.max_seconds = max_seconds
         self.max_slices = slices_in(max_seconds, slice_seconds)
         self.current: WindowSketch | None = None
+        self.slice_events: list[tuple[int, int]] = []  # of the current window, at most max_slices
+        self._slices_known = True
         self.start_slice = 0
         self.end_slice = 0  # exclusive
         self.last_slice = -(2**62)
@@ -200,6 +238,7 @@ class WindowAssembler:
         out: list[ClosedWindow] = []
         if self.current is not None and closed.slice_id + 1 - self.start_slice > self.max_slices:
             out.append(self._close())
+        self.slice_events.append((closed.slice_id, closed.sketch.primary_events))
         if self.current is None:
             self.current = closed.sketch
             self.start_slice = closed.slice_id
@@ -228,6 +267,7 @@ class WindowAssembler:
             "start": self.start_slice,
             "end": self.end_slice,
             "last": self.last_slice,
+            "slices": self.slice_events,
         }
 
     def restore(self, state: dict[str, Any], layout: SketchLayout) -> None:
@@ -238,13 +278,19 @@ class WindowAssembler:
             int(state["end"]),
             int(state["last"]),
         )
+        # A snapshot from before slices were recorded: the open window's first slices are unknown, so it is
+        # judged by its time span (ClosedWindow.spans), not by the slices seen since.
+        self._slices_known = "slices" in state or self.current is None
+        self.slice_events = [(int(s), int(n)) for s, n in state.get("slices", [])]
 
     def _close(self) -> ClosedWindow:
         assert self.current is not None
         sketch, self.current = self.current, None
+        slices = tuple(self.slice_events) if self._slices_known else ()
+        self.slice_events, self._slices_known = [], True
         info = WindowInfo(
             start_ts=self.start_slice * self.slice_seconds,
             end_ts=self.end_slice * self.slice_seconds,
             events=sketch.primary_events,
         )
-        return ClosedWindow(info, sketch)
+        return ClosedWindow(info, sketch, slices, self.slice_seconds)

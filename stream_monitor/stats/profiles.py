@@ -19,6 +19,7 @@ import orjson
 from numpy.typing import NDArray
 
 from stream_monitor.core.errors import ReferenceProfileError
+from stream_monitor.stats.phase_profiles import SeasonalityProfile
 
 FORMAT = "stream-monitor.reference/v1"
 
@@ -262,6 +263,8 @@ class ModelProfile:
     predictions: PredictionProfile | None = None
     labels: LabelProfile | None = None
     fields_seen: tuple[str, ...] = field(default=())
+    # the cycles found and their phase tables (None in references built before seasonality)
+    seasonality: SeasonalityProfile | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -279,6 +282,7 @@ class ModelProfile:
             "multivariate": self.multivariate.to_dict() if self.multivariate else None,
             "predictions": self.predictions.to_dict() if self.predictions else None,
             "labels": self.labels.to_dict() if self.labels else None,
+            "seasonality": self.seasonality.to_dict() if self.seasonality else None,
         }
 
     @classmethod
@@ -294,6 +298,7 @@ class ModelProfile:
             else None,
             predictions=PredictionProfile.from_dict(raw["predictions"]) if raw.get("predictions") else None,
             labels=LabelProfile.from_dict(raw["labels"]) if raw.get("labels") else None,
+            seasonality=SeasonalityProfile.from_dict(raw["seasonality"]) if raw.get("seasonality") else None,
         )
 
 

@@ -20,9 +20,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from stream_monitor.core.errors import ReferenceProfileError
 from stream_monitor.stats.correlation import correlations, normal_scores, pair_sums
+from stream_monitor.stats.phase_profiles import SeasonalityProfile, build_phase_table
 from stream_monitor.stats.profiles import (
     CategoricalProfile,
     LabelProfile,
@@ -36,8 +38,10 @@ from stream_monitor.stats.profiles import (
 from stream_monitor.stats.reference_tallies import (
     DEFAULT_BINS,
     DEFAULT_MAX_ROWS,
+    DEFAULT_PHASES,
     DEFAULT_TOP_K,
     MAX_CORRELATED,
+    MAX_PHASE_TABLES,
     _as_float,
     _epoch_seconds,
     _expected_accuracy,
@@ -50,6 +54,7 @@ from stream_monitor.stats.reference_tallies import (
     infer_task,
     numeric_profile,
 )
+from stream_monitor.stats.seasonality import FoundPeriod, find_periods
 
 
 class ReferenceBuilder:
@@ -66,11 +71,16 @@ class ReferenceBuilder:
         max_rows: int = DEFAULT_MAX_ROWS,
         seed: int = 0,
         max_joined: int = 1_000_000,
+        periods: tuple[float, ...] = (),
+        phases: int = DEFAULT_PHASES,
     ) -> None:
         if bins < 2:
             raise ValueError(f"bins must be >= 2, got {bins}")
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if phases < 1 or any(not p > 0 for p in periods):
+            raise ValueError(f"periods must be > 0 and phases >= 1, got {list(periods)} and {phases}")
+        self.periods, self.phases = tuple(float(p) for p in periods), phases
         self.bins, self.top_k, self.max_rows, self.seed, self.max_joined = (
             bins,
             top_k,
@@ -114,7 +124,7 @@ class ReferenceBuilder:
             for name, tally in acc.tallies.items():
                 if name not in feats:
                     tally.nulls += 1
-            acc.reservoir.add((str(event.get("event_id")), feats))
+            acc.reservoir.add((str(event.get("event_id")), feats, ts))
 
     def add_predictions(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
@@ -163,13 +173,14 @@ class ReferenceBuilder:
 
     def _build_model(self, model_id: str, acc: _ModelAccumulator) -> ModelProfile:
         features: dict[str, SignalProfile] = {}
+        sampled: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}  # numeric values of the sampled rows
         for name, tally in sorted(acc.tallies.items()):
             kind = tally.inferred_type()
             if kind == "empty":
                 continue
             if kind == "numeric":
-                values = np.array(
-                    [_as_float(row.get(name)) for _, row in acc.reservoir.rows], dtype=np.float64
+                values = sampled[name] = np.array(
+                    [_as_float(row.get(name)) for _, row, _ in acc.reservoir.rows], dtype=np.float64
                 )
                 invalid = tally.bools + tally.strings + tally.other
                 features[name] = numeric_profile(values, tally.nulls, invalid, self.bins)
@@ -182,11 +193,12 @@ class ReferenceBuilder:
                     cats, tally.nulls, invalid, self.top_k, boolean=kind == "boolean"
                 )
         numeric_names = [n for n, p in features.items() if isinstance(p, NumericProfile)]
-        multivariate = (
-            self._correlations(acc, numeric_names[:MAX_CORRELATED], features)
+        scored = (
+            self._correlation_scores(acc, numeric_names[:MAX_CORRELATED], features)
             if len(numeric_names) >= 2
             else None
         )
+        multivariate = self._correlations(numeric_names[:MAX_CORRELATED], *scored) if scored else None
         predictions = self._predictions(acc)
         labels = self._labels(acc, predictions, features)
         start = acc.ts_min if math.isfinite(acc.ts_min) else 0.0
@@ -200,18 +212,48 @@ class ReferenceBuilder:
             multivariate=multivariate,
             predictions=predictions,
             labels=labels,
+            seasonality=self._seasonality(acc, sampled, features, scored[1:] if scored else None),
         )
 
-    def _correlations(
-        self, acc: _ModelAccumulator, names: list[str], features: dict[str, SignalProfile]
-    ) -> MultivariateProfile | None:
+    def _seasonality(
+        self,
+        acc: _ModelAccumulator,
+        sampled: dict[str, np.ndarray[Any, np.dtype[np.float64]]],
+        features: dict[str, SignalProfile],
+        scores: tuple[NDArray[np.float64], NDArray[np.bool_]] | None,
+    ) -> SeasonalityProfile | None:
+        """The cycles of the event rate and of each numeric feature in the sampled rows, and a phase table
+        for each period found (at most ``MAX_PHASE_TABLES``, the clearest first) or asked for, with the
+        within-phase correlations of the correlated features' ``scores`` (rows of the sample)."""
+        ts = np.array([math.nan if t is None else t for _, _, t in acc.reservoir.rows], dtype=np.float64)
+        if not np.isfinite(ts).any():
+            return None
+        found: list[FoundPeriod] = find_periods(ts)
+        for name, values in sampled.items():
+            found.extend(find_periods(ts, values, name))
+        clearest = sorted(found, key=lambda f: -f.autocorrelation)
+        periods = list(self.periods)
+        for f in clearest:
+            if f.period_seconds not in periods and len(periods) < MAX_PHASE_TABLES + len(self.periods):
+                periods.append(f.period_seconds)
+        columns = {}
+        for name, values in sampled.items():
+            prof = features[name]
+            assert isinstance(prof, NumericProfile)
+            columns[name] = (values, prof.edges)
+        tables = tuple(build_phase_table(ts, columns, p, self.phases, scores) for p in sorted(periods))
+        return SeasonalityProfile(found=tuple(found), tables=tables)
+
+    @staticmethod
+    def _correlation_scores(
+        acc: _ModelAccumulator, names: list[str], features: dict[str, SignalProfile]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]] | None:
+        """The sampled rows' values of ``names``, their bin scores, and where they are valid (None below 50
+        rows)."""
         rows = acc.reservoir.rows
-        x = np.array([[_as_float(r.get(n)) for n in names] for _, r in rows], dtype=np.float64)
+        x = np.array([[_as_float(r.get(n)) for n in names] for _, r, _ in rows], dtype=np.float64)
         if len(x) < 50:
             return None
-        mean = np.nanmean(x, axis=0)
-        std = np.nanstd(x, axis=0)
-        std[~(std > 0)] = 1.0
         valid = np.isfinite(x)
         scores = np.zeros_like(x)
         for j, name in enumerate(names):  # rank-based: each value's bin score (see stats.correlation)
@@ -221,6 +263,15 @@ class ReferenceBuilder:
             scores[:, j] = table[
                 np.searchsorted(prof.edges, np.where(valid[:, j], x[:, j], 0.0), side="right")
             ]
+        return x, scores, valid
+
+    @staticmethod
+    def _correlations(
+        names: list[str], x: NDArray[np.float64], scores: NDArray[np.float64], valid: NDArray[np.bool_]
+    ) -> MultivariateProfile:
+        mean = np.nanmean(x, axis=0)
+        std = np.nanstd(x, axis=0)
+        std[~(std > 0)] = 1.0
         correlation, counts = correlations(pair_sums(scores, valid))
         return MultivariateProfile(tuple(names), mean, std, correlation, counts)
 
@@ -286,7 +337,7 @@ class ReferenceBuilder:
         out: dict[str, Any] = {}
         joined = [
             (row, acc.predictions[eid][0] != acc.labels[eid])
-            for eid, row in acc.reservoir.rows
+            for eid, row, _ in acc.reservoir.rows
             if eid in acc.labels and eid in acc.predictions
         ]
         for name, prof in cats.items():

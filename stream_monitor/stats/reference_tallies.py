@@ -22,6 +22,8 @@ DEFAULT_TOP_K: Final = 50
 DEFAULT_MAX_ROWS: Final = 100_000
 _COUNTER_PRUNE_AT: Final = 100_000
 _COUNTER_KEEP: Final = 10_000
+DEFAULT_PHASES: Final = 24  # a daily cycle in hours
+MAX_PHASE_TABLES: Final = 4  # phase tables kept for found periods (each: phases x bins counts per feature)
 MAX_CORRELATED: Final = 64  # pairwise state grows with d^2: cap the features in the correlation test
 
 

@@ -1,0 +1,81 @@
+"""What a window of a cyclic feature should look like: the mixture of the phases it covers, by its events.
+
+A window is a run of time slices whose event counts are known; each slice's events are spread over the phases
+its time span overlaps (all in one phase when the slice length divides the phase length, as it usually does).
+The weights are quantised to ``1 / WEIGHT_STEPS`` so that windows covering the same phases in nearly the same
+proportions share one expected profile, and one calibration of its thresholds.
+
+The expected distribution is ``sum_k w_k * counts_k / n_k``, expressed as counts at the mixture's *effective*
+reference size ``1 / sum_k (w_k^2 / n_k)``: the number of reference values the mixture is as sure of as a
+profile of that many values would be (one phase alone: that phase's values), which is what the calibration's
+Dirichlet around the reference counts needs. The mean and spread are those of the mixture.
+
+>>> weights = phase_weights(np.array([0.0, 1800.0]), np.array([1800.0, 1800.0]), np.array([30, 10]), 3600.0, 2)
+>>> weights.tolist(), weight_signature(weights)
+([0.75, 0.25], (15, 5))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_monitor.stats.phase_profiles import PhaseCounts, phase_of
+from stream_monitor.stats.profiles import NumericProfile
+
+WEIGHT_STEPS: Final = 20  # phase weights in twentieths: a window's mixture is off by 2.5% of a phase at most
+_POINTS_PER_PHASE: Final = 8  # a slice's span is sampled this finely per phase it covers
+
+
+def phase_weights(
+    starts: NDArray[np.float64],
+    lengths: NDArray[np.float64],
+    events: NDArray[np.int64],
+    period: float,
+    phases: int,
+) -> NDArray[np.float64]:
+    """Share of the events of the intervals ``[start, start + length)`` in each phase (uniform within an
+    interval); all zeros when there are no events."""
+    phase_seconds = period / phases
+    points = _POINTS_PER_PHASE * max(1, math.ceil(float(lengths.max(initial=0.0)) / phase_seconds))
+    offsets = (np.arange(points) + 0.5) / points
+    at = starts[:, None] + lengths[:, None] * offsets[None, :]
+    share = np.repeat(events.astype(np.float64) / points, points)
+    weights = np.bincount(phase_of(at.ravel(), period, phases), weights=share, minlength=phases)
+    total = float(weights.sum())
+    return np.asarray(weights / total if total > 0 else weights, dtype=np.float64)
+
+
+def weight_signature(weights: NDArray[np.float64]) -> tuple[int, ...]:
+    """The weights in whole ``1 / WEIGHT_STEPS`` (largest remainders, so they still sum to one)."""
+    scaled = weights * WEIGHT_STEPS
+    steps = np.floor(scaled).astype(np.int64)
+    short = WEIGHT_STEPS - int(steps.sum())
+    if short > 0:
+        steps[np.argsort(-(scaled - steps), kind="stable")[:short]] += 1
+    return tuple(int(s) for s in steps)
+
+
+def expected_profile(whole: NumericProfile, phase: PhaseCounts, signature: tuple[int, ...]) -> NumericProfile:
+    """The whole profile with the counts, mean and spread a window of these phase weights should show.
+
+    A phase the reference has no values of is judged by the whole profile for its share (so a gap in the
+    reference never makes a window look drifted)."""
+    w = np.asarray(signature, dtype=np.float64) / WEIGHT_STEPS
+    n = phase.values.astype(np.float64)
+    seen = n > 0
+    whole_probs = whole.counts / max(int(whole.counts.sum()), 1)
+    probs = np.where(seen[:, None], phase.counts / np.maximum(n, 1.0)[:, None], whole_probs[None, :])
+    mixture = w @ probs
+    mean_k = np.where(seen, np.nan_to_num(phase.mean), whole.mean)
+    std_k = np.where(seen, np.nan_to_num(phase.std), whole.std)
+    size = np.where(seen, n, float(whole.count))
+    effective = 1.0 / float(np.sum(w**2 / size))
+    mean = float(w @ mean_k)
+    std = math.sqrt(max(float(w @ (std_k**2 + mean_k**2)) - mean**2, 0.0))
+    counts = np.rint(mixture * effective).astype(np.int64)
+    return replace(whole, count=round(effective), counts=counts, mean=mean, std=std)
