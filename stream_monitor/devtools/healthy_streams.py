@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import orjson
@@ -39,6 +39,8 @@ __all__ = [
     "Shift",
     "draw",
     "event_times",
+    "feature_events",
+    "prediction_events",
     "write_jsonl",
 ]
 
@@ -202,6 +204,29 @@ def draw(
         raise ValueError(f"shift names {shift.feature!r}; features: {', '.join(columns)}")
     score = np.round(1.0 / (1.0 + np.exp(-logit)), 4)
     return HealthyStream(ts, columns, score)
+
+
+def feature_events(stream: HealthyStream, model_id: str) -> list[dict[str, Any]]:
+    """The feature events as dicts (docs/formats.md), for tests that feed an engine in process."""
+    names = list(stream.columns)
+    cols = [stream.columns[n].tolist() for n in names]
+    return [
+        {
+            "event_id": f"e-{k:09d}",
+            "model_id": model_id,
+            "ts": t,
+            "features": dict(zip(names, v, strict=True)),
+        }
+        for k, (t, *v) in enumerate(zip(stream.ts.tolist(), *cols, strict=True))
+    ]
+
+
+def prediction_events(stream: HealthyStream, model_id: str) -> list[dict[str, Any]]:
+    rows = zip(stream.ts.tolist(), stream.prediction.tolist(), stream.score.tolist(), strict=True)
+    return [
+        {"event_id": f"e-{k:09d}", "model_id": model_id, "ts": t, "prediction": p, "score": s}
+        for k, (t, p, s) in enumerate(rows)
+    ]
 
 
 def _feature_lines(stream: HealthyStream, model_id: str, start: int, stop: int) -> str:

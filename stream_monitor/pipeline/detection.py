@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
+import numpy as np
+
 from stream_monitor.core.alerts import Alert, AlertKind, Severity
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.errors import ConfigError, SnapshotError
-from stream_monitor.detectors.calibration import ThresholdCalibrator, per_test_alpha
+from stream_monitor.detectors.calibration import MeanShiftCalibrator, ThresholdCalibrator, per_test_alpha
 from stream_monitor.detectors.sequential import Cusum
 from stream_monitor.pipeline.drift_checks import (
     FixedThresholds,
@@ -93,6 +95,10 @@ class ModelMonitor:
             i: Cusum(k=CUSUM_K, h=h)
             for i, s in enumerate(sk.numeric)
             if s.role == "feature" and cfg.sequential.enabled and self._sequential_on(s.name)
+        }
+        # the CUSUM's window means, standardised by a null spread bootstrapped from the reference's bins
+        self._mean_shifts = {
+            i: MeanShiftCalibrator(sk.numeric[i].profile.counts, seed=seed + 2000 + i) for i in self._cusums
         }
         self._cusum_hold: dict[int, bool] = {}
         self.lifecycle = AlertLifecycle(
@@ -193,7 +199,7 @@ class ModelMonitor:
                 obs = _with_message(obs, f"{obs.message}; {_shift_phrase(prof, mean)}")
             out.append(obs)
             if i in self._cusums:
-                out.append(self._cusum(i, name, prof, mean, n))
+                out.append(self._cusum(i, name, prof, sk.numeric_counts(i), n))
         if role == "feature" and total >= min_events:
             dq = self.layout.config.data_quality
             if dq.enabled:
@@ -235,8 +241,14 @@ class ModelMonitor:
                     out.append(obs)
         return out
 
-    def _cusum(self, i: int, name: str, prof: NumericProfile, mean: float, n: int) -> Observation:
+    def _cusum(
+        self, i: int, name: str, prof: NumericProfile, counts: np.ndarray[Any, Any], n: int
+    ) -> Observation:
         """CUSUM on the window mean's shift, in units of the window's own standard error.
+
+        The mean is of the values' normal scores on the reference's bins, its null spread bootstrapped from
+        those bins (:class:`~stream_monitor.detectors.calibration.MeanShiftCalibrator`): heavy tails and rare
+        outliers neither fire it nor blind it.
 
         The reference mean is itself an estimate, and its error is shared by every window: fed as if it were
         noise it would pile up in the CUSUM. So the allowance per step is the larger of half a standard error
@@ -244,10 +256,9 @@ class ModelMonitor:
         errors) in window standard errors: a constant offset below that never accumulates.
         """
         det = self._cusums[i]
-        scale = prof.std if prof.std > 0 else 1.0
-        effect = (mean - prof.mean) / scale
+        shift = self._mean_shifts[i].shift(counts)
+        effect, z = shift.effect, shift.z
         root_n = math.sqrt(n)
-        z = effect * root_n
         tolerance = max(self.layout.config.sequential.min_effect_sd, 4.0 / math.sqrt(max(prof.count, 1)))
         det.update(z, k=tolerance * root_n)
         relevant = abs(effect) >= tolerance
