@@ -312,6 +312,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    if baseline and (baseline.get("seeds"), baseline.get("events_per_stream")) != (args.seeds, args.events):
+        log(
+            f"note: the baseline ran {baseline.get('seeds')} seeds x {baseline.get('events_per_stream')} events, "
+            f"this run {args.seeds} x {args.events}: compare with care"
+        )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-false-alarms-"))
     workdir.mkdir(parents=True, exist_ok=True)
     source = source_state()
