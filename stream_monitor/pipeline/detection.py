@@ -17,10 +17,12 @@ import dataclasses
 import math
 from typing import Any, Final
 
+import numpy as np
+
 from stream_monitor.core.alerts import Alert, AlertKind, Severity
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.errors import ConfigError, SnapshotError
-from stream_monitor.detectors.calibration import ThresholdCalibrator, per_test_alpha
+from stream_monitor.detectors.calibration import MeanShiftCalibrator, ThresholdCalibrator, per_test_alpha
 from stream_monitor.detectors.sequential import Cusum
 from stream_monitor.pipeline.drift_checks import (
     FixedThresholds,
@@ -41,7 +43,7 @@ from stream_monitor.pipeline.drift_explanations import (
 from stream_monitor.pipeline.lifecycle import AlertLifecycle, Observation
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.range_check import blame_broken_values, range_observation
-from stream_monitor.pipeline.seasonal_expectations import PhaseMatched, SeasonalExpectations
+from stream_monitor.pipeline.seasonal_expectations import PhaseCalibrators, PhaseMatched, SeasonalExpectations
 from stream_monitor.pipeline.windows import ClosedWindow
 from stream_monitor.stats.divergences import STATISTICS
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
@@ -93,12 +95,21 @@ class ModelMonitor:
         self._categorical_cal = [
             self._calibrator(s.role, s.name, s.profile, seed + 1000 + i) for i, s in enumerate(sk.categorical)
         ]
-        self.seasonal = SeasonalExpectations(layout, lambda r, n, p, s: self._calibrator(r, n, p, seed + s))
+        self.seasonal = SeasonalExpectations(
+            layout,
+            lambda r, n, p, s: PhaseCalibrators(
+                self._calibrator(r, n, p, seed + s), MeanShiftCalibrator(p.counts, seed=seed + 2000 + s)
+            ),
+        )
         h = Cusum.h_for_run_length(1.0 / self.alpha_warning, k=CUSUM_K)
         self._cusums = {
             i: Cusum(k=CUSUM_K, h=h)
             for i, s in enumerate(sk.numeric)
             if s.role == "feature" and cfg.sequential.enabled and self._sequential_on(s.name)
+        }
+        # the CUSUM's window means, standardised by a null spread bootstrapped from the reference's bins
+        self._mean_shifts = {
+            i: MeanShiftCalibrator(sk.numeric[i].profile.counts, seed=seed + 2000 + i) for i in self._cusums
         }
         self._cusum_hold: dict[int, bool] = {}
         self.lifecycle = AlertLifecycle(
@@ -187,7 +198,7 @@ class ModelMonitor:
         prof: NumericProfile,
         sk: WindowSketch,
         min_events: int,
-        seasonal: PhaseMatched[ThresholdCalibrator | FixedThresholds] | None = None,
+        seasonal: PhaseMatched[PhaseCalibrators] | None = None,
     ) -> list[Observation]:
         out: list[Observation] = []
         kind = _ROLE_KIND[role]
@@ -204,7 +215,7 @@ class ModelMonitor:
             obs, _ = distance_observation(
                 kind,
                 name,
-                seasonal.calibrator if seasonal is not None else self._numeric_cal[i],
+                seasonal.calibrator.threshold if seasonal is not None else self._numeric_cal[i],
                 sk.numeric_counts(i),
                 expected,
                 n,
@@ -221,7 +232,8 @@ class ModelMonitor:
                     )
             out.append(obs)
             if i in self._cusums:
-                out.append(self._cusum(i, name, expected, mean, n))
+                shifts = seasonal.calibrator.mean_shift if seasonal is not None else self._mean_shifts[i]
+                out.append(self._cusum(i, name, expected, sk.numeric_counts(i), n, shifts))
         if role == "feature" and total >= min_events:
             dq = self.layout.config.data_quality
             if dq.enabled:
@@ -257,8 +269,20 @@ class ModelMonitor:
                     )
         return out
 
-    def _cusum(self, i: int, name: str, prof: NumericProfile, mean: float, n: int) -> Observation:
+    def _cusum(
+        self,
+        i: int,
+        name: str,
+        prof: NumericProfile,
+        counts: np.ndarray[Any, Any],
+        n: int,
+        shifts: MeanShiftCalibrator,
+    ) -> Observation:
         """CUSUM on the window mean's shift, in units of the window's own standard error.
+
+        The mean is of the values' normal scores on the reference's bins, its null spread bootstrapped from
+        those bins (:class:`~stream_monitor.detectors.calibration.MeanShiftCalibrator`): heavy tails and rare
+        outliers neither fire it nor blind it.
 
         The reference mean is itself an estimate, and its error is shared by every window: fed as if it were
         noise it would pile up in the CUSUM. So the allowance per step is the larger of half a standard error
@@ -266,10 +290,9 @@ class ModelMonitor:
         errors) in window standard errors: a constant offset below that never accumulates.
         """
         det = self._cusums[i]
-        scale = prof.std if prof.std > 0 else 1.0
-        effect = (mean - prof.mean) / scale
+        shift = shifts.shift(counts)
+        effect, z = shift.effect, shift.z
         root_n = math.sqrt(n)
-        z = effect * root_n
         tolerance = max(self.layout.config.sequential.min_effect_sd, 4.0 / math.sqrt(max(prof.count, 1)))
         det.update(z, k=tolerance * root_n)
         relevant = abs(effect) >= tolerance

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+from stream_monitor.detectors.calibration import MeanShiftCalibrator, ThresholdCalibrator
+from stream_monitor.pipeline.drift_checks import FixedThresholds
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.windows import ClosedWindow
 from stream_monitor.stats.phase_mixture import WEIGHT_STEPS, expected_profile, phase_weights, weight_signature
@@ -26,6 +28,14 @@ from stream_monitor.stats.profiles import NumericProfile
 MAX_CACHED_MIXTURES: Final = 1024  # per model: (feature, phase mix) pairs kept with their calibrators
 
 C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class PhaseCalibrators:
+    """A phase mixture's calibrators: the distance test's thresholds and the CUSUM's mean shift."""
+
+    threshold: ThresholdCalibrator | FixedThresholds
+    mean_shift: MeanShiftCalibrator
 
 
 @dataclass(frozen=True)
