@@ -111,7 +111,9 @@ class StageRuntime:
             if folder is None:
                 folder = self.models.partition_folder(topic, partition, self.streams[topic], time.monotonic())
                 self.folders[(topic, partition)] = folder
-            result = folder.process([i.offset for i in items], [i.value for i in items], time.monotonic())
+            result = folder.process(
+                [i.offset for i in items], [i.value for i in items], time.monotonic(), wall=time.time()
+            )
             out += [Outgoing(t.partials, p.model.encode(), encode_partial(p)) for p in result.partials]
             for r in result.rejections:
                 item = items[r.index]
@@ -127,6 +129,8 @@ class StageRuntime:
                 self.stats.count_dead_letter(r.reason.value)
             for model, n in result.accepted.items():
                 self.stats.count_events(model, folder.stream.value, "accepted", n)
+            for model, n in result.duplicates.items():
+                self.stats.count_events(model, folder.stream.value, "duplicate", n)
         return out
 
     def idle(self, idle_seconds: float) -> list[Outgoing]:

@@ -63,7 +63,7 @@ class PartitionBatches(WorkerParts):
         offsets = list(map(Message.offset, group))
         values = list(map(Message.value, group))
         now = time.time()
-        result = folder.process(offsets, values, time.monotonic())  # type: ignore[arg-type]
+        result = folder.process(offsets, values, time.monotonic(), wall=now)  # type: ignore[arg-type]
         for partial in result.partials:
             self._publish_partial(partial)
         for r in result.rejections:
@@ -89,6 +89,8 @@ class PartitionBatches(WorkerParts):
             self.stats.count_events(model, stream, "accepted", n)
         for model, n in result.rejected_by_model.items():
             self.stats.count_events(model, stream, "rejected", n)
+        for model, n in result.duplicates.items():
+            self.stats.count_events(model, stream, "duplicate", n)
         if result.event_ts:
             lag = now - np.concatenate(result.event_ts)
             counts = np.bincount(
