@@ -137,14 +137,38 @@ def write_config(
 TOPIC_KEYS = ("features", "predictions", "labels", "features_batch", "alerts", "dlq", "partials", "state")
 
 
-class WorkerProcess:
-    """``python -m stream_monitor.cli run --config ...`` as a subprocess, its log in a file."""
+#: The runtimes ``run --runtime`` offers, each with what it guarantees: ``exact`` (state and the offsets it
+#: covers move together, so a crash or rebalance loses and double-counts nothing) or ``at_least_once``
+#: (steady state equal; a crash can lose open slices or count events twice). A fault test runs on every
+#: runtime whose guarantee covers it, so a new runtime joins every test by a line here.
+RUNTIMES: dict[str, str] = {"native": "exact", "faust": "at_least_once"}
 
-    def __init__(self, config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+
+def runtimes(guarantee: str | None = None) -> list[str]:
+    """The runtimes (those giving ``guarantee``, if named), for ``pytest.mark.parametrize``."""
+    return [r for r, g in RUNTIMES.items() if guarantee is None or g == guarantee]
+
+
+class WorkerProcess:
+    """``python -m stream_monitor.cli run --config ... --runtime ...`` as a subprocess, its log in a file."""
+
+    def __init__(
+        self, config_path: Path, log_path: Path, env: dict[str, str] | None = None, runtime: str = "native"
+    ) -> None:
         self.log_path = log_path
+        self.runtime = runtime
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_monitor.cli", "run", "--config", str(config_path)],
+            [
+                sys.executable,
+                "-m",
+                "stream_monitor.cli",
+                "run",
+                "--config",
+                str(config_path),
+                "--runtime",
+                runtime,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
@@ -218,16 +242,19 @@ class Deployment:
         client: dict[str, Any] | None = None,
         extra_topics: tuple[str, ...] = (),
         window: dict[str, Any] | None = None,
+        runtime: str = "native",
         **service: Any,
     ) -> None:
         suffix = uuid.uuid4().hex[:10]
+        self.runtime = runtime
         self.bootstrap = bootstrap
         self.directory = directory
         keys = (*TOPIC_KEYS, *(("retraining",) if concept else ()), *extra_topics)
         self.topics = {k: f"{k}-{suffix}" for k in keys}
+        self.group = str(service.get("consumer_group", f"sm-{suffix}"))
         defaults: dict[str, Any] = {
             "metrics_port": 0,
-            "consumer_group": f"sm-{suffix}",
+            "consumer_group": self.group,
             "snapshot_seconds": 1.0,
             "idle_partition_seconds": 2.0,
         }
@@ -269,7 +296,9 @@ class Deployment:
         return out.stdout
 
     def start_worker(self, env: dict[str, str] | None = None) -> WorkerProcess:
-        w = WorkerProcess(self.config_path, self.directory / f"worker-{len(self.workers)}.log", env)
+        w = WorkerProcess(
+            self.config_path, self.directory / f"worker-{len(self.workers)}.log", env, self.runtime
+        )
         self.workers.append(w)
         return w
 
@@ -350,6 +379,19 @@ class Deployment:
             if key.startswith(prefix) and msg.value():
                 out[key] = decode_snapshot(msg.value())
         return out
+
+    def committed(self, topic_key: str) -> dict[int, int]:
+        """Offsets the service's consumer group has committed on each partition of a topic (the group is the
+        configured one for the native runtime, ``<group>-faust`` for Faust's)."""
+        group = self.group if self.runtime == "native" else f"{self.group}-faust"
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        try:
+            topic = self.topics[topic_key]
+            n = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+            done = consumer.committed([TopicPartition(topic, p) for p in range(n)], timeout=10)
+            return {tp.partition: tp.offset for tp in done if tp.offset >= 0}
+        finally:
+            consumer.close()
 
     def close(self) -> None:
         for w in self.workers:

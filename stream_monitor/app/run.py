@@ -37,8 +37,16 @@ def _fault_after() -> int | None:
     return int(raw) if raw and raw.isdigit() else None
 
 
-def run_service(config_path: Path) -> int:
-    """Run until a signal; returns the process exit code (raises KafkaUnavailableError for a fatal cause)."""
+RUNTIMES: Final = ("native", "faust")
+
+
+def run_service(config_path: Path, runtime: str = "native") -> int:
+    """Run until a signal; returns the process exit code (raises KafkaUnavailableError for a fatal cause).
+
+    ``runtime``: ``native`` (the confluent-kafka worker loop: state exact through snapshots carrying offsets)
+    or ``faust`` (the same stages as Faust agents: at least once, see docs/operations.md)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; the runtimes are {', '.join(RUNTIMES)}")
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
@@ -89,12 +97,18 @@ def run_service(config_path: Path) -> int:
     source = str(config_path)
     try:
         worker = None
+        faust_runner = None
         while worker is None and not stop.is_set():
             try:
                 admin = AdminClient(
                     {**without_consumer_settings(config.kafka.client_settings()), **watch.hooks()}
                 )
                 if not wait_for_kafka(admin, watch, required_topics(config), source, stop):
+                    break
+                if runtime == "faust":
+                    from stream_monitor.adapters.faust.runner import FaustRunner
+
+                    faust_runner = FaustRunner(config, models, stats, admin)
                     break
                 worker = Worker(config, models, stats, fault_after_batches=_fault_after(), watch=watch)
             except KafkaException as exc:
@@ -108,6 +122,10 @@ def run_service(config_path: Path) -> int:
                 watch.waiting(f"waiting for Kafka at {bootstrap}: {redactor.scrub(str(exc))}")
         if worker is not None:
             worker.run(stop)
+        elif faust_runner is not None:
+            code = faust_runner.run(stop)
+            if code:
+                return code
     except ProducerFatalError as exc:
         log.error("producer failed fatally: %s", exc)
         return 1

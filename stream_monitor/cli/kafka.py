@@ -121,12 +121,20 @@ def topics_create(config_path: Path, wait_s: float) -> None:
 
 @click.command("run")
 @click.option("--config", "config_path", type=_CONFIG_FILE, required=True)
-def run_cmd(config_path: Path) -> None:
+@click.option(
+    "--runtime",
+    type=click.Choice(["native", "faust"]),
+    default="native",
+    show_default=True,
+    help="native: the confluent-kafka loop, state exact across restarts; faust: the same stages as Faust "
+    "agents, at least once (docs/operations.md)",
+)
+def run_cmd(config_path: Path, runtime: str) -> None:
     """Run the monitor against Kafka until SIGTERM or Ctrl-C, then snapshot, commit and exit 0."""
     from stream_monitor.app.run import run_service
 
     try:
-        code = run_service(config_path)
+        code = run_service(config_path, runtime)
     except StreamMonitorError as exc:
         _fail(exc)
     sys.exit(code)

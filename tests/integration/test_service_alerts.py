@@ -22,9 +22,11 @@ WINDOW_EVENT_SECONDS = ss.WINDOW["max_events"] / ss.RATE  # 5 s of event time pe
 SLACK_S = 15.0  # startup, the idle wait for the empty prediction partitions, a loaded 2-core CI machine
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, kafka_bootstrap: str) -> Iterator[ss.Deployment]:
-    d = ss.Deployment(tmp_path, kafka_bootstrap)
+@pytest.fixture(params=ss.runtimes())
+def deployment(
+    request: pytest.FixtureRequest, tmp_path: Path, kafka_bootstrap: str
+) -> Iterator[ss.Deployment]:
+    d = ss.Deployment(tmp_path, kafka_bootstrap, runtime=request.param)
     out = d.create_topics()
     assert out.count("created") == len(ss.TOPIC_KEYS)
     assert "exists" in d.create_topics()  # idempotent

@@ -55,22 +55,23 @@ def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, int, Path]]:
     broker.stop()
 
 
-def _deploy(tmp_path: Path, port: int) -> tuple[ss.Deployment, ss.WorkerProcess]:
+def _deploy(tmp_path: Path, port: int, runtime: str) -> tuple[ss.Deployment, ss.WorkerProcess]:
     # librdkafka's default session (45 s), not the failover tests' 6 s: a broker frozen for 20 s must not cost
     # the group its members (with 6 s it does, and resuming waits for a rebalance and a restore: 2-7 s)
     client = {"session.timeout.ms": 45_000, "heartbeat.interval.ms": 3000}
-    d = ss.Deployment(tmp_path, f"127.0.0.1:{port}", client=client)
+    d = ss.Deployment(tmp_path, f"127.0.0.1:{port}", client=client, runtime=runtime)
     d.create_topics()
     worker = d.start_worker()
     ss.wait_for(lambda: "assigned" in worker.log(), 60, "the worker assigned")
     return d, worker
 
 
+@pytest.mark.parametrize("runtime", ss.runtimes("exact"))
 def test_a_broker_frozen_for_20_s_under_load_loses_nothing(
-    tmp_path: Path, own_broker: tuple[LocalBroker, int, Path]
+    tmp_path: Path, own_broker: tuple[LocalBroker, int, Path], runtime: str
 ) -> None:
     broker, port, _ = own_broker
-    d, worker = _deploy(tmp_path, port)
+    d, worker = _deploy(tmp_path, port, runtime)
     try:
         events = ss.live_events(N_EVENTS, drifting=True)
         feeder = ss.Feeder(d, events, N_PARTITIONS)
@@ -101,11 +102,12 @@ def test_a_broker_frozen_for_20_s_under_load_loses_nothing(
         d.close()
 
 
+@pytest.mark.parametrize("runtime", ss.runtimes("exact"))
 def test_a_broker_restarted_under_load_loses_no_acknowledged_alert(
-    tmp_path: Path, own_broker: tuple[LocalBroker, int, Path]
+    tmp_path: Path, own_broker: tuple[LocalBroker, int, Path], runtime: str
 ) -> None:
     broker, port, data = own_broker
-    d, worker = _deploy(tmp_path, port)
+    d, worker = _deploy(tmp_path, port, runtime)
     try:
         events = ss.live_events(N_EVENTS, drifting=True)
         feeder = ss.Feeder(d, events, N_PARTITIONS)

@@ -22,9 +22,11 @@ BUCKET_S = 10.0
 DEADLINE_S = 60.0  # from the last event produced: startup, idle waits, a loaded 2-core CI machine
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, kafka_bootstrap: str) -> Iterator[ss.Deployment]:
-    d = ss.Deployment(tmp_path, kafka_bootstrap, concept=True)
+@pytest.fixture(params=ss.runtimes())
+def deployment(
+    request: pytest.FixtureRequest, tmp_path: Path, kafka_bootstrap: str
+) -> Iterator[ss.Deployment]:
+    d = ss.Deployment(tmp_path, kafka_bootstrap, concept=True, runtime=request.param)
     d.create_topics()
     yield d
     d.close()
@@ -36,14 +38,9 @@ def produce(d: ss.Deployment, streams: dict[str, list[dict[str, Any]]]) -> None:
         d.produce(key, [orjson.dumps(e) for e in events], partitions=[ss.partition_of(e, 3) for e in events])
 
 
-def judged_to(d: ss.Deployment, horizon: float) -> bool:
-    """Whether stage 2 has judged performance up to event time ``horizon`` (by its latest snapshot)."""
-    for snap in d.latest_snapshots("s2|").values():
-        model = snap["models"].get(ss.MODEL)
-        perf = model and model.get("performance")
-        if perf and (perf["monitor"]["watermark"] or 0) >= horizon:
-            return True
-    return False
+def judged_to(worker: ss.WorkerProcess, horizon: float) -> bool:
+    """Whether stage 2 has judged performance up to event time ``horizon`` (by its /metrics)."""
+    return worker.metric("stream_monitor_performance_watermark_seconds", model=ss.MODEL) >= horizon
 
 
 def test_concept_switch_raises_concept_drift_and_a_retraining_request(
@@ -78,7 +75,7 @@ def test_concept_switch_raises_concept_drift_and_a_retraining_request(
     # A replay of the same stream raises the same concept alerts, up to where the service has judged (replay
     # also flushes what is still open at the end of its input).
     horizon = ss.LIVE_START + N_EVENTS / ss.RATE - 2 * BUCKET_S
-    ss.wait_for(lambda: judged_to(deployment, horizon), DEADLINE_S, "performance judged near the end")
+    ss.wait_for(lambda: judged_to(worker, horizon), DEADLINE_S, "performance judged near the end")
 
     def settled(alerts: list[Any]) -> list[tuple[Any, ...]]:
         return ss.concept_alerts([a for a in alerts if a.event_ts < horizon])
@@ -101,7 +98,7 @@ def test_same_stream_without_the_switch_raises_no_concept_alert(deployment: ss.D
         "every event accepted",
     )
     ss.wait_for(
-        lambda: judged_to(deployment, horizon), DEADLINE_S, "performance judged to near the end of the stream"
+        lambda: judged_to(worker, horizon), DEADLINE_S, "performance judged to near the end of the stream"
     )
     assert [a for a in deployment.alerts() if a.kind.value in ("concept_drift", "label_lag")] == []
     assert deployment.read("retraining") == []

@@ -24,8 +24,9 @@ N_EVENTS = 12_000
 N_PARTITIONS = 3
 
 
+@pytest.mark.parametrize("runtime", ss.runtimes("exact"))  # the final state is compared exactly
 def test_event_time_hazards_leave_the_windows_the_oracle_computes(
-    tmp_path: Path, kafka_bootstrap: str
+    tmp_path: Path, kafka_bootstrap: str, runtime: str
 ) -> None:
     # 15 minutes back: the whole stream is in the past of the wall clock, its skewed events an hour ahead
     events = ss.hazard_events(N_EVENTS, start=float(int(time.time())) - 900.0)
@@ -35,6 +36,7 @@ def test_event_time_hazards_leave_the_windows_the_oracle_computes(
         kafka_bootstrap,
         extra_topics=("window_stats",),
         window={"max_future_seconds": ss.MAX_FUTURE_S},
+        runtime=runtime,
     )
     try:
         d.create_topics()

@@ -28,8 +28,11 @@ CHUNK = 500
 CHUNK_EVERY_S = 0.3  # about 1,700 events/s: the stream lasts ~12 s, long enough to kill workers mid-way
 
 
-def test_kill9_twice_with_two_workers_keeps_state_exact(tmp_path: Path, kafka_bootstrap: str) -> None:
-    d = ss.Deployment(tmp_path, kafka_bootstrap)
+@pytest.mark.parametrize("runtime", ss.runtimes("exact"))
+def test_kill9_twice_with_two_workers_keeps_state_exact(
+    tmp_path: Path, kafka_bootstrap: str, runtime: str
+) -> None:
+    d = ss.Deployment(tmp_path, kafka_bootstrap, runtime=runtime)
     try:
         d.create_topics()
         first, second = d.start_worker(), d.start_worker()
@@ -54,10 +57,11 @@ def test_kill9_twice_with_two_workers_keeps_state_exact(tmp_path: Path, kafka_bo
         d.close()
 
 
+@pytest.mark.parametrize("runtime", ss.runtimes("exact"))
 def test_worker_joining_and_leaving_mid_stream_keeps_state_exact(
-    tmp_path: Path, kafka_bootstrap: str
+    tmp_path: Path, kafka_bootstrap: str, runtime: str
 ) -> None:
-    d = ss.Deployment(tmp_path, kafka_bootstrap)
+    d = ss.Deployment(tmp_path, kafka_bootstrap, runtime=runtime)
     try:
         d.create_topics()
         first = d.start_worker()
@@ -96,10 +100,13 @@ def _assigned_after(worker: ss.WorkerProcess, after: float) -> float | None:
     return None
 
 
-def test_rebalance_churn_join_leave_rejoin_keeps_state_exact(tmp_path: Path, kafka_bootstrap: str) -> None:
+@pytest.mark.parametrize("runtime", ss.runtimes("exact"))
+def test_rebalance_churn_join_leave_rejoin_keeps_state_exact(
+    tmp_path: Path, kafka_bootstrap: str, runtime: str
+) -> None:
     """A worker joins at 25%, leaves by SIGTERM at 50% and rejoins at 75% of the stream; each rebalance ends
     (the partitions it moves are assigned) within twice the session timeout."""
-    d = ss.Deployment(tmp_path, kafka_bootstrap)
+    d = ss.Deployment(tmp_path, kafka_bootstrap, runtime=runtime)
     try:
         d.create_topics()
         first = d.start_worker()

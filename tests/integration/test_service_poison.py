@@ -56,8 +56,9 @@ EXPECTED_REASON = {
 }
 
 
-def test_poison_matrix(tmp_path: Path, kafka_bootstrap: str) -> None:
-    d = ss.Deployment(tmp_path, kafka_bootstrap, max_message_bytes=SIZE_CAP)
+@pytest.mark.parametrize("runtime", ss.runtimes())
+def test_poison_matrix(tmp_path: Path, kafka_bootstrap: str, runtime: str) -> None:
+    d = ss.Deployment(tmp_path, kafka_bootstrap, max_message_bytes=SIZE_CAP, runtime=runtime)
     try:
         d.create_topics()
         worker = d.start_worker()

@@ -123,11 +123,12 @@ def _tls_config(d: ss.Deployment, broker: LocalBroker, ca: Path) -> None:
     d.config_path.write_text(yaml.safe_dump(raw))
 
 
+@pytest.mark.parametrize("runtime", ss.runtimes())
 def test_the_service_runs_over_tls_verifying_the_broker(
-    tmp_path: Path, tls_broker: tuple[LocalBroker, Path, Path]
+    tmp_path: Path, tls_broker: tuple[LocalBroker, Path, Path], runtime: str
 ) -> None:
     broker, ca, _ = tls_broker
-    d = ss.Deployment(tmp_path, broker.bootstrap_servers)
+    d = ss.Deployment(tmp_path, broker.bootstrap_servers, runtime=runtime)
     try:
         d.create_topics()
         _tls_config(d, broker, ca)
@@ -178,11 +179,12 @@ def _sasl_config(d: ss.Deployment, broker: LocalBroker) -> None:
     assert SECRET not in d.config_path.read_text()
 
 
+@pytest.mark.parametrize("runtime", ss.runtimes())
 def test_the_service_runs_over_sasl_scram_and_never_shows_the_password(
-    tmp_path: Path, scram_broker: LocalBroker
+    tmp_path: Path, scram_broker: LocalBroker, runtime: str
 ) -> None:
     # the test's own clients (producer, readers) use the plaintext listener; only the service uses SASL
-    d = ss.Deployment(tmp_path, scram_broker.bootstrap_servers)
+    d = ss.Deployment(tmp_path, scram_broker.bootstrap_servers, runtime=runtime)
     try:
         d.create_topics()
         _sasl_config(d, scram_broker)

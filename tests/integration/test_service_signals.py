@@ -16,8 +16,11 @@ pytestmark = pytest.mark.kafka
 N_EVENTS = 60_000
 
 
-def test_sigterm_under_load_exits_within_10_s_and_resumes(tmp_path: Path, kafka_bootstrap: str) -> None:
-    d = ss.Deployment(tmp_path, kafka_bootstrap, batch_max_events=2000)
+@pytest.mark.parametrize("runtime", ss.runtimes("exact"))
+def test_sigterm_under_load_exits_within_10_s_and_resumes(
+    tmp_path: Path, kafka_bootstrap: str, runtime: str
+) -> None:
+    d = ss.Deployment(tmp_path, kafka_bootstrap, batch_max_events=2000, runtime=runtime)
     try:
         d.create_topics()
         d.produce_events(ss.live_events(N_EVENTS, drifting=False))
@@ -43,8 +46,11 @@ def test_sigterm_under_load_exits_within_10_s_and_resumes(tmp_path: Path, kafka_
         d.close()
 
 
-def test_sigterm_after_a_stage_failure_exits_within_10_s(tmp_path: Path, kafka_bootstrap: str) -> None:
-    d = ss.Deployment(tmp_path, kafka_bootstrap, batch_max_events=500)
+@pytest.mark.parametrize("runtime", ss.runtimes("exact"))
+def test_sigterm_after_a_stage_failure_exits_within_10_s(
+    tmp_path: Path, kafka_bootstrap: str, runtime: str
+) -> None:
+    d = ss.Deployment(tmp_path, kafka_bootstrap, batch_max_events=500, runtime=runtime)
     try:
         d.create_topics()
         worker = d.start_worker(env={FAULT_ENV: "3"})

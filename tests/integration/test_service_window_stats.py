@@ -29,10 +29,11 @@ def _identity(r: dict[str, Any]) -> tuple[Any, ...]:
     return (r["model_id"], r["kind"], r["signal"], r["detector"], w["start_ts"], w["end_ts"], w["events"])
 
 
+@pytest.mark.parametrize("runtime", ss.runtimes())
 def test_the_service_publishes_the_window_statistics_a_replay_writes(
-    tmp_path: Path, kafka_bootstrap: str
+    tmp_path: Path, kafka_bootstrap: str, runtime: str
 ) -> None:
-    d = ss.Deployment(tmp_path, kafka_bootstrap, extra_topics=("window_stats",))
+    d = ss.Deployment(tmp_path, kafka_bootstrap, extra_topics=("window_stats",), runtime=runtime)
     try:
         assert d.create_topics().count("created") == len(ss.TOPIC_KEYS) + 1
         worker = d.start_worker()

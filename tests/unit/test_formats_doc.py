@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from stream_monitor.adapters.files.replay import DeadLetter
-from stream_monitor.adapters.kafka.clients import DeadLetterPublisher
+from stream_monitor.adapters.kafka.clients import dead_letter_record
 from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.alerts import RETRAINING_SCHEMA, SCHEMA, Alert, AlertKind, RetrainingRequest
 from stream_monitor.core.events import RejectReason
@@ -165,7 +165,7 @@ def test_every_field_of_each_record_has_a_row(heading: str, record: type) -> Non
 
 
 def test_every_dead_letter_header_has_a_row() -> None:
-    headers = re.findall(r'\(\s*"(\w+)",', inspect.getsource(DeadLetterPublisher.send))
+    headers = re.findall(r'\(\s*"(\w+)",', inspect.getsource(dead_letter_record))
     assert headers == [
         "reason",
         "detail",

@@ -143,6 +143,7 @@ def test_required_families_are_exported_with_their_labels() -> None:
         "stream_monitor_join_bytes_per_prediction": ("model",),
         "stream_monitor_label_coverage_ratio": ("model",),
         "stream_monitor_label_lag_seconds": ("model", "quantile"),
+        "stream_monitor_performance_watermark_seconds": ("model",),
         "stream_monitor_predictions_evicted_total": ("model", "reason"),
         "stream_monitor_labels_stale_total": ("model",),
         "stream_monitor_duplicate_events_total": ("model", "stream"),
@@ -467,7 +468,7 @@ def test_label_join_figures_are_exported_per_model() -> None:
     joiner.add_labels(["a"], [30.0], [1.0])
     joiner.expire(1000.0)
     stats = ServiceStats()
-    stats.set_labels("m", joiner.stats().as_dict())
+    stats.set_labels("m", {**joiner.stats().as_dict(), "judged_until": 1763766000.0})
     text = generate_latest(create_registry(stats, process=False)).decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -480,6 +481,7 @@ def test_label_join_figures_are_exported_per_model() -> None:
         samples[("stream_monitor_duplicate_events_total", (("model", "m"), ("stream", "predictions")))] == 1
     )
     assert samples[("stream_monitor_label_coverage_ratio", (("model", "m"),))] == pytest.approx(1 / 3)
+    assert samples[("stream_monitor_performance_watermark_seconds", (("model", "m"),))] == 1763766000.0
     assert samples[
         ("stream_monitor_label_lag_seconds", (("model", "m"), ("quantile", "0.5")))
     ] == pytest.approx(30, rel=0.15)

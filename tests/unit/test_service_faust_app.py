@@ -3,13 +3,17 @@ bound to the configured address, and agent steps that never raise."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
+import pytest
 
 from stream_monitor.adapters.faust import app as faust_app
 from stream_monitor.adapters.faust.app import Incoming, StageRuntime, create_app
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.pipeline.assembly import build_models
 from stream_monitor.pipeline.counters import ServiceStats
+from stream_monitor.pipeline.partials import decode_partial
 from tests import service_support as ss
 
 
@@ -50,3 +54,31 @@ def test_stage_steps_route_dead_letters_and_never_raise() -> None:
 
     assert rt.guard("stage2", boom, batch) == []
     assert rt.stats.snapshot().agents_up["stage2"] is False
+
+
+def test_quiet_assigned_partitions_promise_idleness_and_revoked_ones_are_dropped() -> None:
+    rt = runtime()
+    t = rt.config.topics
+    # features:0 carries events; predictions:0 never does, but is assigned, so it must still let stage 2 go on
+    rt.stage1(
+        [Incoming(t.features, 0, i, None, orjson.dumps(e)) for i, e in enumerate(ss.live_events(20, False))]
+    )
+    assigned = [(t.features, 0), (t.predictions, 0), (t.partials, 0)]  # the partials topic is not an input
+    idle = [decode_partial(o.value or b"") for o in rt.idle(0.0, assigned)]
+    assert set(rt.folders) == {(t.features, 0), (t.predictions, 0)}
+    assert f"{t.predictions}:0" in {p.source for p in idle if p.idle}
+    rt.idle(0.0, [(t.predictions, 0)])  # features:0 was taken away: its new owner re-reads it
+    assert set(rt.folders) == {(t.predictions, 0)}
+
+
+def test_run_offers_the_runtimes_of_the_cli_contract() -> None:
+    from click.testing import CliRunner
+
+    from stream_monitor.app.run import RUNTIMES, run_service
+    from stream_monitor.cli import main
+
+    help_text = CliRunner().invoke(main, ["run", "--help"]).output
+    assert "--runtime [native|faust]" in help_text
+    assert RUNTIMES == ("native", "faust")
+    with pytest.raises(ValueError, match="the runtimes are native, faust"):
+        run_service(Path("unused.yaml"), "flink")

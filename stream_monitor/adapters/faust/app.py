@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from stream_monitor.adapters.kafka.clients import Redactor, dead_letter_record
 from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.alerts import encode_alert
 from stream_monitor.core.errors import ConfigError
@@ -44,10 +45,12 @@ from stream_monitor.pipeline.counters import ServiceStats
 from stream_monitor.pipeline.merge_partition import MergePartition
 from stream_monitor.pipeline.partials import encode_partial
 from stream_monitor.pipeline.partition_fold import PartitionFolder
+from stream_monitor.pipeline.stage_reports import count_stage1, count_stage2, side_records
 
 log = logging.getLogger(__name__)
 
 TAKE_WITHIN_S: Final = 0.1
+IDLE_CHECK_S: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,22 @@ class StageRuntime:
     """The broker-free half of the Faust runtime: batches in, records to publish out; never raises."""
 
     def __init__(
-        self, config: MonitorConfig, models: ServiceModels, stats: ServiceStats, sources: list[str]
+        self,
+        config: MonitorConfig,
+        models: ServiceModels,
+        stats: ServiceStats,
+        sources: list[str],
+        label_sources: list[str] | None = None,
     ) -> None:
         self.config = config
         self.models = models
         self.stats = stats
-        self.sources = sources
+        self.sources = sources  # "topic:partition" of every feature and prediction partition
+        self.label_sources = label_sources or []
+        secrets = [
+            v.get_secret_value() for v in config.kafka.client.values() if hasattr(v, "get_secret_value")
+        ]
+        self.scrub = Redactor(secrets).scrub
         t = config.topics
         self.streams = {
             t.features: Stream.FEATURES,
@@ -107,33 +120,39 @@ class StageRuntime:
         t = self.config.topics
         out: list[Outgoing] = []
         for (topic, partition), items in _by_partition(batch).items():
-            folder = self.folders.get((topic, partition))
-            if folder is None:
-                folder = self.models.partition_folder(topic, partition, self.streams[topic], time.monotonic())
-                self.folders[(topic, partition)] = folder
+            folder = self._folder(topic, partition)
+            now = time.time()
             result = folder.process(
-                [i.offset for i in items], [i.value for i in items], time.monotonic(), wall=time.time()
+                [i.offset for i in items], [i.value for i in items], time.monotonic(), wall=now
             )
             out += [Outgoing(t.partials, p.model.encode(), encode_partial(p)) for p in result.partials]
             for r in result.rejections:
                 item = items[r.index]
-                headers = [
-                    ("reason", r.reason.value.encode()),
-                    ("detail", r.detail[:500].encode()),
-                    ("source_topic", topic.encode()),
-                    ("source_partition", str(partition).encode()),
-                    ("source_offset", str(item.offset).encode()),
-                    ("time", str(int(time.time() * 1000)).encode()),
-                ]
-                out.append(Outgoing(t.dlq, item.key, item.value, headers))
+                value, headers = dead_letter_record(
+                    item.value, r.reason.value, r.detail, topic, partition, item.offset, now, self.scrub
+                )
+                out.append(Outgoing(t.dlq, item.key, value, headers))
                 self.stats.count_dead_letter(r.reason.value)
-            for model, n in result.accepted.items():
-                self.stats.count_events(model, folder.stream.value, "accepted", n)
-            for model, n in result.duplicates.items():
-                self.stats.count_events(model, folder.stream.value, "duplicate", n)
+            count_stage1(self.stats, folder.stream.value, result, now)
         return out
 
-    def idle(self, idle_seconds: float) -> list[Outgoing]:
+    def _folder(self, topic: str, partition: int) -> PartitionFolder:
+        folder = self.folders.get((topic, partition))
+        if folder is None:
+            folder = self.models.partition_folder(topic, partition, self.streams[topic], time.monotonic())
+            self.folders[(topic, partition)] = folder
+        return folder
+
+    def idle(self, idle_seconds: float, assigned: Iterable[tuple[str, int]] | None = None) -> list[Outgoing]:
+        """Idle promises of quiet input partitions. ``assigned``: the input partitions this process owns now;
+        a folder is made for each (a partition that never sees an event still owes stage 2 its promise) and
+        dropped for one taken away (its new owner re-reads it from the committed offset)."""
+        if assigned is not None:
+            owned = {(topic, partition) for topic, partition in assigned if topic in self.streams}
+            for key in owned - self.folders.keys():
+                self._folder(*key)
+            for key in self.folders.keys() - owned:
+                del self.folders[key]
         now = time.monotonic()
         partials = self.config.topics.partials
         return [
@@ -143,20 +162,31 @@ class StageRuntime:
         ]
 
     def stage2(self, batch: list[Incoming]) -> list[Outgoing]:
+        t = self.config.topics
         out: list[Outgoing] = []
         for (topic, partition), items in _by_partition(batch).items():
             merge = self.merges.get(partition)
             if merge is None:
-                merge = self.merges[partition] = self.models.merge_partition(topic, partition, self.sources)
+                merge = self.merges[partition] = self.models.merge_partition(
+                    topic, partition, self.sources, self.label_sources
+                )
             result = merge.process([i.offset for i in items], [i.value for i in items])
-            for w in result.windows:
-                if w.tested:
-                    self.stats.record_observations(w.model, w.observations, w.firing)
-            self.stats.count_alerts(result.alerts)
+            count_stage2(self.stats, merge, result)
+            out += [Outgoing(t.alerts, a.model_id.encode(), encode_alert(a)) for a in result.alerts]
             out += [
-                Outgoing(self.config.topics.alerts, a.model_id.encode(), encode_alert(a))
-                for a in result.alerts
+                Outgoing(r.topic, r.key.encode(), r.value)
+                for r in side_records(result, t.window_stats, t.retraining)
             ]
+            for a in result.alerts:
+                log.info(
+                    "alert %s %s %s %s/%s: %s",
+                    a.status.value,
+                    a.severity.value,
+                    a.model_id,
+                    a.kind.value,
+                    a.signal,
+                    a.message,
+                )
         return out
 
 
@@ -210,10 +240,15 @@ def create_app(
     stats: ServiceStats,
     sources: list[str],
     *,
+    label_sources: list[str] | None = None,
+    inputs: list[str] | None = None,
     web_enabled: bool = False,
     web_port: int = 6066,
 ) -> Any:
-    """A new Faust app running stage 1 and stage 2 (there is no module-level app; every call builds one)."""
+    """A new Faust app running stage 1 and stage 2 (there is no module-level app; every call builds one).
+
+    ``sources`` and ``label_sources`` name every ``topic:partition`` stage 2 waits for (as the worker
+    loop's do); ``inputs`` are the input topics to read (default: features, predictions and labels)."""
     import faust
 
     svc, t = config.service, config.topics
@@ -234,7 +269,7 @@ def create_app(
         web_bind=svc.bind_host,
         web_port=web_port,
     )
-    runtime = StageRuntime(config, models, stats, sources)
+    runtime = StageRuntime(config, models, stats, sources, label_sources)
     raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
@@ -242,7 +277,7 @@ def create_app(
         "value_serializer": "raw",
         "allow_empty": True,
     }
-    inputs = app.topic(t.features, t.predictions, t.labels, **raw)
+    input_topics = app.topic(*(inputs or [t.features, t.predictions, t.labels]), **raw)
     partials = app.topic(t.partials, **raw)
 
     async def publish(records: list[Outgoing]) -> None:
@@ -251,12 +286,20 @@ def create_app(
                 r.topic, r.key, r.value, partition=None, timestamp=None, headers=r.headers
             )
 
-    @app.agent(inputs, name="stage1")
+    @app.agent(input_topics, name="stage1")
     async def stage1(stream: Any) -> None:
         stats.set_agent("stage1", True)
         async for events in stream.take_events(svc.batch_max_events, within=TAKE_WITHIN_S):
             await publish(runtime.guard("stage1", runtime.stage1, [_incoming(e) for e in events]))
             await publish(runtime.guard("stage1", lambda _: runtime.idle(svc.idle_partition_seconds), []))
+
+    @app.timer(interval=IDLE_CHECK_S)  # type: ignore[untyped-decorator]
+    async def idle_sources() -> None:
+        # a partition that went quiet still owes stage 2 its idle promise (the agent only runs on events)
+        assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+        await publish(
+            runtime.guard("stage1", lambda _: runtime.idle(svc.idle_partition_seconds, assigned), [])
+        )
 
     @app.agent(partials, name="stage2")
     async def stage2(stream: Any) -> None:

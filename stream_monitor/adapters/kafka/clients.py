@@ -333,21 +333,46 @@ class DeadLetterPublisher:
         original_headers: list[tuple[str, bytes]] | None = None,
         now: float | None = None,
     ) -> int:
-        when = time.time() if now is None else now
-        headers = [
-            ("reason", reason.encode()),
-            ("detail", self.redactor.scrub(detail[:MAX_DETAIL_CHARS]).encode("utf-8", "replace")),
-            ("source_topic", source_topic.encode()),
-            ("source_partition", str(source_partition).encode()),
-            ("source_offset", str(source_offset).encode()),
-            ("time", str(int(when * 1000)).encode()),
-        ]
-        if value is not None and len(value) > MAX_DEAD_LETTER_VALUE_BYTES:
-            headers.append(("value_bytes", str(len(value)).encode()))
-            value = value[:DEAD_LETTER_SAMPLE_BYTES]
-        if original_headers:
-            headers.extend((k, v if v is not None else b"") for k, v in original_headers)
+        value, headers = dead_letter_record(
+            value,
+            reason,
+            detail,
+            source_topic,
+            source_partition,
+            source_offset,
+            time.time() if now is None else now,
+            self.redactor.scrub,
+            original_headers,
+        )
         return self.producer.produce(self.topic, value, key=key, headers=headers)
+
+
+def dead_letter_record(
+    value: bytes | None,
+    reason: str,
+    detail: str,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    now: float,
+    scrub: Callable[[str], str],
+    original_headers: list[tuple[str, bytes]] | None = None,
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The value and headers of a dead-letter record (see :class:`DeadLetterPublisher`), for every runtime."""
+    headers = [
+        ("reason", reason.encode()),
+        ("detail", scrub(detail[:MAX_DETAIL_CHARS]).encode("utf-8", "replace")),
+        ("source_topic", source_topic.encode()),
+        ("source_partition", str(source_partition).encode()),
+        ("source_offset", str(source_offset).encode()),
+        ("time", str(int(now * 1000)).encode()),
+    ]
+    if value is not None and len(value) > MAX_DEAD_LETTER_VALUE_BYTES:
+        headers.append(("value_bytes", str(len(value)).encode()))
+        value = value[:DEAD_LETTER_SAMPLE_BYTES]
+    if original_headers:
+        headers.extend((k, v if v is not None else b"") for k, v in original_headers)
+    return value, headers
 
 
 def raise_for_error(err: KafkaError | None, redactor: Redactor, what: str) -> None:

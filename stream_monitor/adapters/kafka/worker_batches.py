@@ -10,21 +10,14 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Sequence
-from typing import Final
 
 import numpy as np
-import orjson
 from confluent_kafka import KafkaError, Message, TopicPartition
 
 from stream_monitor.adapters.kafka.worker_state import WorkerParts, _Owned, log
-from stream_monitor.core.alerts import retraining_requests
-from stream_monitor.core.window_stats import encode_window_stat
-from stream_monitor.pipeline.counters import LATENCY_BUCKETS
-from stream_monitor.pipeline.merge_partition import MergePartition, Stage2Result
-from stream_monitor.pipeline.partition_fold import PartitionFolder, Stage1Result
-from stream_monitor.pipeline.window_stat_records import window_stat_records
-
-_LATENCY_EDGES: Final = np.asarray(LATENCY_BUCKETS)
+from stream_monitor.pipeline.merge_partition import MergePartition
+from stream_monitor.pipeline.partition_fold import PartitionFolder
+from stream_monitor.pipeline.stage_reports import count_stage1, count_stage2, side_records
 
 
 class PartitionBatches(WorkerParts):
@@ -80,49 +73,16 @@ class PartitionBatches(WorkerParts):
                 now,
             )
             self.stats.count_dead_letter(r.reason.value)
-        self._count_stage1(folder, result, now)
-
-    def _count_stage1(self, folder: PartitionFolder, result: Stage1Result, now: float) -> None:
-        stream = folder.stream.value
-        self.stats.count_slow_decoded(result.slow_decoded)
-        for model, n in result.accepted.items():
-            self.stats.count_events(model, stream, "accepted", n)
-        for model, n in result.rejected_by_model.items():
-            self.stats.count_events(model, stream, "rejected", n)
-        for model, n in result.duplicates.items():
-            self.stats.count_events(model, stream, "duplicate", n)
-        if result.event_ts:
-            lag = now - np.concatenate(result.event_ts)
-            counts = np.bincount(
-                np.searchsorted(_LATENCY_EDGES, lag, side="left"), minlength=len(_LATENCY_EDGES) + 1
-            )
-            self.stats.observe_latency(stream, counts.tolist(), float(lag.sum()))
+        count_stage1(self.stats, folder.stream.value, result, now)
 
     def _stage2(self, merge: MergePartition, group: Sequence[Message]) -> None:
         result = merge.process([int(m.offset() or 0) for m in group], [m.value() for m in group])
-        self._emit(result)
-        for model, merger in merge.mergers.items():
-            self.stats.set_window(model, merger.window_fill, merger.monitor.windows_tested)
-            if merger.performance is not None:
-                self.stats.set_labels(model, merger.performance.joiner.stats().as_dict())
-
-    def _emit(self, result: Stage2Result) -> None:
-        stats_topic = self.config.topics.window_stats
-        for w in result.windows:
-            if w.tested:
-                self.stats.record_observations(w.model, w.observations, w.firing)
-                if stats_topic:
-                    # at least once: a window re-tested after a restart publishes its records again
-                    for record in window_stat_records(w):
-                        self.producer.produce(stats_topic, encode_window_stat(record), key=w.model)
+        count_stage2(self.stats, merge, result)
+        t = self.config.topics
+        for record in side_records(result, t.window_stats, t.retraining):
+            self.producer.produce(record.topic, record.value, key=record.key)
         if result.alerts:
             self.alerts.publish(result.alerts)
-            self.stats.count_alerts(result.alerts)
-            retraining = self.config.topics.retraining
-            if retraining:
-                # deduped with the alerts: one request per critical concept-drift episode
-                for request in retraining_requests(result.alerts):
-                    self.producer.produce(retraining, orjson.dumps(request), key=request.model_id)
             for a in result.alerts:
                 log.info(
                     "alert %s %s %s %s/%s: %s",

@@ -212,6 +212,14 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         ],
     ),
     MetricSpec(
+        "stream_monitor_performance_watermark_seconds",
+        "gauge",
+        "Event time (epoch seconds) up to which concept drift has been judged: labels of predictions before it "
+        "that arrived have been counted.",
+        ("model",),
+        lambda s: _label_figure(s, "judged_until"),
+    ),
+    MetricSpec(
         "stream_monitor_predictions_evicted_total",
         "counter",
         "Predictions dropped from the join without a label, by reason (ttl, capacity).",
