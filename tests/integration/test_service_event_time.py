@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests import event_time_hazards as hz
 from tests import service_support as ss
 
 pytestmark = pytest.mark.kafka
@@ -29,13 +30,13 @@ def test_event_time_hazards_leave_the_windows_the_oracle_computes(
     tmp_path: Path, kafka_bootstrap: str, runtime: str
 ) -> None:
     # 15 minutes back: the whole stream is in the past of the wall clock, its skewed events an hour ahead
-    events = ss.hazard_events(N_EVENTS, start=float(int(time.time())) - 900.0)
-    hazards = ss.event_time_hazards(events)
+    events = hz.hazard_events(N_EVENTS, start=float(int(time.time())) - 900.0)
+    hazards = hz.event_time_hazards(events)
     d = ss.Deployment(
         tmp_path,
         kafka_bootstrap,
         extra_topics=("window_stats",),
-        window={"max_future_seconds": ss.MAX_FUTURE_S},
+        window={"max_future_seconds": hz.MAX_FUTURE_S},
         runtime=runtime,
     )
     try:
@@ -43,7 +44,7 @@ def test_event_time_hazards_leave_the_windows_the_oracle_computes(
         worker = d.start_worker()
         feeder = ss.Feeder(d, hazards.messages, N_PARTITIONS)
         feeder.start()
-        ss.finish_and_compare(d, feeder, hazards.messages, cfg=ss.hazard_config(), clean=hazards.admitted)
+        ss.finish_and_compare(d, feeder, hazards.messages, cfg=hz.hazard_config(), clean=hazards.admitted)
 
         # the dead letters: each skewed or late event once, with its reason, at its own offset
         dead = ss.wait_for(
@@ -58,7 +59,7 @@ def test_event_time_hazards_leave_the_windows_the_oracle_computes(
 
         # the windows: the published ones equal the oracle's (those big enough to test), but the last, which
         # the sentinels leave open (the oracle closes it at the end of its input)
-        windows = ss.oracle_windows(hazards.admitted, ss.hazard_layout())[:-1]
+        windows = hz.oracle_windows(hazards.admitted, hz.hazard_layout())[:-1]
         oracle = [w for w in windows if w.events >= ss.WINDOW["min_events"]]
         assert len(oracle) >= 10
         published: dict[tuple[float, float, int], dict[str, Any]] = {}

@@ -19,6 +19,7 @@ from stream_monitor.pipeline.windows import ADMITTED, FUTURE, LATE, SliceFolder
 from stream_monitor.stats.profiles import NumericProfile
 from stream_monitor.stats.sketch_layout import NumericSignal, SketchLayout
 from stream_monitor.stats.sketches import WindowSketch
+from tests import event_time_hazards as hz
 from tests import service_support as ss
 
 PROF = NumericProfile(
@@ -113,7 +114,7 @@ def _hazards(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("path", ["typed", "orjson"])
 def test_the_fold_dead_letters_skewed_and_late_events_at_their_positions(path: str) -> None:
     events = _hazards(_events())
-    folder = _folder(ss.hazard_config())
+    folder = _folder(hz.hazard_config())
     wall = events[0]["ts"] + 60.0
     offsets = list(range(1000, 1000 + len(events)))
     if path == "typed":
@@ -152,17 +153,17 @@ def test_predictions_are_screened_on_the_fold() -> None:
 
 def test_the_repeat_filter_survives_a_snapshot_and_an_old_snapshot_restores() -> None:
     events = _events()
-    folder = _folder(ss.hazard_config())
+    folder = _folder(hz.hazard_config())
     folder.process_events(list(range(200)), events[:200], 0.0)
     state = orjson.loads(orjson.dumps(folder.snapshot()))
-    resumed = _folder(ss.hazard_config())
+    resumed = _folder(hz.hazard_config())
     resumed.restore(state, 0.0)
     again = resumed.process_events([200, 201], [events[199], events[200]], 0.0)
     assert again.duplicates == {ss.MODEL: 1} and again.accepted == {ss.MODEL: 1}
     # a snapshot written before the screen existed: restores, with no ids remembered and counts from zero
     for key in ("future", "duplicates", "recent"):
         del state["models"][ss.MODEL]["slices"][key]
-    old = _folder(ss.hazard_config())
+    old = _folder(hz.hazard_config())
     old.restore(state, 0.0)
     assert old.slices[ss.MODEL].duplicate_events == 0 and len(old.slices[ss.MODEL].recent) == 0
     assert old.process_events([200], [events[200]], 0.0).accepted == {ss.MODEL: 1}

@@ -15,6 +15,7 @@ from stream_monitor.adapters.files.replay import DeadLetter, JsonlSource, replay
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.local import Engine
+from tests import event_time_hazards as hz
 from tests import service_support as ss
 
 N_EVENTS = 24_000
@@ -31,10 +32,10 @@ def _window_counts(engine: Engine) -> dict[tuple[float, float, int], dict[str, l
 
 @pytest.mark.parametrize("batch", [500, 137])
 def test_the_windows_of_a_hazardous_stream_equal_the_batch_oracle(batch: int) -> None:
-    hazards = ss.event_time_hazards(ss.live_events(N_EVENTS, drifting=True))
+    hazards = hz.event_time_hazards(ss.live_events(N_EVENTS, drifting=True))
     assert hazards.reasons["late_event"] > 0 and hazards.reasons["future_timestamp"] > 0
     assert hazards.duplicates > 0.015 * N_EVENTS
-    engine = Engine(ss.hazard_config(), ss.profile().models, ManualClock(0.0))
+    engine = Engine(hz.hazard_config(), ss.profile().models, ManualClock(0.0))
     engine.record_stats(True)
     reasons: Counter[str] = Counter()
     duplicates = 0
@@ -53,7 +54,7 @@ def test_the_windows_of_a_hazardous_stream_equal_the_batch_oracle(batch: int) ->
     assert pipeline.accepted["features"] == len(hazards.admitted)
     assert pipeline.suppressed["features"] == hazards.duplicates
 
-    oracle = ss.oracle_windows(hazards.admitted, ss.hazard_layout())
+    oracle = hz.oracle_windows(hazards.admitted, hz.hazard_layout())
     got = _window_counts(engine)
     assert len(oracle) > 20
     assert list(got) == [
@@ -70,10 +71,10 @@ def e_nominal(event: dict[str, object]) -> float:
 
 
 def test_a_replayed_file_dead_letters_the_hazards_with_their_lines(tmp_path: Path) -> None:
-    hazards = ss.event_time_hazards(ss.live_events(6000, drifting=False))
+    hazards = hz.event_time_hazards(ss.live_events(6000, drifting=False))
     path = tmp_path / "features.jsonl"
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in hazards.messages))
-    engine = Engine(ss.hazard_config(), ss.profile().models, ManualClock(0.0))
+    engine = Engine(hz.hazard_config(), ss.profile().models, ManualClock(0.0))
     dead: list[DeadLetter] = []
     report = replay(engine, [JsonlSource(path, Stream.FEATURES)], on_dead=dead.append)
     assert Counter(d.reason for d in dead) == hazards.reasons
