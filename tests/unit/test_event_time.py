@@ -15,6 +15,7 @@ from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import RejectReason, Stream
 from stream_monitor.pipeline.assembly import build_models
 from stream_monitor.pipeline.partition_fold import PartitionFolder
+from stream_monitor.pipeline.recent_ids import RecentIds
 from stream_monitor.pipeline.windows import ADMITTED, FUTURE, LATE, SliceFolder
 from stream_monitor.stats.profiles import NumericProfile
 from stream_monitor.stats.sketch_layout import NumericSignal, SketchLayout
@@ -167,3 +168,29 @@ def test_the_repeat_filter_survives_a_snapshot_and_an_old_snapshot_restores() ->
     old.restore(state, 0.0)
     assert old.slices[ss.MODEL].duplicate_events == 0 and len(old.slices[ss.MODEL].recent) == 0
     assert old.process_events([200], [events[200]], 0.0).accepted == {ss.MODEL: 1}
+
+
+def test_the_repeat_filter_agrees_with_a_dict_of_what_is_held() -> None:
+    """Random batches of ids (many repeats, forgotten ids coming back) and floors that move on: the filter
+    says "fresh" exactly when a plain dict of id -> slice holds no live copy, and its snapshot holds the
+    live ones."""
+    rng = np.random.default_rng(5)
+    ids, held = RecentIds(), {}
+    floor = 0
+    for step in range(400):
+        keys = rng.integers(2, 3000, int(rng.integers(1, 300))).astype(np.uint64)
+        slices = np.full(len(keys), floor + int(rng.integers(0, 4)), np.int64)
+        expected = []
+        for k, s in zip(keys.tolist(), slices.tolist(), strict=True):
+            live = k in held and held[k] >= floor
+            expected.append(not live)
+            if not live:
+                held[k] = s
+        assert ids.fresh(keys, slices).tolist() == expected, step
+        if rng.random() < 0.3:
+            floor += int(rng.integers(1, 3))
+            ids.forget_before(floor)
+        assert len(ids) == sum(s >= floor for s in held.values())
+    snap = ids.snapshot()
+    got = {int(h): int(s) for s, hexes in snap.items() for h in np.frombuffer(bytes.fromhex(hexes), "<u8")}
+    assert got == {k: s for k, s in held.items() if s >= floor}
