@@ -108,17 +108,18 @@ def write_config(
     topics: dict[str, str],
     concept: bool = False,
     client: dict[str, Any] | None = None,
+    window: dict[str, Any] | None = None,
     **service: Any,
 ) -> Path:
     """Reference profile and config files for a ``stream-monitor run`` subprocess (the concept-drift model's
     when ``concept``). The consumer's session is short (6 s) so failover tests are quick; ``client`` overrides
-    librdkafka settings."""
+    librdkafka settings, ``window`` the model's window settings."""
     if concept:
         save_reference(concept_profile(), directory / "reference.json")
         raw = {"models": {MODEL: concept_model_config()}, "service": service}
     else:
         save_reference(profile(), directory / "reference.json")
-        raw = config_dict(**service)
+        raw = {"models": {MODEL: model_config(**(window or {}))}, "service": service}
     raw["kafka"] = {
         "bootstrap_servers": bootstrap,
         "client": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **(client or {})},
@@ -237,6 +238,7 @@ class Deployment:
         concept: bool = False,
         client: dict[str, Any] | None = None,
         extra_topics: tuple[str, ...] = (),
+        window: dict[str, Any] | None = None,
         runtime: str = "native",
         **service: Any,
     ) -> None:
@@ -254,7 +256,13 @@ class Deployment:
             "idle_partition_seconds": 2.0,
         }
         self.config_path = write_config(
-            directory, bootstrap, self.topics, concept=concept, client=client, **{**defaults, **service}
+            directory,
+            bootstrap,
+            self.topics,
+            concept=concept,
+            client=client,
+            window=window,
+            **{**defaults, **service},
         )
         self.workers: list[WorkerProcess] = []
         self._producer = Producer(
@@ -421,11 +429,13 @@ def expected_boundary(events: list[dict[str, Any]]) -> int:
     return int((sentinel_ts(events) - WINDOW["allowed_lateness_seconds"]) // WINDOW["slice_seconds"])
 
 
-def engine_run(events: list[dict[str, Any]], batch: int = 500) -> tuple[Any, list[Alert]]:
+def engine_run(
+    events: list[dict[str, Any]], batch: int = 500, cfg: MonitorConfig | None = None
+) -> tuple[Any, list[Alert]]:
     """The replay engine over ``events`` in order: its pipeline (state) and every alert."""
     from stream_monitor.core.events import Stream
 
-    eng = engine()
+    eng = engine(cfg)
     alerts: list[Alert] = []
     for i in range(0, len(events), batch):
         alerts.extend(eng.process_events(Stream.FEATURES, events[i : i + batch]).alerts)
@@ -614,17 +624,25 @@ def when_produced(feeder: Feeder, fraction: float, action: Callable[[], Any]) ->
     return action()
 
 
-def finish_and_compare(d: Deployment, feeder: Feeder, events: list[dict[str, Any]]) -> list[Alert]:
+def finish_and_compare(
+    d: Deployment,
+    feeder: Feeder,
+    events: list[dict[str, Any]],
+    cfg: MonitorConfig | None = None,
+    clean: list[dict[str, Any]] | None = None,
+) -> list[Alert]:
     """Wait for the feeder, close every slice with sentinels, and check the service's final stage-2 state
-    against a one-process recomputation, and its alerts topic against the recomputation's alerts (each alert
-    id + status once). Returns the alerts read from the topic."""
+    against a one-process recomputation (with ``cfg``, the deployment's config), and its alerts topic against
+    the recomputation's alerts (each alert id + status once). The sentinels follow the times of ``clean``
+    (default ``events``: give the admitted events when some are skewed ahead). Returns the alerts read from
+    the topic."""
     feeder.join(180)
     assert not feeder.is_alive(), "the feeder did not finish"
     assert feeder.error is None, feeder.error
     n_partitions = feeder.n_partitions
-    sentinels = sentinel_events(events, n_partitions)
+    sentinels = sentinel_events(clean or events, n_partitions)
     d.produce("features", [orjson.dumps(e) for e in sentinels], partitions=list(range(n_partitions)))
-    boundary = expected_boundary(events)
+    boundary = expected_boundary(clean or events)
 
     def final_state() -> Any:
         for snap in d.latest_snapshots("s2|").values():
@@ -636,10 +654,10 @@ def finish_and_compare(d: Deployment, feeder: Feeder, events: list[dict[str, Any
     snap = wait_for(final_state, 120, "stage 2's snapshot to cover every real slice")
     from stream_monitor.pipeline.assembly import build_models
 
-    models = build_models(config(), profile().models, ManualClock(0.0))
+    models = build_models(cfg or config(), profile().models, ManualClock(0.0))
     merge = models.merge_partition(d.topics["partials"], int(snap["source"].rsplit(":", 1)[1]), [])
     merge.restore(snap)
-    pipeline, engine_alerts = engine_run(events + sentinels)
+    pipeline, engine_alerts = engine_run(events + sentinels, cfg=cfg)
     assert_merger_matches(merge.mergers[MODEL], pipeline)
 
     emitted = d.alerts()

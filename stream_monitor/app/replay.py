@@ -104,6 +104,9 @@ def _print_summary(
         out.write(
             f"  {stream:<12} {lines:>10,} lines: {accepted:,} accepted, {dead:,} dead-lettered, {blank:,} blank\n"
         )
+    if report.duplicates:
+        dup = ", ".join(f"{v:,} {k}" for k, v in sorted(report.duplicates.items()))
+        out.write(f"duplicate event ids suppressed (not folded, not dead-lettered): {dup}\n")
     if report.dead_letters:
         dl = ", ".join(f"{v:,} {k}" for k, v in sorted(report.dead_letters.items()))
         where = (

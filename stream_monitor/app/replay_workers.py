@@ -158,6 +158,7 @@ def _gather(
             (report.events, r.events),
             (report.lines, r.lines),
             (report.blank, r.blank),
+            (report.duplicates, r.duplicates),
         ):
             for key, n in part.items():
                 target[key] = target.get(key, 0) + n

@@ -150,6 +150,11 @@ class WindowConfig(_Strict):
         default=None, gt=0, description="partial-sketch granularity; derived if unset"
     )
     allowed_lateness_seconds: float = Field(default=30.0, ge=0)
+    max_future_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="events further ahead of the clock are dead-lettered as future_timestamp; unset: no bound",
+    )
     min_events: int = Field(default=200, ge=1, description="smaller windows are summarised, not tested")
 
     @model_validator(mode="after")

@@ -45,6 +45,13 @@ class RejectReason(StrEnum):
     WRONG_TYPE = "wrong_type"
     BAD_TIMESTAMP = "bad_timestamp"
     UNKNOWN_MODEL = "unknown_model"
+    FUTURE_TIMESTAMP = "future_timestamp"  # further ahead of the clock than window.max_future_seconds
+    LATE_EVENT = "late_event"  # its slice was already handed out: later than window.allowed_lateness_seconds
+
+
+# Reasons the fold gives (after decoding and parsing), for event time: the only ones a typed decoder's output
+# can still earn.
+FOLD_REASONS: Final = frozenset({RejectReason.FUTURE_TIMESTAMP, RejectReason.LATE_EVENT})
 
 
 @dataclass(frozen=True, slots=True)

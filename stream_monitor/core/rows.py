@@ -97,6 +97,31 @@ class FeatureRows:
             for head in (True, False)
         )
 
+    def take(self, keep: NDArray[np.bool_]) -> FeatureRows:
+        """The rows flagged in ``keep``, in their order (cells renumbered to their new rows).
+
+        >>> rows = FeatureRows(np.array([1.0, 2.0, 3.0]), ["a", "b", "c"], np.zeros((3, 0)),
+        ...     np.zeros((3, 0), np.int8), np.zeros((3, 1), np.int32), [[(2, "new")]], [(0, "extra")])
+        >>> kept = rows.take(np.array([False, True, True])); kept.event_ids, kept.new_values, kept.unknown_fields
+        (['b', 'c'], [[(1, 'new')]], [])
+        """
+        if keep.all():
+            return self
+        where = np.cumsum(keep) - 1  # a kept row's new number
+
+        def cells(items: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+            return [(int(where[r]), v) for r, v in items if keep[r]]
+
+        return FeatureRows(
+            ts=self.ts[keep],
+            event_ids=[e for e, k in zip(self.event_ids, keep.tolist(), strict=True) if k],
+            numeric=self.numeric[keep],
+            numeric_code=self.numeric_code[keep],
+            categorical=self.categorical[keep],
+            new_values=[cells(col) for col in self.new_values],
+            unknown_fields=cells(self.unknown_fields),
+        )
+
     def permute(self, order: NDArray[np.intp]) -> FeatureRows:
         """The same rows in another order (``order`` is a permutation of every row)."""
         where = np.empty(len(order), dtype=np.intp)
@@ -126,6 +151,19 @@ class PredictionRows:
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def take(self, keep: NDArray[np.bool_]) -> PredictionRows:
+        """The rows flagged in ``keep``, in their order."""
+        if keep.all():
+            return self
+        flags = keep.tolist()
+        return PredictionRows(
+            ts=self.ts[keep],
+            event_ids=[e for e, k in zip(self.event_ids, flags, strict=True) if k],
+            predicted=self.predicted[keep],
+            score=self.score[keep],
+            raw_predicted=[p for p, k in zip(self.raw_predicted, flags, strict=True) if k],
+        )
 
 
 @dataclass

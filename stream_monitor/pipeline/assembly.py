@@ -85,6 +85,10 @@ def build_models(
         )
         layouts[model_id] = layout
         slicing[model_id] = ModelSlicing(
-            ModelFolder(layout), seconds, w.allowed_lateness_seconds, forward=has_performance(layout)
+            ModelFolder(layout),
+            seconds,
+            w.allowed_lateness_seconds,
+            forward=has_performance(layout),
+            max_future=w.max_future_seconds,
         )
     return ServiceModels(config, layouts, slicing, clock or SystemClock())

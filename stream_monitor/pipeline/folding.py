@@ -92,13 +92,6 @@ class ModelFolder:
         sketches = [folder.sketch(s, self.new_sketch) for s in slice_ids]
         self.fold_predictions(sketches, starts, ts, predicted, score)
 
-    def ingest_predictions(
-        self, folder: SliceFolder, events: Sequence[dict[str, Any]]
-    ) -> tuple[PredictionRows, list[Rejection]]:
-        rows, rejected = self.predictions.parse(events)
-        self.fold_prediction_rows(folder, rows)
-        return rows, rejected
-
     def fold_predictions(
         self,
         sketches: Sequence[WindowSketch],

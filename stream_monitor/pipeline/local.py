@@ -48,6 +48,7 @@ STREAMS: Final = (Stream.FEATURES, Stream.PREDICTIONS, Stream.LABELS)
 class ProcessResult:
     alerts: list[Alert] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)  # indices refer to the messages handed in
+    duplicates: int = 0  # messages repeating an event id still in an open slice: suppressed, not rejected
 
     @property
     def retraining(self) -> list[RetrainingRequest]:
@@ -62,6 +63,7 @@ class ModelPipeline:
         self.slice_seconds = slice_seconds
         self.merger = merger
         self.accepted: Counter[str] = Counter()  # events parsed and folded, per stream
+        self.suppressed: Counter[str] = Counter()  # events repeating an id in an open slice, per stream
         self.open_events = 0  # events in the folders' open slices, kept current by the engine
         self.performance_observations = 0  # performance judgements so far
         self.keep_stats = False  # record every test of every window (replay --stats-out)
@@ -186,7 +188,10 @@ class _Folds:
     def _fold(self, stream: Stream, stage1: Stage1Result) -> ProcessResult:
         """One batch folded: its rejections counted, its partials (and the idle notices of the streams that
         promise nothing now) delivered."""
-        out = ProcessResult(rejections=sorted(stage1.rejections, key=lambda r: r.index))
+        out = ProcessResult(
+            rejections=sorted(stage1.rejections, key=lambda r: r.index),
+            duplicates=sum(stage1.duplicates.values()),
+        )
         for r in out.rejections:
             self.rejected[(stream.value, r.reason.value)] += 1
         partials = list(stage1.partials)
@@ -270,6 +275,8 @@ class Engine(_Folds):
     ) -> None:
         for model_id, n in stage1.accepted.items():
             self.pipelines[model_id].accepted[stream.value] += n
+        for model_id, n in stage1.duplicates.items():
+            self.pipelines[model_id].suppressed[stream.value] += n
         touched = set()
         for p in partials:
             pipeline = self.pipelines[p.model]

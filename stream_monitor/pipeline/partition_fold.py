@@ -1,8 +1,9 @@
 """Stage 1: fold one input partition's events into time-slice sketches, per model, and hand out closed slices.
 
 A :class:`PartitionFolder` owns one (topic, partition) of an input stream. For each batch of raw messages it
-decodes, routes by model, parses and folds (the same core code as replay: :class:`ModelFolder` into a
-:class:`SliceFolder` per model), then turns every slice the partition's watermark has passed into a
+decodes, routes by model, parses, screens event time (:mod:`~stream_monitor.pipeline.event_time`: future and
+late events rejected, repeated ids suppressed) and folds (the same core code as replay: :class:`ModelFolder`
+into a :class:`SliceFolder` per model), then turns every slice the partition's watermark has passed into a
 :class:`~stream_monitor.pipeline.partials.Partial` for stage 2. Rejected messages come back with their position
 so the edge can dead-letter them. The folder stays one class because decoding, folding and handing out
 share its per-model slice folders and the boundaries already sent; the rows it forwards
@@ -39,10 +40,11 @@ from numpy.typing import NDArray
 
 from stream_monitor.core.envelope import route_by_model
 from stream_monitor.core.events import Rejection, Stream, decode_batch
-from stream_monitor.core.rows import FeatureRows
 from stream_monitor.core.typed_decoding import DecodedFeatures, TypedFeatureDecoder
+from stream_monitor.pipeline.event_ingest import forward_features, ingest_events
+from stream_monitor.pipeline.event_time import screen_rows
 from stream_monitor.pipeline.folding import ModelFolder
-from stream_monitor.pipeline.forwarded_rows import _accepted, _row_chunks, _rows
+from stream_monitor.pipeline.forwarded_rows import _row_chunks
 from stream_monitor.pipeline.partial_chunks import _chunks
 from stream_monitor.pipeline.partials import NO_BOUNDARY, Partial, RowBatch
 from stream_monitor.pipeline.partition_snapshot import restore_partition, snapshot_partition
@@ -61,6 +63,7 @@ class ModelSlicing:
     slice_seconds: float
     allowed_lateness: float
     forward: bool = False  # monitored for concept drift: forward rows to stage 2's PerformanceMonitor
+    max_future: float | None = None  # window.max_future_seconds
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Stage1Result:
     skipped: int = 0  # messages below next_offset (already covered by the restored state)
     slow_decoded: int = 0  # feature messages the typed decoder refused (decoded by the orjson path instead)
     forwarded: dict[str, RowBatch] = field(default_factory=dict)  # rows for stage 2, per model
+    duplicates: dict[str, int] = field(default_factory=dict)  # model -> repeated event ids suppressed
 
 
 class PartitionFolder:
@@ -105,7 +109,9 @@ class PartitionFolder:
         # topics, the concept-drift models on the label topic
         self.reporting = [m for m, ms in self.models.items() if stream in SLICED_STREAMS or ms.forward]
         self.sliced = bool(self.reporting)
-        self.slices = {m: SliceFolder(s.slice_seconds, s.allowed_lateness) for m, s in self.models.items()}
+        self.slices = {
+            m: SliceFolder(s.slice_seconds, s.allowed_lateness, s.max_future) for m, s in self.models.items()
+        }
         self.sent = dict.fromkeys(self.models, NO_BOUNDARY)  # boundary last told to stage 2
         self.idle = dict.fromkeys(self.models, False)  # idleness last told to stage 2
         self.last_event_at = dict.fromkeys(self.models, now)
@@ -120,8 +126,12 @@ class PartitionFolder:
         self.changed = False  # since the last snapshot
 
     # ---- processing ----------------------------------------------------------------------------------------
-    def process(self, offsets: Sequence[int], values: Sequence[bytes | None], now: float) -> Stage1Result:
-        """Fold one batch of this partition's messages (ascending offsets); never raises on bad input."""
+    def process(
+        self, offsets: Sequence[int], values: Sequence[bytes | None], now: float, wall: float | None = None
+    ) -> Stage1Result:
+        """Fold one batch of this partition's messages (ascending offsets); never raises on bad input. ``now``
+        times idleness (any clock); ``wall`` is the wall-clock time ``max_future_seconds`` counts from (None
+        in a replay: see :meth:`SliceFolder.future_reference`)."""
         result = Stage1Result()
         skip = 0
         if self.next_offset is not None:
@@ -133,31 +143,35 @@ class PartitionFolder:
         raw = values[skip:] if skip else values
         at = np.asarray(offsets[skip:], dtype=np.int64)
         if self.features is not None:
-            self._fold_decoded(self.features.decode(raw), at, result, now, skip)
+            self._fold_decoded(self.features.decode(raw), at, result, now, skip, wall)
         else:
             events, kept, rejected = decode_batch(raw, self.max_message_bytes)
             result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in rejected)
             if rejected:
                 result.rejected_by_model[UNROUTED] = len(rejected)
-            self._fold_events(events, at[np.asarray(kept, np.intp)], [k + skip for k in kept], result, now)
+            positions = [k + skip for k in kept]
+            self._fold_events(events, at[np.asarray(kept, np.intp)], positions, result, now, wall)
         return self._close(result, offsets[skip], offsets[-1] + 1)
 
-    def process_decoded(self, offsets: Sequence[int], decoded: DecodedFeatures, now: float) -> Stage1Result:
+    def process_decoded(
+        self, offsets: Sequence[int], decoded: DecodedFeatures, now: float, wall: float | None = None
+    ) -> Stage1Result:
         """Feature messages decoded already (by :attr:`features`, as replay reads files); ``offsets`` are the
         messages' offsets, new ones (above everything this folder has seen)."""
         result = Stage1Result()
         if len(offsets):
-            self._fold_decoded(decoded, np.asarray(offsets, dtype=np.int64), result, now, 0)
+            self._fold_decoded(decoded, np.asarray(offsets, dtype=np.int64), result, now, 0, wall)
             self._close(result, offsets[0], offsets[-1] + 1)
         return result
 
     def process_events(
-        self, offsets: Sequence[int], events: Sequence[dict[str, Any]], now: float
+        self, offsets: Sequence[int], events: Sequence[dict[str, Any]], now: float, wall: float | None = None
     ) -> Stage1Result:
         """Messages decoded into dicts already; rejections index ``events``, ``offsets`` are new ones."""
         result = Stage1Result()
         if len(offsets):
-            self._fold_events(events, np.asarray(offsets, dtype=np.int64), range(len(events)), result, now)
+            at = np.asarray(offsets, dtype=np.int64)
+            self._fold_events(events, at, range(len(events)), result, now, wall)
             self._close(result, offsets[0], offsets[-1] + 1)
         return result
 
@@ -177,6 +191,7 @@ class PartitionFolder:
         result: Stage1Result,
         now: float,
         skip: int,
+        wall: float | None,
     ) -> None:
         """Typed-decoded feature messages (the orjson path decoded what the structs refused) into the slices
         of their models; ``skip`` shifts rejection positions to the batch handed in."""
@@ -187,8 +202,21 @@ class PartitionFolder:
         if unrouted:
             result.rejected_by_model[UNROUTED] = unrouted
         for model_id, batch in decoded.batches.items():
-            rows = batch.rows
-            forward = self._forward_features(model_id, rows, offsets[batch.positions])
+            rows, positions = batch.rows, batch.positions
+            screened = screen_rows(self.slices[model_id], rows.ts, rows.event_ids, wall)
+            if screened.rejected:
+                result.rejections.extend(
+                    Rejection(int(positions[row]) + skip, reason, detail)
+                    for row, reason, detail in screened.rejected
+                )
+                result.rejected_by_model[model_id] = result.rejected_by_model.get(model_id, 0) + len(
+                    screened.rejected
+                )
+            _count_duplicates(model_id, screened.duplicates, result)
+            if screened.keep is not None:
+                rows, positions = rows.take(screened.keep), positions[screened.keep]
+            ms = self.models[model_id]
+            forward = forward_features(ms.folder, ms.forward, self.slices[model_id], rows, offsets[positions])
             if forward is not None:
                 result.forwarded[model_id] = forward
             self.models[model_id].folder.fold_feature_rows(self.slices[model_id], rows)
@@ -201,6 +229,7 @@ class PartitionFolder:
         positions: Sequence[int],
         result: Stage1Result,
         now: float,
+        wall: float | None,
     ) -> None:
         """Decoded events (their source offsets, and their positions in the batch handed in, for rejections):
         route by model, parse and fold per model."""
@@ -210,70 +239,24 @@ class PartitionFolder:
             result.rejected_by_model[UNROUTED] = result.rejected_by_model.get(UNROUTED, 0) + len(unrouted)
         for model_id, members in groups.items():
             batch = events if len(members) == len(events) else [events[i] for i in members]
-            ts, refused, rows = self._ingest(model_id, batch, offsets[np.asarray(members, np.intp)])
-            if rows is not None and len(rows):
-                result.forwarded[model_id] = rows
+            at = offsets[np.asarray(members, np.intp)]
+            ms = self.models[model_id]
+            got = ingest_events(self.stream, ms.folder, ms.forward, self.slices[model_id], batch, at, wall)
+            if got.forwarded is not None and len(got.forwarded):
+                result.forwarded[model_id] = got.forwarded
             result.rejections.extend(
-                Rejection(positions[members[r.index]], r.reason, r.detail) for r in refused
+                Rejection(positions[members[r.index]], r.reason, r.detail) for r in got.refused
             )
-            if refused:
-                result.rejected_by_model[model_id] = len(refused)
-            self._accept(model_id, ts, result, now)
+            if got.refused:
+                result.rejected_by_model[model_id] = len(got.refused)
+            _count_duplicates(model_id, got.duplicates, result)
+            self._accept(model_id, got.ts, result, now)
 
     def _accept(self, model_id: str, ts: NDArray[np.float64], result: Stage1Result, now: float) -> None:
         if len(ts):
             result.accepted[model_id] = result.accepted.get(model_id, 0) + len(ts)
             result.event_ts.append(ts)
             self.last_event_at[model_id] = now
-
-    def _forward_features(
-        self, model_id: str, rows: FeatureRows, offsets: NDArray[np.int64]
-    ) -> RowBatch | None:
-        """The segment columns of a concept-drift model's feature rows, for stage 2's performance monitor."""
-        ms = self.models[model_id]
-        columns = list(ms.folder.layout.segment_columns)
-        if not (ms.forward and columns and len(rows)):
-            return None
-        slices = self.slices[model_id]
-        return RowBatch(
-            rows.event_ids,
-            {
-                "offset": offsets,
-                "slice": np.maximum(slices.slice_ids(rows.ts), slices.next_slice),
-                "ts": rows.ts,
-                "segments": rows.categorical[:, columns].astype(np.int32),
-            },
-        )
-
-    def _ingest(
-        self, model_id: str, events: Sequence[dict[str, Any]], offsets: NDArray[np.int64]
-    ) -> tuple[NDArray[np.float64], list[Rejection], RowBatch | None]:
-        """Parse and fold one model's events; ``offsets`` are their source offsets. Returns the accepted
-        events' times, the refused, and the rows to forward to stage 2 (concept-drift models only)."""
-        ms = self.models[model_id]
-        folder, slices = ms.folder, self.slices[model_id]
-        if self.stream is Stream.FEATURES:  # only when typed decoding is off (a nested field path)
-            rows, refused = folder.features.parse(events)
-            out = self._forward_features(model_id, rows, _accepted(offsets, refused))
-            folder.fold_feature_rows(slices, rows)
-            return rows.ts, refused, out
-        if self.stream is Stream.PREDICTIONS:
-            if not ms.forward:
-                prows, refused = folder.ingest_predictions(slices, events)
-                return prows.ts, refused, None
-            prows, refused = folder.predictions.parse(events)  # folded by stage 2, after the join's dedupe
-            ids, _ = slices.assign(prows.ts)
-            cols = {"predicted": prows.predicted, "score": prows.score}
-            return prows.ts, refused, _rows(prows.event_ids, offsets, refused, ids, prows.ts, cols)
-        lrows, refused = folder.parse_labels(events)
-        if not ms.forward:
-            return lrows.ts, refused, None
-        ids, _ = slices.assign(lrows.ts)
-        return (
-            lrows.ts,
-            refused,
-            _rows(lrows.event_ids, offsets, refused, ids, lrows.ts, {"label": lrows.label}),
-        )
 
     def _drain(
         self, offsets: tuple[int, int], forwarded: Mapping[str, RowBatch], final: bool = False
@@ -372,6 +355,11 @@ class PartitionFolder:
     def restore(self, state: Mapping[str, Any], now: float) -> list[str]:
         """Resume from :meth:`snapshot`; returns the models whose state was dropped (reference changed)."""
         return restore_partition(self, state, now)
+
+
+def _count_duplicates(model_id: str, n: int, result: Stage1Result) -> None:
+    if n:
+        result.duplicates[model_id] = result.duplicates.get(model_id, 0) + n
 
 
 def _finite(x: float) -> float | None:

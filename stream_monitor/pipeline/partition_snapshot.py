@@ -2,7 +2,9 @@
 
 The snapshot is the open slices, the watermark state, what was sent to stage 2 and ``next_offset``: restoring it
 and seeking to ``next_offset`` resumes exactly. A model whose reference changed since (another layout
-fingerprint) is dropped, not restored.
+fingerprint) is dropped, not restored. Each slice folder's state carries the ids of its open slices' events
+(the repeat filter) and its future / duplicate counts; a snapshot written before those existed restores with
+none remembered and the counts at zero, so the version stays 2.
 """
 
 from __future__ import annotations

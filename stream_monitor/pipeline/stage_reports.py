@@ -32,13 +32,15 @@ class SideRecord:
 
 
 def count_stage1(stats: ServiceStats, stream: str, result: Stage1Result, now: float) -> None:
-    """Events accepted and rejected per model, slow decodes, and event-to-processing latency (``now``:
-    epoch seconds)."""
+    """Events accepted, rejected and suppressed as repeats per model, slow decodes, and event-to-processing
+    latency (``now``: epoch seconds)."""
     stats.count_slow_decoded(result.slow_decoded)
     for model, n in result.accepted.items():
         stats.count_events(model, stream, "accepted", n)
     for model, n in result.rejected_by_model.items():
         stats.count_events(model, stream, "rejected", n)
+    for model, n in result.duplicates.items():  # repeated event ids, suppressed (not dead-lettered)
+        stats.count_events(model, stream, "duplicate", n)
     if result.event_ts:
         observe_latency(stats, stream, np.concatenate(result.event_ts), now)
 

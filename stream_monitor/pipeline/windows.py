@@ -6,14 +6,31 @@ allowed lateness``) has passed. Stage 2 (:class:`WindowAssembler`, one per model
 current window and closes it when it holds ``max_events`` events or spans ``max_seconds``, whichever comes first.
 
 Because a window is a run of whole slices and a slice's content does not depend on which partition carried an
-event, one worker and many workers close identical windows. An event older than the oldest open slice is folded
-into that slice and counted as late, never dropped.
+event, one worker and many workers close identical windows.
+
+Before rows are folded, :meth:`SliceFolder.screen` refuses two kinds of event time, which the caller
+dead-letters with their reason (never folded, never dropped unsaid):
+
+* ``future_timestamp``: more than ``max_future_seconds`` ahead of the clock, refused before it can move the
+  watermark (one clock skewed an hour ahead would otherwise make every later event late). The clock is the
+  wall clock the service passes in; a replay has none, so there the reference is the later of the latest
+  event time folded and the median event time of the batch (a batch mostly ahead of the stream is believed).
+* ``late_event``: in a slice before the one the watermark had reached when the event arrived: later than
+  ``allowed_lateness_seconds`` (plus up to a slice). The watermark is taken event by event in arrival order
+  (the latest admitted time before the event), so whether an event is late does not depend on how its
+  partition's messages were cut into batches.
+
+Repeated event ids within the open slices are suppressed and counted (:class:`~stream_monitor.pipeline.
+recent_ids.RecentIds`).
 
 >>> folder = SliceFolder(slice_seconds=10.0, allowed_lateness=0.0)
 >>> ids = folder.slice_ids(np.array([5.0, 12.0, 3.0])); ids
 array([0, 1, 0])
 >>> order, starts, slices = folder.segments(ids); order.tolist(), starts.tolist(), slices
 ([0, 2, 1], [0, 2], [0, 1])
+>>> skewed = SliceFolder(slice_seconds=10.0, allowed_lateness=5.0, max_future=60.0)
+>>> verdict = skewed.screen(np.array([100.0, 3700.0, 104.0, 80.0]), wall=110.0); verdict.tolist()
+[0, 1, 0, 2]
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.alerts import WindowInfo
+from stream_monitor.pipeline.recent_ids import RecentIds
 from stream_monitor.stats.sketch_layout import SketchLayout
 from stream_monitor.stats.sketches import WindowSketch
 
@@ -98,6 +116,12 @@ def slices_in(seconds: float, slice_seconds: float) -> int:
     return max(1, math.floor(seconds / slice_seconds + _SLICE_TOLERANCE))
 
 
+# What :meth:`SliceFolder.screen` says of a row.
+ADMITTED: Final = 0
+FUTURE: Final = 1  # further ahead of the clock than max_future_seconds
+LATE: Final = 2  # its slice was behind the watermark when it arrived
+
+
 @dataclass
 class ClosedSlice:
     slice_id: int
@@ -107,17 +131,25 @@ class ClosedSlice:
 class SliceFolder:
     """Open slice sketches of one input (a partition, or a replay) keyed by slice id."""
 
-    def __init__(self, slice_seconds: float, allowed_lateness: float) -> None:
+    def __init__(
+        self, slice_seconds: float, allowed_lateness: float, max_future: float | None = None
+    ) -> None:
         if not slice_seconds > 0:
             raise ValueError(f"slice_seconds must be > 0, got {slice_seconds}")
         if allowed_lateness < 0:
             raise ValueError(f"allowed_lateness must be >= 0, got {allowed_lateness}")
+        if max_future is not None and not max_future > 0:
+            raise ValueError(f"max_future must be > 0 or None, got {max_future}")
         self.slice_seconds = slice_seconds
         self.allowed_lateness = allowed_lateness
+        self.max_future = max_future
         self.open: dict[int, WindowSketch] = {}
         self.max_ts = -np.inf
         self.next_slice = -(2**62)  # slices below this were handed out already
         self.late_events = 0
+        self.future_events = 0
+        self.duplicate_events = 0
+        self.recent = RecentIds()
 
     @property
     def watermark(self) -> float:
@@ -126,8 +158,42 @@ class SliceFolder:
     def slice_ids(self, ts: NDArray[np.float64]) -> NDArray[np.int64]:
         return np.floor(ts / self.slice_seconds).astype(np.int64)
 
+    def future_reference(self, ts: NDArray[np.float64], wall: float | None) -> float:
+        """The time ``max_future`` counts from: the wall clock, or without one (replay) the later of the
+        latest admitted event time and the batch's median event time."""
+        if wall is not None:
+            return wall
+        return max(float(self.max_ts), float(np.median(ts))) if len(ts) else float(self.max_ts)
+
+    def screen(self, ts: NDArray[np.float64], wall: float | None = None) -> NDArray[np.int8]:
+        """:data:`ADMITTED`, :data:`FUTURE` or :data:`LATE` per row (in arrival order), counted; the admitted
+        rows must then be folded (:meth:`assign`) before the next batch is screened."""
+        verdict = np.zeros(len(ts), dtype=np.int8)
+        if len(ts) == 0:
+            return verdict
+        future = np.zeros(len(ts), dtype=bool)
+        if self.max_future is not None:
+            future = ts > self.future_reference(ts, wall) + self.max_future
+        admitted_ts = np.where(future, -np.inf, ts)
+        # the watermark each row met: the latest admitted time before it, less the allowed lateness
+        before = np.maximum.accumulate(np.concatenate(([self.max_ts], admitted_ts[:-1])))
+        met = np.floor((before - self.allowed_lateness) / self.slice_seconds + _SLICE_TOLERANCE)
+        late = (self.slice_ids(ts) < np.maximum(met, float(self.next_slice))) & ~future
+        verdict[future] = FUTURE
+        verdict[late] = LATE
+        self.future_events += int(future.sum())
+        self.late_events += int(late.sum())
+        return verdict
+
+    def fresh(self, event_ids: NDArray[np.uint64], ts: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """Which admitted rows carry an event id not already in an open slice (hashed ids); repeats counted."""
+        keep = self.recent.fresh(event_ids, self.slice_ids(ts))
+        self.duplicate_events += len(keep) - int(keep.sum())
+        return keep
+
     def assign(self, ts: NDArray[np.float64]) -> tuple[NDArray[np.int64], int]:
-        """Slice id per row (late rows moved to the oldest open slice) and how many rows were late."""
+        """Slice id per row and how many rows were late. Rows :meth:`screen` admitted are never late; rows
+        not screened (forwarded labels) that are late are moved to the oldest open slice."""
         if len(ts) == 0:
             return np.empty(0, dtype=np.int64), 0
         ids = self.slice_ids(ts)
@@ -165,6 +231,9 @@ class SliceFolder:
             "max_ts": None if not np.isfinite(self.max_ts) else float(self.max_ts),
             "next_slice": self.next_slice,
             "late": self.late_events,
+            "future": self.future_events,
+            "duplicates": self.duplicate_events,
+            "recent": self.recent.snapshot(),
         }
 
     def restore(self, state: dict[str, Any], layout: SketchLayout) -> None:
@@ -174,6 +243,11 @@ class SliceFolder:
         self.max_ts = -np.inf if state["max_ts"] is None else float(state["max_ts"])
         self.next_slice = int(state["next_slice"])
         self.late_events = int(state["late"])
+        # snapshots before the event-time screen have none of these: no repeats remembered, counts from zero
+        self.future_events = int(state.get("future", 0))
+        self.duplicate_events = int(state.get("duplicates", 0))
+        self.recent = RecentIds()
+        self.recent.restore(state.get("recent", {}))
 
     def drain(self, final: bool = False) -> list[ClosedSlice]:
         """Slices the watermark has passed (all of them when ``final``), oldest first."""
@@ -190,6 +264,7 @@ class SliceFolder:
         out = [ClosedSlice(s, self.open.pop(s)) for s in ready]
         if out:
             self.next_slice = max(self.next_slice, out[-1].slice_id + 1)
+        self.recent.forget_before(self.next_slice)
         return out
 
 

@@ -121,8 +121,10 @@ class StageRuntime:
         out: list[Outgoing] = []
         for (topic, partition), items in _by_partition(batch).items():
             folder = self._folder(topic, partition)
-            result = folder.process([i.offset for i in items], [i.value for i in items], time.monotonic())
             now = time.time()
+            result = folder.process(
+                [i.offset for i in items], [i.value for i in items], time.monotonic(), wall=now
+            )
             out += [Outgoing(t.partials, p.model.encode(), encode_partial(p)) for p in result.partials]
             for r in result.rejections:
                 item = items[r.index]

@@ -21,7 +21,14 @@ import numpy as np
 import orjson
 
 from stream_monitor.core.alerts import Alert, encode_alert, retraining_requests
-from stream_monitor.core.events import FieldPath, Rejection, Stream, decode_batch, parse_timestamps
+from stream_monitor.core.events import (
+    FOLD_REASONS,
+    FieldPath,
+    Rejection,
+    Stream,
+    decode_batch,
+    parse_timestamps,
+)
 from stream_monitor.core.typed_decoding import DecodedFeatures, split_decoded
 from stream_monitor.core.window_stats import WindowStat, encode_window_stat
 from stream_monitor.pipeline.local import Engine, ShardFolder
@@ -52,6 +59,7 @@ class _Block:
     events: list[dict[str, Any]] | None = None
     decoded: DecodedFeatures | None = None
     dead: list[DeadLetter] = field(default_factory=list)  # undecodable lines among these, not yet written
+    raw: list[bytes] | None = None  # the lines of a ``decoded`` block, for the dead letters of the fold
 
     def split(self, cut: int) -> tuple[_Block, _Block]:
         """The first ``cut`` messages and the rest."""
@@ -59,14 +67,23 @@ class _Block:
         events = self.events
         later = self.lines[cut] if cut < len(self.lines) else None
         dead = [d for d in self.dead if later is None or d.line < later]
+        raw = self.raw
         return (
-            _Block(self.lines[:cut], self.keys[:cut], None if events is None else events[:cut], head, dead),
+            _Block(
+                self.lines[:cut],
+                self.keys[:cut],
+                None if events is None else events[:cut],
+                head,
+                dead,
+                None if raw is None else raw[:cut],
+            ),
             _Block(
                 self.lines[cut:],
                 self.keys[cut:],
                 None if events is None else events[cut:],
                 tail,
                 self.dead[len(dead) :],
+                None if raw is None else raw[cut:],
             ),
         )
 
@@ -126,7 +143,7 @@ class JsonlSource:
                 keys = np.full(len(lines), np.nan)
                 for batch in decoded.batches.values():
                     keys[batch.positions] = batch.rows.ts
-                yield _Block(numbers, self._merge_keys(keys), decoded=decoded)
+                yield _Block(numbers, self._merge_keys(keys), decoded=decoded, raw=lines)
                 continue
             events, kept, rejected = decode_batch(lines, self._max_bytes)
             dead = [self._dead(numbers[r.index], r, lines[r.index]) for r in rejected]
@@ -207,9 +224,11 @@ class ReplayReport:
     dead_letters: dict[str, int] = field(default_factory=dict)  # per "stream:reason"
     lines: dict[str, int] = field(default_factory=dict)  # read, per stream
     blank: dict[str, int] = field(default_factory=dict)  # blank lines, per stream
+    duplicates: dict[str, int] = field(default_factory=dict)  # repeated event ids suppressed, per stream
 
     def stream_rows(self) -> list[tuple[str, int, int, int, int]]:
-        """(stream, lines read, accepted, dead-lettered, blank): the last three add up to the first."""
+        """(stream, lines read, accepted, dead-lettered, blank): the last three and the stream's suppressed
+        :attr:`duplicates` add up to the first."""
         dead: dict[str, int] = {}
         for key, n in self.dead_letters.items():
             stream = key.split(":", 1)[0]
@@ -338,8 +357,13 @@ def replay(
             if cut == 0:
                 continue
             head, rest = block.split(cut)
-            if head.decoded is not None:  # its rejections became dead letters when it was decoded
+            if head.decoded is not None:  # the decoder's rejections became dead letters when it decoded
                 result = engine.process_decoded_features(head.decoded)
+                assert head.raw is not None
+                source = by_stream[stream]
+                for r in result.rejections:  # the fold's own: the event-time screen's
+                    if r.reason in FOLD_REASONS:
+                        dead(source._dead(head.lines[r.index], r, head.raw[r.index]))
             else:
                 assert head.events is not None
                 result = engine.process_events(stream, head.events)
@@ -350,8 +374,10 @@ def replay(
                 ]
                 for d in sorted([*head.dead, *refused], key=lambda d: d.line):  # in the file's order
                     dead(d)
-            accepted = cut - len(result.rejections)
+            accepted = cut - len(result.rejections) - result.duplicates
             report.events[stream.value] = report.events.get(stream.value, 0) + accepted
+            if result.duplicates:
+                report.duplicates[stream.value] = report.duplicates.get(stream.value, 0) + result.duplicates
             emit(result.alerts)
             if cut == len(block.keys):
                 del pending[stream]

@@ -56,7 +56,7 @@ class PartitionBatches(WorkerParts):
         offsets = list(map(Message.offset, group))
         values = list(map(Message.value, group))
         now = time.time()
-        result = folder.process(offsets, values, time.monotonic())  # type: ignore[arg-type]
+        result = folder.process(offsets, values, time.monotonic(), wall=now)  # type: ignore[arg-type]
         for partial in result.partials:
             self._publish_partial(partial)
         for r in result.rejections:

@@ -61,7 +61,8 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(
         "stream_monitor_events_total",
         "counter",
-        "Input events by model, stream and outcome (accepted, rejected); model 'unrouted': no model applies.",
+        "Input events by model, stream and outcome (accepted, rejected, duplicate: a repeated event id, "
+        "suppressed); model 'unrouted': no model applies.",
         ("model", "stream", "outcome"),
         lambda s: _items(s.events),
     ),
