@@ -1,4 +1,4 @@
-"""The soak run's figures and its stream (``tests/soak_run.py``), without a broker."""
+"""The soak run's figures (``tests/soak_figures.py``) and its stream (``tests/soak_run.py``), without a broker."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 from stream_monitor.core.alerts import Alert, AlertKind, Severity, Status, WindowInfo
 from tests import service_support as ss
-from tests.soak_run import Sample, SoakPlan, alert_latencies, judge, memory_drift, percentile, segments
+from tests.soak_figures import Sample, alert_latencies, judge, memory_drift, percentile
+from tests.soak_run import SoakPlan, segments
 
 
 def _alert(end_ts: float, status: Status = Status.FIRING) -> Alert:
