@@ -146,26 +146,27 @@ def runtimes(guarantee: str | None = None) -> list[str]:
     return [r for r, g in RUNTIMES.items() if guarantee is None or g == guarantee]
 
 
+# How a worker is started (``run --runtime`` is added to it): a test-only launcher may wrap the CLI.
+SERVICE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "stream_monitor.cli")
+
+
 class WorkerProcess:
-    """``python -m stream_monitor.cli run --config ... --runtime ...`` as a subprocess, its log in a file."""
+    """``python -m stream_monitor.cli run --config ... --runtime ...`` as a subprocess, its log in a file.
+    ``command`` replaces the ``python -m stream_monitor.cli`` part (a test-only launcher that wraps the CLI)."""
 
     def __init__(
-        self, config_path: Path, log_path: Path, env: dict[str, str] | None = None, runtime: str = "native"
+        self,
+        config_path: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        runtime: str = "native",
+        command: tuple[str, ...] = SERVICE_COMMAND,
     ) -> None:
         self.log_path = log_path
         self.runtime = runtime
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "stream_monitor.cli",
-                "run",
-                "--config",
-                str(config_path),
-                "--runtime",
-                runtime,
-            ],
+            [*command, "run", "--config", str(config_path), "--runtime", runtime],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
@@ -197,6 +198,18 @@ class WorkerProcess:
             if all(have.get(k) == v for k, v in labels.items()):
                 total += float(m.group(2))
         return total
+
+    def proc_status(self) -> dict[str, int]:
+        """``VmRSS`` (bytes) and ``Threads`` of the process, from ``/proc/PID/status`` (Linux); raises
+        ``ProcessLookupError`` once it has exited."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except FileNotFoundError as exc:
+            raise ProcessLookupError(self.proc.pid) from exc
+        fields = dict(line.split(":", 1) for line in status.splitlines())
+        if "VmRSS" not in fields:  # a zombie: exited, not yet reaped
+            raise ProcessLookupError(self.proc.pid)
+        return {"rss": int(fields["VmRSS"].split()[0]) * 1024, "threads": int(fields["Threads"])}
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -292,9 +305,11 @@ class Deployment:
         )
         return out.stdout
 
-    def start_worker(self, env: dict[str, str] | None = None) -> WorkerProcess:
+    def start_worker(
+        self, env: dict[str, str] | None = None, command: tuple[str, ...] = SERVICE_COMMAND
+    ) -> WorkerProcess:
         w = WorkerProcess(
-            self.config_path, self.directory / f"worker-{len(self.workers)}.log", env, self.runtime
+            self.config_path, self.directory / f"worker-{len(self.workers)}.log", env, self.runtime, command
         )
         self.workers.append(w)
         return w
@@ -468,10 +483,16 @@ def assert_same_sketch(a: Any, b: Any) -> None:
 
 def assert_merger_matches(merger: Any, pipeline: Any) -> None:
     """Stage-2 state of the model equals the one-process pipeline's: windows, open window, alert episodes."""
-    assert merger.monitor.windows_tested == pipeline.monitor.windows_tested
-    assert merger.monitor.windows_skipped == pipeline.monitor.windows_skipped
-    assert merger.assembler.start_slice == pipeline.assembler.start_slice
-    assert merger.assembler.last_slice == pipeline.assembler.last_slice
+
+    def pair(name: str) -> tuple[Any, Any]:
+        return getattr(merger.monitor, name), getattr(pipeline.monitor, name)
+
+    tested, skipped = pair("windows_tested"), pair("windows_skipped")
+    assert tested[0] == tested[1], f"windows tested: service {tested[0]}, one process {tested[1]}"
+    assert skipped[0] == skipped[1], f"windows skipped: service {skipped[0]}, one process {skipped[1]}"
+    slices = (merger.assembler.start_slice, merger.assembler.last_slice)
+    want = (pipeline.assembler.start_slice, pipeline.assembler.last_slice)
+    assert slices == want, f"open window's slices: service {slices}, one process {want}"
     assert_same_sketch(merger.assembler.current, pipeline.assembler.current)
     assert merger.monitor.lifecycle.firing == pipeline.monitor.lifecycle.firing
 
@@ -642,7 +663,16 @@ def finish_and_compare(
     n_partitions = feeder.n_partitions
     sentinels = sentinel_events(clean or events, n_partitions)
     d.produce("features", [orjson.dumps(e) for e in sentinels], partitions=list(range(n_partitions)))
-    boundary = expected_boundary(clean or events)
+    pipeline, engine_alerts = engine_run(events + sentinels, cfg=cfg)
+    return compare_final_state(d, expected_boundary(clean or events), pipeline, engine_alerts, cfg)
+
+
+def compare_final_state(
+    d: Deployment, boundary: int, pipeline: Any, engine_alerts: list[Alert], cfg: MonitorConfig | None = None
+) -> list[Alert]:
+    """Once stage 2's snapshot covers every slice below ``boundary`` (the sentinels are produced), check it
+    equals ``pipeline`` (the recomputation's, with ``cfg``, the deployment's config), and the alerts topic
+    holds exactly ``engine_alerts`` (each alert id + status once). Returns the alerts read from the topic."""
 
     def final_state() -> Any:
         for snap in d.latest_snapshots("s2|").values():
@@ -657,7 +687,6 @@ def finish_and_compare(
     models = build_models(cfg or config(), profile().models, ManualClock(0.0))
     merge = models.merge_partition(d.topics["partials"], int(snap["source"].rsplit(":", 1)[1]), [])
     merge.restore(snap)
-    pipeline, engine_alerts = engine_run(events + sentinels, cfg=cfg)
     assert_merger_matches(merge.mergers[MODEL], pipeline)
 
     emitted = d.alerts()

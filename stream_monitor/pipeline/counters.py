@@ -167,6 +167,11 @@ class ServiceStats:
         with self._lock:
             self._snap.consumer_lag[(topic, partition)] = lag
 
+    def forget_lag(self, topic: str, partition: int) -> None:
+        """A partition this worker no longer owns has no lag here (its owner reports it)."""
+        with self._lock:
+            self._snap.consumer_lag.pop((topic, partition), None)
+
     def observe_latency(self, stream: str, counts: list[int], total: float) -> None:
         with self._lock:
             h = self._snap.latency.setdefault(stream, Histogram(LATENCY_BUCKETS))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from typing import Any, Final
 
 from confluent_kafka import Consumer, TopicPartition
@@ -60,6 +61,7 @@ CONSUMER_DEFAULTS: Final[dict[str, Any]] = {
     "fetch.wait.max.ms": 100,
     "partition.assignment.strategy": "cooperative-sticky",
 }
+MAX_POLL_INTERVAL_MS: Final = 300_000  # librdkafka's default max.poll.interval.ms
 CONSUMER_REQUIRED: Final[dict[str, Any]] = {
     "enable.auto.commit": False,  # offsets are committed only once a snapshot covering them is durable
     "enable.auto.offset.store": False,
@@ -114,6 +116,7 @@ class Worker(PartitionBatches, Rebalancing):
         settings["stats_cb"] = self.watch.stats  # tells the watch when a broker is back after all were down
         settings.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
         self._cooperative = "cooperative" in str(settings.get("partition.assignment.strategy", ""))
+        self.max_poll_s = float(settings.get("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)) / 1000
         self.consumer = Consumer(settings)
         self.owned: dict[tuple[str, int], _Owned] = {}
         self.pending: list[_PendingSnapshot] = []
@@ -122,6 +125,7 @@ class Worker(PartitionBatches, Rebalancing):
         self._closing = False
         self._stop = threading.Event()
         self._last_lag = 0.0
+        self.polled_at = time.monotonic()
 
     def _check_topics(self) -> None:
         missing = [name for _, name in required_topics(self.config) if not self.reader.partitions(name)]
@@ -151,9 +155,15 @@ class Worker(PartitionBatches, Rebalancing):
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(num_messages=batch_max, timeout=0.1)
+                self.polled_at = time.monotonic()
                 self.producer.poll(0)
                 if messages:
                     self._handle(messages)
+                if self._poll_overdue():
+                    # The group has given this worker's partitions away (or is about to): declaring them idle,
+                    # snapshotting or committing them now would act for their new owners. The next consume()
+                    # says which partitions are lost (on_lost drops them) and rejoins.
+                    continue
                 self._tick()
         finally:
             self._shutdown()

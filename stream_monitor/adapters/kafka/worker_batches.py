@@ -3,6 +3,10 @@
 Stage 1 (:class:`PartitionFolder`, input topics) gives partials, dead letters and counters; stage 2
 (:class:`MergePartition`, the partials topic) gives alerts and retraining requests. A failure inside a
 partition pauses that partition only (see :mod:`stream_monitor.adapters.kafka.worker`).
+
+A batch whose processing outlives ``max.poll.interval.ms`` stops at the next partition: librdkafka has left the
+group by then, and the partitions' new owners read the rest from their snapshots. The rest is sought back, in
+case the group kept them after all (``consume()`` is what tells).
 """
 
 from __future__ import annotations
@@ -25,11 +29,16 @@ class PartitionBatches(WorkerParts):
 
     def _handle(self, messages: Sequence[Message]) -> None:
         mono = time.monotonic()
-        for (topic, partition), group in _runs(messages):
+        runs = _runs(messages)
+        for i, ((topic, partition), group) in enumerate(runs):
+            if self._poll_overdue():
+                self._leave_unprocessed(runs[i:])
+                return
             owned = self.owned.get((topic or "", partition or 0))
             errors = list(map(Message.error, group))
             good = group
-            if errors.count(None) < len(errors):
+            # `is`, not ==: a KafkaError compared with None raises inside list.count (a SystemError)
+            if any(err is not None for err in errors):
                 good = [m for m, err in zip(group, errors, strict=True) if err is None]
                 for err in errors:
                     if err is not None and err.code() != KafkaError._PARTITION_EOF:
@@ -51,6 +60,36 @@ class PartitionBatches(WorkerParts):
                 self._fail(owned, stage, exc)
                 continue
             self.stats.observe_batch(stage, time.perf_counter() - started)
+
+    def _poll_overdue(self) -> bool:
+        """Whether the batch has taken longer than ``max.poll.interval.ms`` since ``consume()`` returned it."""
+        return time.monotonic() - self.polled_at > self.max_poll_s
+
+    def _leave_unprocessed(
+        self, runs: Sequence[tuple[tuple[str | None, int | None], Sequence[Message]]]
+    ) -> None:
+        """Leave the rest of a batch that outlived the poll interval to the partitions' next owners; seek each
+        owned partition back to its first unprocessed message in case this worker is still its owner."""
+        left = 0
+        for (topic, partition), group in runs:
+            owned = self.owned.get((topic or "", partition or 0))
+            good = [m for m in group if m.error() is None]
+            left += len(good)
+            if owned is None or owned.failed or not good:
+                continue
+            try:
+                self.consumer.seek(TopicPartition(owned.tp.topic, owned.tp.partition, good[0].offset() or 0))
+            except Exception as exc:  # no longer assigned: the next owner reads them
+                log.debug(
+                    "no seek back on %s[%d]: %s", owned.tp.topic, owned.tp.partition, type(exc).__name__
+                )
+        log.warning(
+            "the batch took %.1f s, more than max.poll.interval.ms (%.0f s): the group is handing this worker's "
+            "partitions to others, so %d message(s) of it are left unprocessed for their owners",
+            time.monotonic() - self.polled_at,
+            self.max_poll_s,
+            left,
+        )
 
     def _stage1(self, folder: PartitionFolder, group: Sequence[Message]) -> None:
         offsets = list(map(Message.offset, group))

@@ -144,8 +144,14 @@ class Rebalancing(SnapshotCycle):
         # Someone else may own them already: never snapshot or commit lost partitions.
         for tp in partitions:
             self.owned.pop((tp.topic, tp.partition), None)
+            self.to_commit.pop((tp.topic, tp.partition), None)
+            self.stats.forget_lag(tp.topic, tp.partition)
         self.pending = [s for s in self.pending if (s.owned.tp.topic, s.owned.tp.partition) in self.owned]
-        log.warning("lost %d partition(s) (session timeout?); their state is dropped here", len(partitions))
+        log.warning(
+            "lost %d partition(s) (session timeout, or a batch longer than max.poll.interval.ms); "
+            "their state is dropped here",
+            len(partitions),
+        )
 
     def _handoff(self, keys: list[tuple[str, int]]) -> None:
         """Final snapshots of ``keys``, written and committed synchronously, then the state is dropped."""
@@ -177,6 +183,7 @@ class Rebalancing(SnapshotCycle):
                 log.warning("commit at handoff failed: %s", self.redactor.scrub(str(exc)))
         for key in keys:
             self.owned.pop(key, None)
+            self.stats.forget_lag(*key)
         self.pending = [s for s in self.pending if (s.owned.tp.topic, s.owned.tp.partition) in self.owned]
         if leaving:
             log.info("handed off %d partition(s)", len(leaving))

@@ -77,6 +77,8 @@ class WorkerParts:
     pending: list[_PendingSnapshot]
     to_commit: dict[tuple[str, int], TopicPartition]
     batches: int
+    max_poll_s: float  # the consumer's max.poll.interval.ms, in seconds
+    polled_at: float  # monotonic time consume() last returned
     _cooperative: bool
     _closing: bool
     _stop: threading.Event
