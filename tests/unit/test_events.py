@@ -8,7 +8,14 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_monitor.core.events import MISSING, FieldPath, RejectReason, decode_batch, parse_timestamps
+from stream_monitor.core.events import (
+    MISSING,
+    FieldPath,
+    RejectReason,
+    _decode_whole,
+    decode_batch,
+    parse_timestamps,
+)
 
 GOOD = orjson.dumps({"event_id": "e1", "model_id": "m", "ts": 1.7e9, "features": {"x": 1}})
 
@@ -35,6 +42,16 @@ def test_each_poison_message_gets_its_reason(raw: bytes | None, reason: RejectRe
     assert len(events) == 2
     assert [(r.index, r.reason) for r in rejected] == [(1, reason)]
     assert rejected[0].detail
+
+
+def test_a_clean_batch_decodes_in_one_pass_as_message_by_message() -> None:
+    clean = [orjson.dumps({"event_id": f"e{i}", "ts": 1.7e9 + i, "v": [i, None, "x"]}) for i in range(50)]
+    assert _decode_whole(clean, 20_000) == [orjson.loads(m) for m in clean]
+    assert decode_batch(clean, 20_000) == ([orjson.loads(m) for m in clean], list(range(50)), [])
+    # anything that needs its own look leaves the one pass to the walk that names it
+    for poison in (b"", None, b"[1]", b"{oops", GOOD + b"," + GOOD, b"{" + b" " * 30_000 + b"}"):
+        assert _decode_whole([*clean, poison], 20_000) is None
+        assert len(decode_batch([*clean, poison], 20_000)[2]) == 1
 
 
 def test_a_string_containing_nan_is_fine() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import itertools
-import re
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +129,7 @@ class JsonlSource:
             # per-line work only for the blocks that need it (a search of the block's bytes finds them)
             if b"\r" in text:
                 lines = [x[:-1] if x.endswith(b"\r") else x for x in lines]
-            if not lines[0].strip() or not lines[-1].strip() or _BLANK_INNER.search(text):
+            if _may_hold_blank(lines):
                 blank = {i for i, x in enumerate(lines) if not x.strip()}
                 self.blank_lines += len(blank)
                 lines = [x for i, x in enumerate(lines) if i not in blank]
@@ -190,7 +190,30 @@ def shard_ranges(path: Path, n: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
-_BLANK_INNER: Final = re.compile(rb"\n[ \t\r\f\v]*\n")  # a literal first byte: the search runs in C
+_WHITESPACE: Final = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() strips
+_FIRST_BYTE: Final = operator.itemgetter(0)
+_BUT_NEWLINE: Final = operator.itemgetter(slice(None, -1))
+
+
+def _may_hold_blank(lines: list[bytes]) -> bool:
+    r"""Whether some line may be blank (empty, or whitespace only): a blank line is empty or starts with
+    whitespace, which one C-level pass over first bytes tells (a regular expression over the block's bytes
+    cost about six times more).
+
+    >>> _may_hold_blank([b'{"a":1}', b'{}']), _may_hold_blank([b"{}", b""]), _may_hold_blank([b"{}", b" \t"])
+    (False, True, True)
+    """
+    return not all(lines) or not _WHITESPACE.isdisjoint(map(_FIRST_BYTE, lines))
+
+
+def _split_lines(text: bytes) -> list[bytes]:
+    r"""``text.split(b"\n")``, found with memchr (``BytesIO.readlines``) rather than by bytes.split's byte
+    loop: about 40% fewer instructions on lines of a few hundred bytes.
+
+    >>> _split_lines(b"a\n\nbc"), _split_lines(b"")
+    ([b'a', b'', b'bc'], [b''])
+    """
+    return list(map(_BUT_NEWLINE, io.BytesIO(text + b"\n").readlines()))
 
 
 def _lines(
@@ -212,7 +235,7 @@ def _lines(
                 rest = text
                 continue
             text, rest = text[:cut], text[cut + 1 :]
-            yield text, text.split(b"\n")
+            yield text, _split_lines(text)
         if rest:
             yield rest, [rest]
 
