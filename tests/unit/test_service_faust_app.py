@@ -3,6 +3,7 @@ bound to the configured address, and agent steps that never raise."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -82,3 +83,16 @@ def test_run_offers_the_runtimes_of_the_cli_contract() -> None:
     assert RUNTIMES == ("native", "faust")
     with pytest.raises(ValueError, match="the runtimes are native, faust"):
         run_service(Path("unused.yaml"), "flink")
+
+
+def test_faust_keeps_its_files_out_of_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rt = runtime()
+    app = create_app(rt.config, rt.models, rt.stats, rt.sources)
+    datadir = Path(app.conf.datadir)
+    assert datadir.is_absolute() and datadir.parent == Path(
+        tempfile.gettempdir()
+    )  # Faust's default: ./<app>-data
+    assert list(tmp_path.iterdir()) == []

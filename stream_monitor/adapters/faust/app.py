@@ -30,6 +30,7 @@ then bound to ``service.bind_host`` (Faust's default binds 0.0.0.0 and serves ta
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -244,11 +245,14 @@ def create_app(
     inputs: list[str] | None = None,
     web_enabled: bool = False,
     web_port: int = 6066,
+    datadir: str | None = None,
 ) -> Any:
     """A new Faust app running stage 1 and stage 2 (there is no module-level app; every call builds one).
 
     ``sources`` and ``label_sources`` name every ``topic:partition`` stage 2 waits for (as the worker
-    loop's do); ``inputs`` are the input topics to read (default: features, predictions and labels)."""
+    loop's do); ``inputs`` are the input topics to read (default: features, predictions and labels).
+    ``datadir``: where Faust keeps its files (it makes a ``<app>-data`` folder in the working directory
+    otherwise, though this app keeps no tables there); default a new temporary folder."""
     import faust
 
     svc, t = config.service, config.topics
@@ -268,6 +272,7 @@ def create_app(
         web_enabled=web_enabled,
         web_bind=svc.bind_host,
         web_port=web_port,
+        datadir=datadir or tempfile.mkdtemp(prefix="stream-monitor-faust-"),
     )
     runtime = StageRuntime(config, models, stats, sources, label_sources)
     raw: dict[str, Any] = {

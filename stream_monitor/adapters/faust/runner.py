@@ -9,6 +9,7 @@ its agents on them.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from typing import Any
 
@@ -49,4 +50,6 @@ class FaustRunner:
             worker.execute_from_commandline()
         except SystemExit as exc:
             return int(exc.code or 0)
+        finally:
+            shutil.rmtree(str(self.app.conf.datadir), ignore_errors=True)
         return 0
