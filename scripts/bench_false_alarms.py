@@ -38,7 +38,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+from bench_source import source_state  # the commit a figure was measured on
 
 try:
     from stream_monitor.devtools import healthy_streams as hs
@@ -273,19 +273,6 @@ def print_table(kinds: dict[str, Any], baseline: dict[str, Any] | None, shifts: 
             log(f"{'':<13}   episodes by signal: {top}")
 
 
-def source_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        cmd = ["git", "--no-optional-locks", *args]
-        return subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False).stdout.decode().strip()
-
-    diff = git("diff", "HEAD", "--", "stream_monitor")
-    return {
-        "commit": git("rev-parse", "--short", "HEAD") or None,
-        "stream_monitor_dirty": bool(diff),
-        "stream_monitor_diff_sha": hashlib.sha256(diff.encode()).hexdigest()[:10] if diff else None,
-    }
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--seeds", type=int, default=10, help="live streams use seeds 1..N (default 10)")
@@ -319,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-false-alarms-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    source = source_state()
+    source = source_state(ROOT)
     jobs = [
         Job(kind, seed, args.events, args.shift_list, args.shift_tail, args.workers,
             workdir / f"{kind}-seed{seed}", args.keep_streams)

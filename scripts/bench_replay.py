@@ -59,6 +59,7 @@ from typing import Any, Final
 
 import orjson
 from bench_engine import N_CATEGORICAL, N_NUMERIC, RATE, _live_spec  # same stream as the engine benchmark
+from bench_source import source_state  # the commit a figure was measured on
 from river.drift import ADWIN
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -148,21 +149,6 @@ def build_config(ref_dir: Path, labels: bool) -> Path:
     subprocess.run(cli(*init), check=True, capture_output=True)
     tmp.rename(config)
     return config
-
-
-def source_state() -> dict[str, Any]:
-    """The commit and uncommitted changes of the package benchmarked, so a figure can be traced to its code."""
-
-    def git(*args: str) -> str:
-        cmd = ["git", "--no-optional-locks", *args]
-        return subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False).stdout.decode().strip()
-
-    diff = git("diff", "HEAD", "--", "stream_monitor")
-    return {
-        "commit": git("rev-parse", "--short", "HEAD") or None,
-        "stream_monitor_dirty": bool(diff),
-        "stream_monitor_diff_sha": hashlib.sha256(diff.encode()).hexdigest()[:10] if diff else None,
-    }
 
 
 def warm(*paths: Path) -> None:
@@ -334,7 +320,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     log(f"replay of {n_events} feature events ...")
     warm(*files.values())
     load_before = os.getloadavg()[0]
-    source = source_state()
+    source = source_state(ROOT)
     replay = run_replay(config, files, out_dir / "alerts.jsonl")
     log(f"  {replay['wall_s']:.1f} s wall, {replay['cpu_s']:.1f} s CPU, {replay['alerts']} alerts")
 
