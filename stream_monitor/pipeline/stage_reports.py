@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from stream_monitor.core.alerts import retraining_requests
+from stream_monitor.core.alerts import Alert, retraining_requests
 from stream_monitor.core.window_stats import encode_window_stat
 from stream_monitor.pipeline.counters import ServiceStats
 from stream_monitor.pipeline.merge_partition import MergePartition, Stage2Result
@@ -76,3 +76,8 @@ def side_records(
         for request in retraining_requests(result.alerts):
             out.append(SideRecord(retraining_topic, request.model_id, orjson.dumps(request)))
     return out
+
+
+def describe_alert(a: Alert) -> str:
+    """The alert as the runtimes log it: ``firing critical m covariate_drift/x: <message>``."""
+    return f"{a.status.value} {a.severity.value} {a.model_id} {a.kind.value}/{a.signal}: {a.message}"

@@ -46,7 +46,7 @@ from stream_monitor.pipeline.counters import ServiceStats
 from stream_monitor.pipeline.merge_partition import MergePartition
 from stream_monitor.pipeline.partials import encode_partial
 from stream_monitor.pipeline.partition_fold import PartitionFolder
-from stream_monitor.pipeline.stage_reports import count_stage1, count_stage2, side_records
+from stream_monitor.pipeline.stage_reports import count_stage1, count_stage2, describe_alert, side_records
 
 log = logging.getLogger(__name__)
 
@@ -179,15 +179,7 @@ class StageRuntime:
                 for r in side_records(result, t.window_stats, t.retraining)
             ]
             for a in result.alerts:
-                log.info(
-                    "alert %s %s %s %s/%s: %s",
-                    a.status.value,
-                    a.severity.value,
-                    a.model_id,
-                    a.kind.value,
-                    a.signal,
-                    a.message,
-                )
+                log.info("alert %s", describe_alert(a))
         return out
 
 

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 from stream_monitor.adapters.kafka.worker_state import WorkerParts, _Owned, log
 from stream_monitor.pipeline.merge_partition import MergePartition
 from stream_monitor.pipeline.partition_fold import PartitionFolder
-from stream_monitor.pipeline.stage_reports import count_stage1, count_stage2, side_records
+from stream_monitor.pipeline.stage_reports import count_stage1, count_stage2, describe_alert, side_records
 
 
 class PartitionBatches(WorkerParts):
@@ -123,15 +123,7 @@ class PartitionBatches(WorkerParts):
         if result.alerts:
             self.alerts.publish(result.alerts)
             for a in result.alerts:
-                log.info(
-                    "alert %s %s %s %s/%s: %s",
-                    a.status.value,
-                    a.severity.value,
-                    a.model_id,
-                    a.kind.value,
-                    a.signal,
-                    a.message,
-                )
+                log.info("alert %s", describe_alert(a))
         if result.duplicates:
             log.info("suppressed %d alert(s) emitted before a restart", result.duplicates)
         if result.bad:
