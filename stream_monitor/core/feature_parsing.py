@@ -93,14 +93,17 @@ class FeatureParser:
         paths: FieldPaths | None = None,
         ts_format: TimestampFormat = "auto",
         boolean: Sequence[str] = (),
+        ignored: Sequence[str] = (),
     ) -> None:
         self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
+        # known but not monitored (disabled in the config): never read, never an unknown field
+        self.ignored = tuple(ignored)
         self.paths = paths or FieldPaths()
         self.ts_format = ts_format
         self._indexes = [CategoryIndex(list(cats)) for cats in categorical.values()]
         self._boolean = {self.categorical.index(name) for name in boolean}
-        self._known = frozenset(self.numeric) | frozenset(self.categorical)
+        self._known = frozenset(self.numeric) | frozenset(self.categorical) | frozenset(self.ignored)
         self._n_known = len(self._known)
         self._features = FieldPath(self.paths.features)
         self._names = self.numeric + self.categorical

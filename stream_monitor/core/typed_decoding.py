@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
@@ -127,7 +127,7 @@ class TypedFeatureDecoder:
             return None
         event_types: dict[str, type] = {}
         for n, (model_id, parser) in enumerate(parsers.items()):
-            cells = parser.cell_types()
+            cells = parser.cell_types() + [(name, Any) for name in parser.ignored]  # ignored ones last
             features = msgspec.defstruct(
                 f"Features{n}",
                 [(f"f{k}", kind, MISSING) for k, (_, kind) in enumerate(cells)],
@@ -222,7 +222,11 @@ class TypedFeatureDecoder:
             ts = ts[kept]
         else:
             refused, kept = [], np.arange(len(events), dtype=np.intp)
-        cells = list(chain.from_iterable(map(msgspec.structs.astuple, map(_FEATURES, events))))
+        values: Iterable[tuple[Any, ...]] = map(msgspec.structs.astuple, map(_FEATURES, events))
+        if parser.ignored:  # a disabled feature's value is decoded (so validated) but is no cell
+            width = len(parser.numeric) + len(parser.categorical)
+            values = (v[:width] for v in values)
+        cells = list(chain.from_iterable(values))
         return parser.rows_from_cells(ts, ids, cells), refused, kept
 
     def _slow(

@@ -35,6 +35,7 @@ class ModelFolder:
             paths=layout.paths,
             ts_format=cfg.timestamp_format,
             boolean=layout.boolean_features,
+            ignored=layout.disabled_features,
         )
         self.predictions = PredictionParser(layout.classes, layout.paths, cfg.timestamp_format)
         self.labels = LabelParser(layout.classes, layout.paths, cfg.timestamp_format)

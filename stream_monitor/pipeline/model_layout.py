@@ -61,6 +61,7 @@ class ModelLayout:
     numeric_features: tuple[str, ...]
     categorical_features: tuple[str, ...]
     boolean_features: tuple[str, ...]
+    disabled_features: tuple[str, ...]  # in the reference but disabled in the config: known, not monitored
     categories: dict[str, tuple[Any, ...]]
     correlation: CorrelationInputs | None
     score_index: int | None
@@ -100,9 +101,11 @@ class ModelLayout:
         num_names: list[str] = []
         cat_names: list[str] = []
         bool_names: list[str] = []
+        disabled: list[str] = []
         for name, prof in profile.features.items():
             fc = config.features.get(name)
             if fc is not None and not fc.enabled:
+                disabled.append(name)
                 continue
             if isinstance(prof, NumericProfile):
                 numeric.append(NumericSignal(name, "feature", prof))
@@ -178,6 +181,7 @@ class ModelLayout:
             numeric_features=tuple(num_names),
             categorical_features=tuple(cat_names),
             boolean_features=tuple(bool_names),
+            disabled_features=tuple(disabled),
             categories={s.name: s.profile.categories for s in categorical if s.role == "feature"},
             correlation=correlation,
             score_index=score_index,
