@@ -247,6 +247,10 @@ class ModelConfig(_Strict):
     reference: str = Field(description="path of the reference profile (relative to the config file)")
     fields: FieldsConfig = FieldsConfig()
     timestamp_format: Literal["auto", "epoch_seconds", "epoch_millis", "iso8601"] = "auto"
+    positive_class: str | int | bool | None = Field(
+        default=None,
+        description="a binary classifier's class that score is the probability of; unset: the larger of the two",
+    )
     window: WindowConfig = WindowConfig()
     budget: BudgetConfig = BudgetConfig()
     thresholds: Literal["calibrated", "fixed"] = "calibrated"

@@ -8,6 +8,7 @@ from pathlib import Path
 from stream_monitor.adapters.files.reference_file import load_reference
 from stream_monitor.config.join_sizing import BYTES_PER_OUTSTANDING, DEFAULT_SLA_SECONDS, join_sizing
 from stream_monitor.config.schema import DEFAULT_FLOORS
+from stream_monitor.core.outcome_parsing import positive_class
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile, ReferenceProfile
 
 
@@ -46,6 +47,22 @@ def feature_cycle(prof: ModelProfile, feature: str) -> tuple[float, int, float] 
         if table is not None and feature in table.features:
             return f.period_seconds, table.phases, f.autocorrelation
     return None
+
+
+def _positive_class_lines(prof: ModelProfile) -> list[str]:
+    """A binary classifier's positive class, as the monitor reads it unless told otherwise."""
+    preds = prof.predictions
+    if preds is None or not isinstance(preds.prediction, CategoricalProfile):
+        return []
+    classes = preds.prediction.categories
+    if len(classes) != 2:
+        return []
+    positive = positive_class(classes)
+    text = _q(positive) if type(positive) is str else str(positive).lower()
+    return [
+        "    # The class whose probability `score` is (and whose key is read from `scores`).",
+        f"    positive_class: {text}",
+    ]
 
 
 def _seasonality_lines(prof: ModelProfile) -> list[str]:
@@ -140,6 +157,7 @@ def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]
         "             scores: scores, label: label}",
         "    # auto | epoch_seconds | epoch_millis | iso8601 (auto: numbers above 1e11 are milliseconds)",
         "    timestamp_format: auto",
+        *_positive_class_lines(prof),
         "    # A window closes at max_events or max_seconds of event time, whichever comes first.",
         "    window:",
         f"      max_events: {max_events}",

@@ -22,6 +22,49 @@ _NUMBER_TYPES: Final = frozenset({float, int})
 _CLASS_TYPES: Final = frozenset({str, int, bool})
 
 
+def positive_class(classes: Sequence[Any], configured: Any = None) -> Any:
+    """The class whose probability a binary model's score is: ``configured`` (``positive_class`` in the model's
+    config) when set, else the larger of the two in natural order (1 over 0, True over False, "yes" over "no").
+
+    >>> positive_class([1, 0]), positive_class(["stay", "churn"], "churn")
+    (1, 'churn')
+    """
+    if configured is None:
+        return max(classes, key=lambda c: (type(c).__name__, c))
+    for c in classes:
+        if type(c) is type(configured) and c == configured:  # 1 is not True here: labels, not numbers
+            return c
+    raise ValueError(f"positive_class {configured!r} is not one of the classes {list(classes)!r}")
+
+
+def score_key(label: Any) -> str:
+    """The key of a class in a ``scores`` object: JSON object keys are strings (``1`` -> "1", True -> "true")."""
+    if type(label) is bool:
+        return "true" if label else "false"
+    return str(label)
+
+
+def score_of(
+    scores: dict[str, Any], positive_key: str | None, path: str = "scores"
+) -> float | tuple[RejectReason, str]:
+    """The score a ``scores`` object (class -> probability, found at ``path``) stands for, or why it is refused.
+
+    For a binary model (``positive_key`` given) the positive class's probability, as a single ``score`` is; for
+    a multiclass model (``positive_key`` None) the largest: the confidence of the most likely class.
+    """
+    if not all(type(v) in _NUMBER_TYPES and math.isfinite(v) for v in scores.values()):
+        return RejectReason.WRONG_TYPE, f"{path!r} values must be finite numbers"
+    if positive_key is None:
+        return float(max(scores.values()))
+    value = scores.get(positive_key, MISSING)
+    if value is MISSING:
+        return (
+            RejectReason.MISSING_FIELD,
+            f"{path!r} has no probability for the positive class {positive_key!r}",
+        )
+    return float(value)
+
+
 class _OutcomeColumn:
     """Reads a prediction or a label: a class (mapped to its slot) or a number (regression)."""
 
@@ -69,17 +112,24 @@ def _keep_mask(n: int, bad: Mapping[int, Rejection]) -> NDArray[np.bool_]:
 
 
 class PredictionParser:
-    """Parses prediction events; ``classes`` is None for a regression model."""
+    """Parses prediction events; ``classes`` is None for a regression model, ``positive`` the configured
+    positive class of a binary one (see :func:`positive_class`)."""
 
     def __init__(
         self,
         classes: Sequence[Any] | None,
         paths: FieldPaths | None = None,
         ts_format: TimestampFormat = "auto",
+        positive: Any = None,
     ) -> None:
         self.paths = paths or FieldPaths()
         self.ts_format = ts_format
         self.classes = None if classes is None else list(classes)
+        self._positive_key = (
+            score_key(positive_class(self.classes, positive))
+            if self.classes is not None and len(self.classes) == 2
+            else None
+        )
         self._outcome = _OutcomeColumn(self.paths.prediction, classes)
         self._score = FieldPath(self.paths.score)
         self._scores = FieldPath(self.paths.scores)
@@ -110,13 +160,11 @@ class PredictionParser:
             elif v is MISSING or v is None:
                 multi = self._scores.get(events[i])
                 if type(multi) is dict and multi:
-                    values = [s for s in multi.values() if type(s) in _NUMBER_TYPES and math.isfinite(s)]
-                    if len(values) == len(multi):
-                        out[i] = max(values)  # confidence of the most likely class
+                    score = score_of(multi, self._positive_key, self.paths.scores)
+                    if isinstance(score, float):
+                        out[i] = score
                     elif i not in bad:
-                        bad[i] = Rejection(
-                            i, RejectReason.WRONG_TYPE, f"{self.paths.scores!r} values must be numbers"
-                        )
+                        bad[i] = Rejection(i, *score)
                 elif multi is not MISSING and multi is not None and i not in bad:
                     bad[i] = Rejection(i, RejectReason.WRONG_TYPE, f"{self.paths.scores!r} must be an object")
             elif i not in bad:

@@ -37,7 +37,9 @@ class ModelFolder:
             boolean=layout.boolean_features,
             ignored=layout.disabled_features,
         )
-        self.predictions = PredictionParser(layout.classes, layout.paths, cfg.timestamp_format)
+        self.predictions = PredictionParser(
+            layout.classes, layout.paths, cfg.timestamp_format, layout.positive_class
+        )
         self.labels = LabelParser(layout.classes, layout.paths, cfg.timestamp_format)
         self._n_num_features = len(layout.numeric_features)
         self._n_cat_features = len(layout.categorical_features)

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from stream_monitor.config.schema import DriftTest, ModelConfig
 from stream_monitor.core.envelope import FieldPaths
 from stream_monitor.core.errors import ConfigError
+from stream_monitor.core.outcome_parsing import positive_class
 from stream_monitor.stats.correlation import normal_scores
 from stream_monitor.stats.phase_profiles import PhaseTable
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile
@@ -68,6 +69,7 @@ class ModelLayout:
     prediction_numeric_index: int | None  # regression models
     prediction_categorical_index: int | None  # classifiers
     classes: tuple[Any, ...] | None  # None for regression
+    positive_class: Any  # a binary classifier's class that score is the probability of; None otherwise
     paths: FieldPaths
     segment_columns: tuple[int, ...]  # positions of the segment features among the categorical features
     # numeric feature -> the reference's phase table of its configured cycle (features with seasonality only)
@@ -159,6 +161,7 @@ class ModelLayout:
         elif preds is not None and preds.task == "classification":
             assert isinstance(preds.prediction, CategoricalProfile)
             classes = preds.prediction.categories
+        positive = _positive_class(model_id, config, classes)
         bad_segments = [s for s in config.segments if s not in cat_names]
         if bad_segments:
             raise ConfigError(
@@ -188,10 +191,29 @@ class ModelLayout:
             prediction_numeric_index=pred_num,
             prediction_categorical_index=pred_cat,
             classes=classes,
+            positive_class=positive,
             paths=FieldPaths(model_id="model_id", **config.fields.model_dump()),
             segment_columns=tuple(cat_names.index(s) for s in config.segments),
             phase_tables=phase_tables,
         )
+
+
+def _positive_class(model_id: str, config: ModelConfig, classes: tuple[Any, ...] | None) -> Any:
+    """A binary classifier's positive class (configured, else the larger); a setting that fits no binary
+    classifier of the reference is a problem with its path."""
+    binary = classes is not None and len(classes) == 2
+    if config.positive_class is not None and not binary:
+        n = "no" if classes is None else len(classes)
+        where = f"models.{model_id}.positive_class"
+        raise ConfigError(
+            [(where, f"only for a binary classifier; the reference's predictions have {n} classes")]
+        )
+    if classes is None or not binary:
+        return None
+    try:
+        return positive_class(classes, config.positive_class)
+    except ValueError as exc:
+        raise ConfigError([(f"models.{model_id}.positive_class", str(exc))]) from None
 
 
 def _phase_tables(

@@ -119,10 +119,12 @@ class PerformanceMonitor:
         )
         self.n_classes = 2 if classes is None else max(len(classes), 2)
         # Class slots (reference frequency order) -> the sketch's class index; for a binary model the positive
-        # class (the score's class) is the larger of the two in natural order: 1, True, "yes" over 0, False, "no".
+        # class (the score's class, layout.positive_class) is index 1.
         self._slot_to_class: NDArray[np.int64] | None = None
         if classes is not None:
             order = sorted(range(len(classes)), key=lambda k: (type(classes[k]).__name__, classes[k]))
+            if layout.positive_class is not None:
+                order.sort(key=lambda k: classes[k] is layout.positive_class)
             mapping = np.empty(len(classes) + 1, dtype=np.int64)
             mapping[order] = np.arange(len(classes))
             mapping[-1] = -1  # "other": a class the reference never saw

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from stream_monitor.stats.profiles import (
     ReferenceProfile,
     SignalProfile,
 )
+from stream_monitor.stats.reference_events import EventFormat, resolve_scores
 from stream_monitor.stats.reference_tallies import (
     DEFAULT_BINS,
     DEFAULT_MAX_ROWS,
@@ -43,7 +44,6 @@ from stream_monitor.stats.reference_tallies import (
     MAX_CORRELATED,
     MAX_PHASE_TABLES,
     _as_float,
-    _epoch_seconds,
     _expected_accuracy,
     _FeatureTally,
     _is_number,
@@ -60,8 +60,10 @@ from stream_monitor.stats.seasonality import FoundPeriod, find_periods
 class ReferenceBuilder:
     """Accumulates reference events of any number of models; :meth:`build` returns the profile.
 
-    Events with no ``model_id`` or ``features`` object are counted in ``skipped`` (with a reason) and left
-    out, never silently.
+    Each model's events are read with its :class:`EventFormat` in ``formats`` (the field paths, timestamp
+    format and positive class of its config; docs/formats.md's defaults for a model not named). Events with no
+    ``model_id``, no ``features`` object or a timestamp the service would refuse are counted in ``skipped``
+    (with a reason) and left out, never silently.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class ReferenceBuilder:
         max_joined: int = 1_000_000,
         periods: tuple[float, ...] = (),
         phases: int = DEFAULT_PHASES,
+        formats: Mapping[str, EventFormat] | None = None,
     ) -> None:
         if bins < 2:
             raise ValueError(f"bins must be >= 2, got {bins}")
@@ -88,6 +91,8 @@ class ReferenceBuilder:
             seed,
             max_joined,
         )
+        self.formats = dict(formats or {})
+        self._default_format = EventFormat()
         self._rng = random.Random(seed)
         self._models: dict[str, _ModelAccumulator] = {}
         self.skipped: Counter[str] = Counter()
@@ -102,16 +107,30 @@ class ReferenceBuilder:
             acc = self._models[mid] = _ModelAccumulator(_Reservoir(self.max_rows, self._rng))
         return acc
 
+    def _format(self, event: dict[str, Any]) -> EventFormat:
+        return self.formats.get(event["model_id"], self._default_format)
+
+    def _time(self, fmt: EventFormat, event: dict[str, Any], stream: str) -> float | bool | None:
+        """The event's time (None: it has none); False, counted in ``skipped``, when the service refuses it."""
+        ts = fmt.timestamp(event)
+        if isinstance(ts, str):
+            self.skipped[f"{stream}: {fmt.paths.ts!r} is not a timestamp in {fmt.ts_format} format"] += 1
+            return False
+        return ts
+
     def add_features(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
             acc = self._model(event, "features")
             if acc is None:
                 continue
-            feats = event.get("features")
+            fmt = self._format(event)
+            feats = fmt.features(event)
             if type(feats) is not dict:
-                self.skipped["features: 'features' is not an object"] += 1
+                self.skipped[f"features: {fmt.paths.features!r} is not an object"] += 1
                 continue
-            ts = _epoch_seconds(event.get("ts"))
+            ts = self._time(fmt, event, "features")
+            if ts is False:
+                continue
             if ts is not None:
                 acc.ts_min = min(acc.ts_min, ts)
                 acc.ts_max = max(acc.ts_max, ts)
@@ -124,24 +143,27 @@ class ReferenceBuilder:
             for name, tally in acc.tallies.items():
                 if name not in feats:
                     tally.nulls += 1
-            acc.reservoir.add((str(event.get("event_id")), feats, ts))
+            acc.reservoir.add((fmt.event_id(event), feats, ts))
 
     def add_predictions(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
             acc = self._model(event, "predictions")
             if acc is None:
                 continue
-            if "prediction" not in event or event["prediction"] is None:
+            fmt = self._format(event)
+            prediction = fmt.prediction(event)
+            if prediction is None:
                 self.skipped["predictions: missing prediction"] += 1
                 continue
-            score = event.get("score")
-            if score is None and isinstance(event.get("scores"), dict) and event["scores"]:
-                score = max(event["scores"].values())
+            ts = self._time(fmt, event, "predictions")
+            if ts is False:
+                continue
+            score = fmt.raw_score(event)  # a scores object is resolved in build, once the classes are known
             acc.prediction_count += 1
             if len(acc.predictions) < self.max_joined:
-                event_id = str(event.get("event_id"))
-                acc.predictions[event_id] = (event["prediction"], score if _is_number(score) else None)
-                ts = _epoch_seconds(event.get("ts"))
+                event_id = fmt.event_id(event)
+                keep = _is_number(score) or type(score) is dict
+                acc.predictions[event_id] = (prediction, score if keep else None)
                 if ts is not None:
                     acc.prediction_ts[event_id] = ts
 
@@ -150,14 +172,18 @@ class ReferenceBuilder:
             acc = self._model(event, "labels")
             if acc is None:
                 continue
-            if "label" not in event or event["label"] is None:
+            fmt = self._format(event)
+            label = fmt.label(event)
+            if label is None:
                 self.skipped["labels: missing label"] += 1
+                continue
+            ts = self._time(fmt, event, "labels")
+            if ts is False:
                 continue
             acc.label_count += 1
             if len(acc.labels) < self.max_joined:
-                event_id = str(event.get("event_id"))
-                acc.labels[event_id] = event["label"]
-                ts = _epoch_seconds(event.get("ts"))
+                event_id = fmt.event_id(event)
+                acc.labels[event_id] = label
                 if ts is not None:
                     acc.label_ts[event_id] = ts
 
@@ -199,8 +225,11 @@ class ReferenceBuilder:
             else None
         )
         multivariate = self._correlations(numeric_names[:MAX_CORRELATED], *scored) if scored else None
+        fmt = self.formats.get(model_id, self._default_format)
+        positive, refused = resolve_scores(model_id, acc.predictions, fmt)
+        self.skipped.update(refused)
         predictions = self._predictions(acc)
-        labels = self._labels(acc, predictions, features)
+        labels = self._labels(acc, predictions, features, positive)
         start = acc.ts_min if math.isfinite(acc.ts_min) else 0.0
         end = acc.ts_max if math.isfinite(acc.ts_max) else 0.0
         return ModelProfile(
@@ -294,6 +323,7 @@ class ReferenceBuilder:
         acc: _ModelAccumulator,
         predictions: PredictionProfile | None,
         features: dict[str, SignalProfile],
+        positive: Any,
     ) -> LabelProfile | None:
         if not acc.labels:
             return None
@@ -311,7 +341,7 @@ class ReferenceBuilder:
             actual = [a for _, a in pairs]
             if task == "classification":
                 performance["accuracy"] = float(np.mean([p == a for p, a in pairs]))
-                expected = _expected_accuracy(list(acc.predictions.values()))
+                expected = _expected_accuracy(list(acc.predictions.values()), positive)
                 if expected is not None:
                     performance["expected_accuracy"] = expected
             else:

@@ -31,13 +31,6 @@ def _is_number(v: Any) -> bool:
     return type(v) in (int, float) and math.isfinite(v)
 
 
-def _epoch_seconds(ts: Any) -> float | None:
-    """A numeric event time in seconds (the ``auto`` rule: numbers above 1e11 are milliseconds), else None."""
-    if not _is_number(ts) or type(ts) is bool:
-        return None
-    return float(ts) / 1000.0 if ts > 1e11 else float(ts)
-
-
 def numeric_profile(
     values: NDArray[np.float64], nulls: int, invalid: int = 0, bins: int = DEFAULT_BINS
 ) -> NumericProfile:
@@ -158,15 +151,14 @@ class _ModelAccumulator:
     label_count: int = 0
 
 
-def _expected_accuracy(predictions: list[tuple[Any, float | None]]) -> float | None:
+def _expected_accuracy(predictions: list[tuple[Any, float | None]], positive: Any) -> float | None:
     """The label-free (CBPE) accuracy estimate of a binary classifier's reference predictions: the mean
-    confidence of the predicted class, the score being the probability of the larger class in natural order
-    (1 over 0, True over False), as the monitor reads it. ``None`` unless binary with scores."""
-    classes = {p for p, _ in predictions}
+    confidence of the predicted class, the score being the probability of the ``positive`` class
+    (:func:`~stream_monitor.core.outcome_parsing.positive_class`), as the monitor reads it. ``None`` unless
+    binary (``positive`` given) with scores."""
     scored = [(p, s) for p, s in predictions if s is not None and 0.0 <= s <= 1.0]
-    if len(classes) != 2 or not scored:
+    if positive is None or not scored:
         return None
-    positive = max(classes, key=lambda c: (type(c).__name__, c))
     return float(np.mean([s if p == positive else 1.0 - s for p, s in scored]))
 
 

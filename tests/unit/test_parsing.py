@@ -100,7 +100,7 @@ def test_predictions_with_scores_or_score_maps() -> None:
     ]
     rows, rejected = parser.parse(events)
     assert rows.predicted.tolist() == [1.0, 0.0, 0.0]
-    assert rows.score[:2].tolist() == [0.8, 0.7] and np.isnan(rows.score[2])
+    assert rows.score[:2].tolist() == [0.8, 0.3] and np.isnan(rows.score[2])  # class 1's probability
     assert [(r.index, r.reason) for r in rejected] == [
         (3, RejectReason.WRONG_TYPE),
         (4, RejectReason.MISSING_FIELD),
