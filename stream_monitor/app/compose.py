@@ -15,7 +15,9 @@ from stream_monitor.core.clock import Clock
 from stream_monitor.core.errors import ConfigError, ReferenceProfileError
 from stream_monitor.pipeline.assembly import ServiceModels, build_models
 from stream_monitor.pipeline.local import Engine
+from stream_monitor.pipeline.model_layout import field_paths
 from stream_monitor.stats.profiles import ModelProfile, ReferenceProfile
+from stream_monitor.stats.reference_events import EventFormat
 
 
 def load_profiles(config: MonitorConfig) -> dict[str, ModelProfile]:
@@ -51,3 +53,12 @@ def build_engine(config: MonitorConfig, clock: Clock | None = None, shards: int 
 
 def build_service(config: MonitorConfig, clock: Clock | None = None) -> ServiceModels:
     return build_models(config, load_profiles(config), clock)
+
+
+def event_formats(config: MonitorConfig) -> dict[str, EventFormat]:
+    """How each model's events are read (its ``fields``, ``timestamp_format`` and ``positive_class``), for
+    ``reference build --config``: the paths and time format the pipeline's parsers are built with."""
+    return {
+        model_id: EventFormat(field_paths(m), m.timestamp_format, m.positive_class)
+        for model_id, m in config.models.items()
+    }

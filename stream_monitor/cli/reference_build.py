@@ -39,6 +39,13 @@ def reference() -> None:
     help="also keep phase profiles of this cycle (seconds; repeatable), found or not",
 )
 @click.option("--phases", default=24, show_default=True, help="phases per cycle in the phase profiles")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="read each model's events with its fields, timestamp_format and positive_class (its reference "
+    "file need not exist yet)",
+)
 def reference_build(
     features: Path,
     predictions: Path | None,
@@ -50,15 +57,32 @@ def reference_build(
     seed: int,
     periods: tuple[float, ...],
     phases: int,
+    config_path: Path | None,
 ) -> None:
     """Build a reference profile from the data the model was trained or validated on."""
     from stream_monitor.adapters.files.jsonl import read_jsonl_events
     from stream_monitor.adapters.files.reference_file import save_reference
+    from stream_monitor.app.compose import event_formats
+    from stream_monitor.config.loading import load_config
     from stream_monitor.stats.reference_builder import ReferenceBuilder
 
+    formats, model_id_field = None, "model_id"
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+        except StreamMonitorError as exc:
+            _fail(exc)
+        formats, model_id_field = event_formats(config), config.service.model_id_field
     try:
         builder = ReferenceBuilder(
-            bins=bins, top_k=top_k, max_rows=max_rows, seed=seed, periods=periods, phases=phases
+            bins=bins,
+            top_k=top_k,
+            max_rows=max_rows,
+            seed=seed,
+            periods=periods,
+            phases=phases,
+            formats=formats,
+            model_id_field=model_id_field,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -71,10 +95,10 @@ def reference_build(
     try:
         profile = builder.build()
     except StreamMonitorError as exc:
+        _echo_skipped({**bad, **builder.skipped})  # they say why nothing was usable
         _fail(exc)
     save_reference(profile, out)
-    for reason, count in sorted({**bad, **builder.skipped}.items()):
-        click.echo(f"skipped {count} event(s): {reason}", err=True)
+    _echo_skipped({**bad, **builder.skipped})
     for model_id, m in profile.models.items():
         kinds: dict[str, int] = {}
         for p in m.features.values():
@@ -91,3 +115,8 @@ def reference_build(
             ]
             click.echo(f"{model_id}: cycles: {'; '.join(found) or 'none found'}")
     click.echo(f"wrote {out}")
+
+
+def _echo_skipped(skipped: dict[str, int]) -> None:
+    for reason, count in sorted(skipped.items()):
+        click.echo(f"skipped {count} event(s): {reason}", err=True)

@@ -192,10 +192,15 @@ class ModelLayout:
             prediction_categorical_index=pred_cat,
             classes=classes,
             positive_class=positive,
-            paths=FieldPaths(model_id="model_id", **config.fields.model_dump()),
+            paths=field_paths(config),
             segment_columns=tuple(cat_names.index(s) for s in config.segments),
             phase_tables=phase_tables,
         )
+
+
+def field_paths(config: ModelConfig) -> FieldPaths:
+    """Where a model's fields live in its events (``fields:`` of its config)."""
+    return FieldPaths(model_id="model_id", **config.fields.model_dump())
 
 
 def _positive_class(model_id: str, config: ModelConfig, classes: tuple[Any, ...] | None) -> Any:

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.errors import ReferenceProfileError
+from stream_monitor.core.events import FieldPath
 from stream_monitor.stats.correlation import correlations, normal_scores, pair_sums
 from stream_monitor.stats.phase_profiles import SeasonalityProfile, build_phase_table
 from stream_monitor.stats.profiles import (
@@ -61,9 +62,9 @@ class ReferenceBuilder:
     """Accumulates reference events of any number of models; :meth:`build` returns the profile.
 
     Each model's events are read with its :class:`EventFormat` in ``formats`` (the field paths, timestamp
-    format and positive class of its config; docs/formats.md's defaults for a model not named). Events with no
-    ``model_id``, no ``features`` object or a timestamp the service would refuse are counted in ``skipped``
-    (with a reason) and left out, never silently.
+    format and positive class of its config; docs/formats.md's defaults for a model not named), its id at
+    ``model_id_field`` (``service.model_id_field``). Events with no model id, no ``features`` object or a
+    timestamp the service would refuse are counted in ``skipped`` (with a reason) and left out, never silently.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class ReferenceBuilder:
         periods: tuple[float, ...] = (),
         phases: int = DEFAULT_PHASES,
         formats: Mapping[str, EventFormat] | None = None,
+        model_id_field: str = "model_id",
     ) -> None:
         if bins < 2:
             raise ValueError(f"bins must be >= 2, got {bins}")
@@ -92,23 +94,22 @@ class ReferenceBuilder:
             max_joined,
         )
         self.formats = dict(formats or {})
+        self._model_id = FieldPath(model_id_field)
         self._default_format = EventFormat()
         self._rng = random.Random(seed)
         self._models: dict[str, _ModelAccumulator] = {}
         self.skipped: Counter[str] = Counter()
 
-    def _model(self, event: dict[str, Any], stream: str) -> _ModelAccumulator | None:
-        mid = event.get("model_id")
+    def _model(self, event: dict[str, Any], stream: str) -> tuple[_ModelAccumulator, EventFormat] | None:
+        """The event's model: its accumulator and how its events are read (None, counted, without one)."""
+        mid = self._model_id.get(event)
         if type(mid) is not str:
-            self.skipped[f"{stream}: missing model_id"] += 1
+            self.skipped[f"{stream}: missing {self._model_id.path}"] += 1
             return None
         acc = self._models.get(mid)
         if acc is None:
             acc = self._models[mid] = _ModelAccumulator(_Reservoir(self.max_rows, self._rng))
-        return acc
-
-    def _format(self, event: dict[str, Any]) -> EventFormat:
-        return self.formats.get(event["model_id"], self._default_format)
+        return acc, self.formats.get(mid, self._default_format)
 
     def _time(self, fmt: EventFormat, event: dict[str, Any], stream: str) -> float | bool | None:
         """The event's time (None: it has none); False, counted in ``skipped``, when the service refuses it."""
@@ -120,10 +121,10 @@ class ReferenceBuilder:
 
     def add_features(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
-            acc = self._model(event, "features")
-            if acc is None:
+            found = self._model(event, "features")
+            if found is None:
                 continue
-            fmt = self._format(event)
+            acc, fmt = found
             feats = fmt.features(event)
             if type(feats) is not dict:
                 self.skipped[f"features: {fmt.paths.features!r} is not an object"] += 1
@@ -147,10 +148,10 @@ class ReferenceBuilder:
 
     def add_predictions(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
-            acc = self._model(event, "predictions")
-            if acc is None:
+            found = self._model(event, "predictions")
+            if found is None:
                 continue
-            fmt = self._format(event)
+            acc, fmt = found
             prediction = fmt.prediction(event)
             if prediction is None:
                 self.skipped["predictions: missing prediction"] += 1
@@ -169,10 +170,10 @@ class ReferenceBuilder:
 
     def add_labels(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
-            acc = self._model(event, "labels")
-            if acc is None:
+            found = self._model(event, "labels")
+            if found is None:
                 continue
-            fmt = self._format(event)
+            acc, fmt = found
             label = fmt.label(event)
             if label is None:
                 self.skipped["labels: missing label"] += 1
