@@ -61,10 +61,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -75,6 +73,7 @@ from typing import Any, Final, TextIO
 
 import numpy as np
 import yaml
+from bench_workdir import work_folder
 from numpy.typing import NDArray
 from river import drift, naive_bayes
 from river.datasets import synth
@@ -653,17 +652,16 @@ def execute(args: argparse.Namespace, workdir: Path) -> list[RunResult]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-concept-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    log(f"working folder: {workdir}" + ("" if args.workdir else " (removed at the end; --workdir keeps it)"))
-    try:
-        results = execute(args, workdir)
-    except RuntimeError as exc:
-        log(f"error: {exc}")
-        return 2
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with work_folder(args.workdir, "bench-concept-") as workdir:
+        log(
+            f"working folder: {workdir}"
+            + ("" if args.workdir else " (removed at the end; --workdir keeps it)")
+        )
+        try:
+            results = execute(args, workdir)
+        except RuntimeError as exc:
+            log(f"error: {exc}")
+            return 2
     if args.verbose:
         print_verbose(results)
     lines = summary_lines(results, args.config_override)

@@ -42,7 +42,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ from typing import Any, Final
 
 import numpy as np
 from bench_source import source_state  # the commit a figure was measured on
+from bench_workdir import work_folder
 
 try:
     from stream_monitor.devtools import healthy_streams as hs
@@ -304,34 +304,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"note: the baseline ran {baseline.get('seeds')} seeds x {baseline.get('events_per_stream')} events, "
             f"this run {args.seeds} x {args.events}: compare with care"
         )
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-false-alarms-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    source = source_state(ROOT)
-    jobs = [
-        Job(kind, seed, args.events, args.shift_list, args.shift_tail, args.workers,
-            workdir / f"{kind}-seed{seed}", args.keep_streams)
-        for kind in args.kind_list
-        for seed in range(1, args.seeds + 1)
-    ]  # fmt: skip
-    t0 = time.perf_counter()
-    results = []
-    try:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            for r in pool.map(run, jobs):
-                delays = ", ".join(
-                    f"{s}: {d['delay_events'] if d['detected'] else 'missed'}" for s, d in r["shifts"].items()
-                )
-                log(
-                    f"[{time.perf_counter() - t0:6.0f} s] {r['kind']} seed {r['seed']}: {r['episodes']} "
-                    f"false-alarm episode(s) {r['episodes_by_signal']}; delay (events) {delays}"
-                )
-                results.append(r)
-    except RuntimeError as exc:
-        log(f"error: {exc}")
-        return 2
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with work_folder(args.workdir, "bench-false-alarms-") as workdir:
+        source = source_state(ROOT)
+        jobs = [
+            Job(kind, seed, args.events, args.shift_list, args.shift_tail, args.workers,
+                workdir / f"{kind}-seed{seed}", args.keep_streams)
+            for kind in args.kind_list
+            for seed in range(1, args.seeds + 1)
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        results = []
+        try:
+            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+                for r in pool.map(run, jobs):
+                    delays = ", ".join(
+                        f"{s}: {d['delay_events'] if d['detected'] else 'missed'}"
+                        for s, d in r["shifts"].items()
+                    )
+                    log(
+                        f"[{time.perf_counter() - t0:6.0f} s] {r['kind']} seed {r['seed']}: {r['episodes']} "
+                        f"false-alarm episode(s) {r['episodes_by_signal']}; delay (events) {delays}"
+                    )
+                    results.append(r)
+        except RuntimeError as exc:
+            log(f"error: {exc}")
+            return 2
     kinds = aggregate(results, args.shift_list)
     base_kinds = baseline.get("kinds") if baseline else None
     line = {

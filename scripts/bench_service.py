@@ -122,24 +122,25 @@ def produce(config_path: Path, n_events: int) -> dict[str, float]:
     return {"produce_seconds": time.perf_counter() - started}
 
 
+def _reader(bootstrap: str, group_prefix: str, topic: str) -> Any:
+    """A consumer of ``topic`` from its start, in a group of its own, committing nothing."""
+    from confluent_kafka import Consumer
+
+    group = f"{group_prefix}-{uuid.uuid4().hex[:8]}"
+    settings = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
+    c = Consumer({**settings, "enable.auto.commit": False})
+    c.subscribe([topic])
+    return c
+
+
 # ---- child: the floor ------------------------------------------------------------------------------------------
 def floor(config_path: Path, n_events: int) -> dict[str, Any]:
     import resource
 
-    from confluent_kafka import Consumer
-
     from stream_monitor.config.loading import load_config
 
     cfg = load_config(config_path)
-    c = Consumer(
-        {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            "group.id": f"floor-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    c.subscribe([cfg.topics.features])
+    c = _reader(cfg.kafka.bootstrap_servers, "floor", cfg.topics.features)
     seen = 0
     first = None
     cpu0 = time.process_time()
@@ -302,7 +303,7 @@ def worker(config_path: Path, n_events: int) -> None:
 def latency(
     config_path: Path, n_events: int, after_ts: float, pace: float, lateness: float
 ) -> dict[str, Any]:
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Producer
 
     from stream_monitor.config.loading import load_config
     from stream_monitor.core.alerts import decode_alert
@@ -321,15 +322,7 @@ def latency(
     stop = threading.Event()
 
     def read_alerts() -> None:
-        c = Consumer(
-            {
-                "bootstrap.servers": cfg.kafka.bootstrap_servers,
-                "group.id": f"lat-{uuid.uuid4().hex[:8]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        c.subscribe([cfg.topics.alerts])
+        c = _reader(cfg.kafka.bootstrap_servers, "lat", cfg.topics.alerts)
         while not stop.is_set():
             for m in c.consume(100, timeout=0.1):
                 if m.error() is None:
@@ -400,58 +393,44 @@ def main() -> int:
 
     from stream_monitor.adapters.kafka.topics import create_all
     from stream_monitor.config.loading import load_config
-    from stream_monitor.devtools.kafka import LocalBroker
+    from stream_monitor.devtools.kafka import kafka_bootstrap
 
     load_before = os.getloadavg()
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = LocalBroker(die_with_parent=True)
-        broker.start()
-        bootstrap = broker.bootstrap_servers
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            config_path = write_setup(
-                Path(tmp), bootstrap, args.partitions, args.lateness, args.snapshot_seconds
+    with kafka_bootstrap() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+        config_path = write_setup(Path(tmp), bootstrap, args.partitions, args.lateness, args.snapshot_seconds)
+        create_all(load_config(config_path))
+        out: dict[str, Any] = {
+            "benchmark": "service",
+            "events": args.events,
+            "partitions": args.partitions,
+            "features": {"numeric": N_NUMERIC, "categorical": N_CATEGORICAL},
+            "allowed_lateness_s": args.lateness,
+            "snapshot_seconds": args.snapshot_seconds,
+        }
+        out.update(produce(config_path, args.events))
+        me = [sys.executable, __file__, "--events", str(args.events), "--config", str(config_path)]
+        fl = subprocess.run(
+            [*me, "--role", "floor"], capture_output=True, text=True, timeout=1800, check=True
+        )
+        out.update(json.loads(fl.stdout.strip().splitlines()[-1]))
+        if not args.no_faust:
+            fa = subprocess.run(
+                [*me, "--role", "faust"], capture_output=True, text=True, timeout=1800, cwd=tmp
             )
-            create_all(load_config(config_path))
-            out: dict[str, Any] = {
-                "benchmark": "service",
-                "events": args.events,
-                "partitions": args.partitions,
-                "features": {"numeric": N_NUMERIC, "categorical": N_CATEGORICAL},
-                "allowed_lateness_s": args.lateness,
-                "snapshot_seconds": args.snapshot_seconds,
-            }
-            out.update(produce(config_path, args.events))
-            me = [sys.executable, __file__, "--events", str(args.events), "--config", str(config_path)]
-            fl = subprocess.run(
-                [*me, "--role", "floor"], capture_output=True, text=True, timeout=1800, check=True
-            )
-            out.update(json.loads(fl.stdout.strip().splitlines()[-1]))
-            if not args.no_faust:
-                fa = subprocess.run(
-                    [*me, "--role", "faust"], capture_output=True, text=True, timeout=1800, cwd=tmp
-                )
-                found = re.findall(r'\{"faust_events_per_s".*?\}', fa.stdout)  # Faust adds terminal escapes
-                tail = (fa.stdout + fa.stderr).strip()[-300:]
-                out.update(json.loads(found[-1]) if found else {"faust_error": tail})
-            proc = subprocess.Popen(
-                [*me, "--role", "worker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-            )
-            assert proc.stdout is not None
-            out.update(json.loads(proc.stdout.readline()))
-            out["worker_vs_floor"] = round(out["worker_events_per_s"] / out["floor_events_per_s"], 3)
-            out["worker_vs_floor_cpu"] = round(
-                out["worker_events_per_cpu_s"] / out["floor_events_per_cpu_s"], 3
-            )
-            last_ts = LIVE_START + args.events / RATE * 1.1
-            out.update(latency(config_path, args.latency_events, last_ts, args.latency_pace, args.lateness))
-            proc.terminate()
-            proc.wait(30)
-    finally:
-        if broker is not None:
-            broker.stop()
+            found = re.findall(r'\{"faust_events_per_s".*?\}', fa.stdout)  # Faust adds terminal escapes
+            tail = (fa.stdout + fa.stderr).strip()[-300:]
+            out.update(json.loads(found[-1]) if found else {"faust_error": tail})
+        proc = subprocess.Popen(
+            [*me, "--role", "worker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert proc.stdout is not None
+        out.update(json.loads(proc.stdout.readline()))
+        out["worker_vs_floor"] = round(out["worker_events_per_s"] / out["floor_events_per_s"], 3)
+        out["worker_vs_floor_cpu"] = round(out["worker_events_per_cpu_s"] / out["floor_events_per_cpu_s"], 3)
+        last_ts = LIVE_START + args.events / RATE * 1.1
+        out.update(latency(config_path, args.latency_events, last_ts, args.latency_pace, args.lateness))
+        proc.terminate()
+        proc.wait(30)
     out["target_events_per_s"] = 100_000
     out["meets_target"] = out["worker_events_per_s"] >= 100_000 and out["worker_vs_floor"] >= 0.5
     out["load_avg_before"] = [round(x, 2) for x in load_before]

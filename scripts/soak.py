@@ -33,27 +33,18 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="keep the workers' logs here (default: a temporary dir)")
     args = parser.parse_args()
 
-    from stream_monitor.devtools.kafka import LocalBroker
+    from stream_monitor.devtools.kafka import kafka_bootstrap
     from tests.soak_run import SoakPlan, run_soak
 
     seconds = args.minutes * 60
     plan = SoakPlan(seconds=seconds, rate=args.rate, segment_seconds=30.0 if seconds >= 600 else 15.0)
     load_before = os.getloadavg()
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = LocalBroker(die_with_parent=True)
-        broker.start()
-        bootstrap = broker.bootstrap_servers
-    started = time.monotonic()
-    try:
+    with kafka_bootstrap() as bootstrap:
+        started = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
             work = args.work or Path(tmp)
             work.mkdir(parents=True, exist_ok=True)
             result = run_soak(work, bootstrap, plan)
-    finally:
-        if broker is not None:
-            broker.stop()
     out = {
         "benchmark": "soak",
         **result.figures,

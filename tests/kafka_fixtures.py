@@ -7,8 +7,6 @@ the session starts its own on a free port and stops it at the end. Tests using t
 
 from __future__ import annotations
 
-import atexit
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream_monitor.devtools.kafka import LocalBroker
+from stream_monitor.devtools.kafka import kafka_bootstrap as borrowed_broker
 
 TOPIC_READY_TIMEOUT_S = 30.0
 
@@ -26,20 +24,8 @@ MakeTopic = Callable[..., str]
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """``bootstrap.servers`` of a real broker: ``$KAFKA_BOOTSTRAP_SERVERS``, else one started here."""
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield external
-        return
-    # die_with_parent: a session killed hard (timeout, segfault) takes its broker with it; atexit covers an
-    # interpreter exit that skips fixture teardown. stop() is idempotent, so both may run.
-    broker = LocalBroker(die_with_parent=True)
-    atexit.register(broker.stop)
-    broker.start()
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
-        atexit.unregister(broker.stop)
+    with borrowed_broker() as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ See :mod:`stream_monitor.devtools.kafka.broker`; the command line is ``python -m
 (or ``scripts/kafka_local.py``).
 """
 
+from stream_monitor.devtools.kafka.borrowed import kafka_bootstrap
 from stream_monitor.devtools.kafka.broker import LocalBroker
 from stream_monitor.devtools.kafka.errors import DevKafkaError
 from stream_monitor.devtools.kafka.jars import ensure_jars
@@ -18,6 +19,7 @@ __all__ = [
     "broker_ready",
     "cache_dir",
     "ensure_jars",
+    "kafka_bootstrap",
     "running_brokers",
     "stop_broker",
 ]
