@@ -277,3 +277,19 @@ def arrivals(
         ),
     ]
     return [(k, e) for *_, k, e in sorted(sent, key=lambda s: s[:3])]
+
+
+def assert_join_equals_oracle(perf: Any, oracle: OracleJoin, lh: LabelHazards) -> None:
+    """A performance monitor's join, buckets and error stream hold what the oracle says."""
+    s = perf.joiner.stats()
+    assert (s.joined, s.stale_labels, s.duplicate_labels) == (oracle.joined, oracle.stale, lh.duplicates)
+    assert s.labels == len(lh.admitted) + lh.duplicates
+    assert (s.labels_after_eviction, s.early_labels) == (0, 0)
+    got = {
+        k: (b.sketch.count, b.sketch.to_dict()["confusion"])
+        for k, b in perf.buckets.items()
+        if b.sketch.count
+    }
+    assert got == oracle.buckets
+    assert perf.error_stream is not None
+    assert perf.error_stream.snapshot()["since"] == [oracle.joined, oracle.errors]  # no alarm reset it

@@ -150,20 +150,4 @@ def test_hazardous_labels_through_the_engine_leave_the_join_the_oracle_computes(
     oracle = hz.oracle_join(
         streams["predictions"], lh.admitted, cfg.performance.bucket_seconds, cfg.labels.freshness_sla_seconds
     )
-    assert_join_equals_oracle(perf, oracle, lh)
-
-
-def assert_join_equals_oracle(perf: Any, oracle: hz.OracleJoin, lh: hz.LabelHazards) -> None:
-    """A performance monitor's join, buckets and error stream hold what the oracle says."""
-    s = perf.joiner.stats()
-    assert (s.joined, s.stale_labels, s.duplicate_labels) == (oracle.joined, oracle.stale, lh.duplicates)
-    assert s.labels == len(lh.admitted) + lh.duplicates
-    assert (s.labels_after_eviction, s.early_labels) == (0, 0)
-    got = {
-        k: (b.sketch.count, b.sketch.to_dict()["confusion"])
-        for k, b in perf.buckets.items()
-        if b.sketch.count
-    }
-    assert got == oracle.buckets
-    assert perf.error_stream is not None
-    assert perf.error_stream.snapshot()["since"] == [oracle.joined, oracle.errors]  # no alarm reset it
+    hz.assert_join_equals_oracle(perf, oracle, lh)
