@@ -116,7 +116,7 @@ def write_config(
     librdkafka settings, ``window`` the model's window settings."""
     if concept:
         save_reference(concept_profile(), directory / "reference.json")
-        raw = {"models": {MODEL: concept_model_config()}, "service": service}
+        raw = {"models": {MODEL: concept_model_config(**(window or {}))}, "service": service}
     else:
         save_reference(profile(), directory / "reference.json")
         raw = {"models": {MODEL: model_config(**(window or {}))}, "service": service}
@@ -525,9 +525,9 @@ def concept_profile() -> ReferenceProfile:
     return builder.build()
 
 
-def concept_model_config() -> dict[str, Any]:
+def concept_model_config(**window: Any) -> dict[str, Any]:
     return {
-        **model_config(),
+        **model_config(**window),
         "performance": {"bucket_seconds": 10.0},
         "labels": {"ttl_seconds": 60.0, "freshness_sla_seconds": 30.0},
     }

@@ -175,3 +175,15 @@ class LabelRows:
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def take(self, keep: NDArray[np.bool_]) -> LabelRows:
+        """The rows flagged in ``keep``, in their order."""
+        if keep.all():
+            return self
+        flags = keep.tolist()
+        return LabelRows(
+            ts=self.ts[keep],
+            event_ids=[e for e, k in zip(self.event_ids, flags, strict=True) if k],
+            label=self.label[keep],
+            raw_label=[v for v, k in zip(self.raw_label, flags, strict=True) if k],
+        )

@@ -4,8 +4,9 @@ folded into slices or forwarded to stage 2.
 The partition fold (:mod:`~stream_monitor.pipeline.partition_fold`) routes a batch by model and hands each
 model's events here; the typed feature path (structs) only shares :func:`forward_features`. Features and
 predictions are screened (:func:`~stream_monitor.pipeline.event_time.screen_rows`: future and late events
-refused, repeated ids suppressed); labels are not, since a label's time is when it became known, and the
-label join handles late and repeated labels.
+refused, repeated ids suppressed); a concept-drift model's labels by their own rule
+(:func:`~stream_monitor.pipeline.label_screen.screen_labels`: skewed ahead, or older than the join's TTL),
+since a label's time is when it became known; the label join suppresses repeated labels.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stream_monitor.core.rows import FeatureRows
 from stream_monitor.pipeline.event_time import event_rejections, screen_rows
 from stream_monitor.pipeline.folding import ModelFolder
 from stream_monitor.pipeline.forwarded_rows import _accepted, _rows
+from stream_monitor.pipeline.label_screen import screen_labels
 from stream_monitor.pipeline.partials import RowBatch
 from stream_monitor.pipeline.windows import SliceFolder
 
@@ -92,6 +94,10 @@ def ingest_events(
     lrows, refused = folder.parse_labels(events)
     if not forward:
         return Ingested(lrows.ts, refused)
+    screened = screen_labels(slices, lrows.ts, folder.layout.config.labels.ttl_seconds, wall)
+    refused = [*refused, *event_rejections(screened, refused, len(events))]
+    if screened.keep is not None:
+        lrows = lrows.take(screened.keep)
     ids, _ = slices.assign(lrows.ts)
     return Ingested(
         lrows.ts, refused, _rows(lrows.event_ids, offsets, refused, ids, lrows.ts, {"label": lrows.label})

@@ -146,6 +146,8 @@ def test_required_families_are_exported_with_their_labels() -> None:
         "stream_monitor_performance_watermark_seconds": ("model",),
         "stream_monitor_predictions_evicted_total": ("model", "reason"),
         "stream_monitor_labels_stale_total": ("model",),
+        "stream_monitor_labels_joined_total": ("model",),
+        "stream_monitor_labels_unmatched_total": ("model", "reason"),
         "stream_monitor_duplicate_events_total": ("model", "stream"),
         "stream_monitor_label_overflow_total": (),
     }
@@ -467,6 +469,7 @@ def test_label_join_figures_are_exported_per_model() -> None:
     )
     joiner.add_labels(["a"], [30.0], [1.0])
     joiner.expire(1000.0)
+    joiner.add_labels(["b"], [1001.0], [0.0])  # its prediction expired: unmatched
     stats = ServiceStats()
     stats.set_labels("m", {**joiner.stats().as_dict(), "judged_until": 1763766000.0})
     text = generate_latest(create_registry(stats, process=False)).decode()
@@ -480,6 +483,12 @@ def test_label_join_figures_are_exported_per_model() -> None:
     assert (
         samples[("stream_monitor_duplicate_events_total", (("model", "m"), ("stream", "predictions")))] == 1
     )
+    assert samples[("stream_monitor_labels_joined_total", (("model", "m"),))] == 1
+    unmatched = {
+        r: samples[("stream_monitor_labels_unmatched_total", (("model", "m"), ("reason", r)))]
+        for r in ("prediction_evicted", "early_ttl", "early_capacity")
+    }
+    assert unmatched == {"prediction_evicted": 1, "early_ttl": 0, "early_capacity": 0}
     assert samples[("stream_monitor_label_coverage_ratio", (("model", "m"),))] == pytest.approx(1 / 3)
     assert samples[("stream_monitor_performance_watermark_seconds", (("model", "m"),))] == 1763766000.0
     assert samples[

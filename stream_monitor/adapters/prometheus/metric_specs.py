@@ -239,6 +239,30 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         lambda s: _label_figure(s, "stale_labels"),
     ),
     MetricSpec(
+        "stream_monitor_labels_joined_total",
+        "counter",
+        "Labels joined to their prediction and counted in the performance figures (each event id once).",
+        ("model",),
+        lambda s: _label_figure(s, "joined"),
+    ),
+    MetricSpec(
+        "stream_monitor_labels_unmatched_total",
+        "counter",
+        "Labels that met no prediction, by reason (prediction_evicted: it came after its prediction left the "
+        "join; early_ttl / early_capacity: it waited for a prediction that never came).",
+        ("model", "reason"),
+        lambda s: [
+            ((m, r), f[key])
+            for m, f in s.labels.items()
+            for r, key in (
+                ("prediction_evicted", "labels_after_eviction"),
+                ("early_ttl", "early_labels_evicted_ttl"),
+                ("early_capacity", "early_labels_evicted_capacity"),
+            )
+            if key in f
+        ],
+    ),
+    MetricSpec(
         "stream_monitor_duplicate_events_total",
         "counter",
         "Predictions or labels whose event id was already seen: ignored.",
