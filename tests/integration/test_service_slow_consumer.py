@@ -5,10 +5,15 @@ The stalled worker is the real service run through ``tests/stalling_service.py``
 sleep; librdkafka's threads keep running, so the group sees a member that stopped polling. The group must take
 its partitions away once (the healthy worker takes them), give it partitions again when it polls, and
 otherwise carry on: the final stage-2 state equals a one-process recomputation, each alert id + status is on
-the alerts topic once, the stalled worker's RSS grows by less than 50 MiB from its warmed-up size (each
-worker has folded 40k events first, the healthy one from a backlog of its own, so in batches as large as the
-backlog's; the worker taking the backlog over is held to 100 MiB, see TAKEOVER_RSS_GROWTH_UNDER), and both
-report a consumer lag of 0.
+the alerts topic once, neither worker's RSS grows by 50 MiB or more from its warmed-up size (each worker has
+folded 40k events first, the healthy one from a backlog of its own, so in batches as large as the backlog's),
+and both report a consumer lag of 0.
+
+The worker taking the backlog over grew 53-55 MiB while librdkafka's prefetch queue was left at its default
+(100k messages: the whole backlog, about 520 bytes a message); with the queue held to one batch
+(``worker.prefetch_settings``) it grows 31-40 MiB (6 runs): that queue, one batch's messages and their
+decoding. Trimming the heap every 0.25 s or two malloc arenas left that unchanged (34.5 and 33.0 MiB): live
+data, not fragmentation.
 """
 
 from __future__ import annotations
@@ -31,11 +36,7 @@ N_PARTITIONS = 3
 MAX_POLL_INTERVAL_MS = 10_000
 STALL_S = 2 * MAX_POLL_INTERVAL_MS / 1000
 IDLE_S = 15.0  # longer than the quiet spells before the stream; the prediction sources go idle after it
-STALLED_RSS_GROWTH_UNDER = 50 * 2**20  # issue 13's bound, for the worker that stalls
-# The worker that takes the backlog over grew 50-62 MiB over its warmed-up size in every run (batches of 5k or
-# 20k, librdkafka's prefetch queue at 16 or 64 MiB alike): over issue 13's 50 MiB, not yet explained. This
-# bound only keeps it from getting worse.
-TAKEOVER_RSS_GROWTH_UNDER = 100 * 2**20
+RSS_GROWTH_UNDER = 50 * 2**20  # issue 13's bound, for the worker that stalls and the one taking over
 STALLING = (sys.executable, str(Path(__file__).resolve().parents[1] / "stalling_service.py"))
 _ASSIGNED = re.compile(r"^(\S+ \S+) INFO \S+ \[\d+\] assigned (\S+)\[\d+\]", re.MULTILINE)
 
@@ -149,8 +150,7 @@ def test_a_stall_of_twice_the_poll_interval_costs_one_rebalance_and_loses_nothin
         # partitions once; the slow worker came back once; nothing moved after
         assert takeover[0][0] - stall_start >= MAX_POLL_INTERVAL_MS / 1000
         assert (_rebalances(takeover), _rebalances(rejoin)) == (1, 1), (takeover, rejoin)
-        assert rss.growth()[0] < STALLED_RSS_GROWTH_UNDER, growth
-        assert rss.growth()[1] < TAKEOVER_RSS_GROWTH_UNDER, growth
+        assert max(rss.growth()) < RSS_GROWTH_UNDER, growth
         for w in workers:
             assert w.proc.poll() is None, w.log()[-3000:]
             code, _ = w.terminate()

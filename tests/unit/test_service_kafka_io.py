@@ -18,6 +18,7 @@ from stream_monitor.adapters.kafka.clients import (
     without_consumer_settings,
 )
 from stream_monitor.adapters.kafka.topics import topic_specs
+from stream_monitor.adapters.kafka.worker import consumer_settings
 from stream_monitor.config.loading import parse_config
 from stream_monitor.core.alerts import Alert, AlertKind, Severity, Status, WindowInfo, decode_alert
 from stream_monitor.pipeline.counters import ServiceStats
@@ -175,6 +176,19 @@ def test_settings_are_copied_and_the_required_ones_win() -> None:
     assert out["sasl.password"] == "p"
     assert "session.timeout.ms" not in out
     assert without_consumer_settings(user) is not user
+
+
+def test_the_consumer_prefetches_about_one_batch_unless_told_otherwise() -> None:
+    """librdkafka's default queue (100k messages) held a whole 100k backlog at once: 50 MiB of 170-byte
+    events. The worker's holds one batch, and a kafka.client setting still wins over that default."""
+    user = {"bootstrap.servers": "b:9092", "enable.auto.commit": True}
+    before = dict(user)
+    out = consumer_settings(user, "sm", batch_max_events=5000)
+    assert user == before
+    assert (out["queued.min.messages"], out["fetch.queue.backoff.ms"]) == (5000, 10)
+    assert (out["group.id"], out["enable.auto.commit"]) == ("sm", False)
+    tuned = consumer_settings({**user, "queued.min.messages": 50_000}, "sm", batch_max_events=5000)
+    assert tuned["queued.min.messages"] == 50_000
 
 
 def test_topic_specs_cover_every_topic_the_config_names() -> None:

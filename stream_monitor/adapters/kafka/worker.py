@@ -35,6 +35,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 from confluent_kafka import Consumer, TopicPartition
@@ -62,11 +63,40 @@ CONSUMER_DEFAULTS: Final[dict[str, Any]] = {
     "partition.assignment.strategy": "cooperative-sticky",
 }
 MAX_POLL_INTERVAL_MS: Final = 300_000  # librdkafka's default max.poll.interval.ms
+FETCH_QUEUE_BACKOFF_MS: Final = 10  # how soon a full prefetch queue is looked at again
 CONSUMER_REQUIRED: Final[dict[str, Any]] = {
     "enable.auto.commit": False,  # offsets are committed only once a snapshot covering them is durable
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
 }
+
+
+def prefetch_settings(batch_max_events: int) -> dict[str, Any]:
+    """librdkafka's local queue of fetched messages held to about one batch (``service.batch_max_events``).
+
+    librdkafka fetches ahead until its queue holds ``queued.min.messages`` (100,000 by default) or
+    ``queued.max.messages.kbytes`` of payload (64 MiB, left as it is: the bound for large messages). A worker
+    given partitions with a backlog held 100k messages at once: 50 MiB for 170-byte feature events (about 520
+    bytes each: the payload, its share of the fetch buffer, the op that carries it), the whole of what a worker
+    taking a 100k backlog over grew by. A full queue pauses fetching for ``fetch.queue.backoff.ms`` (1 s by
+    default, which a queue of 100k messages outlasts at 100k events/s, and one batch does not): checked every
+    10 ms instead, the next batch is fetched while the last one is folded.
+
+    >>> prefetch_settings(20_000)
+    {'queued.min.messages': 20000, 'fetch.queue.backoff.ms': 10}
+    """
+    return {"queued.min.messages": batch_max_events, "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS}
+
+
+def consumer_settings(client: Mapping[str, Any], group: str, batch_max_events: int) -> dict[str, Any]:
+    """A new settings dict for the worker's consumer: our defaults (the prefetch queue sized to a batch), then
+    the user's ``kafka.client`` settings, then what exactness requires, then the group."""
+    settings = dict(CONSUMER_DEFAULTS)
+    settings.update(prefetch_settings(batch_max_events))
+    settings.update(client)
+    settings.update(CONSUMER_REQUIRED)
+    settings["group.id"] = group
+    return settings
 
 
 class Worker(PartitionBatches, Rebalancing):
@@ -109,10 +139,7 @@ class Worker(PartitionBatches, Rebalancing):
             for p in range(self.reader.partitions(topic))
         ]
         self.label_sources = [f"{t.labels}:{p}" for p in range(self.reader.partitions(t.labels))]
-        settings = dict(CONSUMER_DEFAULTS)
-        settings.update(client)
-        settings.update(CONSUMER_REQUIRED)
-        settings["group.id"] = config.service.consumer_group
+        settings = consumer_settings(client, config.service.consumer_group, config.service.batch_max_events)
         settings["stats_cb"] = self.watch.stats  # tells the watch when a broker is back after all were down
         settings.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
         self._cooperative = "cooperative" in str(settings.get("partition.assignment.strategy", ""))
