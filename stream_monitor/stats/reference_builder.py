@@ -194,6 +194,14 @@ class ReferenceBuilder:
             raise ReferenceProfileError(
                 "no usable reference events (is the file empty or of the wrong shape?)"
             )
+        # A model that only its predictions or labels name, or whose every feature event was refused, would be
+        # written as a profile with no features: the monitor could test nothing of it.
+        featureless = sorted(mid for mid, acc in self._models.items() if acc.events == 0)
+        if featureless:
+            raise ReferenceProfileError(
+                f"no usable feature events for model(s) {', '.join(map(repr, featureless))} "
+                "(a model id in the predictions or labels only, or every feature event refused)"
+            )
         return ReferenceProfile(
             models={mid: self._build_model(mid, acc) for mid, acc in sorted(self._models.items())}
         )

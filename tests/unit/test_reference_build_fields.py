@@ -110,3 +110,14 @@ def test_without_the_config_the_default_paths_find_nothing(tmp_path: Path) -> No
     result = _build(tmp_path, {"features": _files(tmp_path)["features"]})
     assert result.exit_code == 2
     assert "skipped 400 event(s): features: missing model_id" in result.output
+
+
+def test_a_model_without_usable_feature_events_is_refused_not_written_empty(tmp_path: Path) -> None:
+    files = _files(tmp_path)
+    stray = {"model": "typo", "meta": {"id": "e1", "at": START_MS}, "out": {"cls": "stay"}}
+    with files["predictions"].open("ab") as f:
+        f.write(orjson.dumps(stray) + b"\n")
+    result = _build(tmp_path, files, "--config", str(_config(tmp_path)))
+    assert result.exit_code == 2, result.output
+    assert "no usable feature events for model(s) 'typo'" in result.output
+    assert not (tmp_path / "reference.json").exists()
