@@ -44,6 +44,7 @@ from stream_monitor.stats.reference_tallies import (
     DEFAULT_TOP_K,
     MAX_CORRELATED,
     MAX_PHASE_TABLES,
+    PredictionKey,
     _as_float,
     _expected_accuracy,
     _FeatureTally,
@@ -163,9 +164,10 @@ class ReferenceBuilder:
             acc.prediction_count += 1
             if len(acc.predictions) < self.max_joined:
                 event_id = fmt.event_id(event)
+                key: PredictionKey = event_id if event_id is not None else (None, acc.prediction_count)
                 keep = _is_number(score) or type(score) is dict
-                acc.predictions[event_id] = (prediction, score if keep else None)
-                if ts is not None:
+                acc.predictions[key] = (prediction, score if keep else None)
+                if ts is not None and event_id is not None:
                     acc.prediction_ts[event_id] = ts
 
     def add_labels(self, events: Iterable[dict[str, Any]]) -> None:
@@ -178,12 +180,17 @@ class ReferenceBuilder:
             if label is None:
                 self.skipped["labels: missing label"] += 1
                 continue
+            event_id = fmt.event_id(event)
+            if event_id is None:
+                self.skipped[
+                    f"labels: missing {fmt.paths.event_id!r} (a label meets its prediction by it)"
+                ] += 1
+                continue
             ts = self._time(fmt, event, "labels")
             if ts is False:
                 continue
             acc.label_count += 1
             if len(acc.labels) < self.max_joined:
-                event_id = fmt.event_id(event)
                 acc.labels[event_id] = label
                 if ts is not None:
                     acc.label_ts[event_id] = ts

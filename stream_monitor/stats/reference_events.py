@@ -46,9 +46,10 @@ class EventFormat:
         self._prediction, self._label = FieldPath(p.prediction), FieldPath(p.label)
         self._score, self._scores = FieldPath(p.score), FieldPath(p.scores)
 
-    def event_id(self, event: dict[str, Any]) -> str:
+    def event_id(self, event: dict[str, Any]) -> str | None:
+        """The id that joins an event to the others of its model; None when it has none (absent or null)."""
         value = self._event_id.get(event)
-        return str(None if value is MISSING else value)
+        return None if value is MISSING or value is None else str(value)
 
     def timestamp(self, event: dict[str, Any]) -> float | str | None:
         """Epoch seconds; None when the event has no time; why, when it has one the service would refuse."""
@@ -82,7 +83,7 @@ class EventFormat:
 
 
 def resolve_scores(
-    model_id: str, predictions: dict[str, tuple[Any, Any]], fmt: EventFormat
+    model_id: str, predictions: dict[Any, tuple[Any, Any]], fmt: EventFormat
 ) -> tuple[Any, Counter[str]]:
     """Turn each kept ``scores`` object into the score the service reads from it, in place: the positive
     class's probability for a binary classifier, the top confidence otherwise. Returns the positive class

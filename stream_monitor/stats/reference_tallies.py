@@ -135,6 +135,10 @@ class _Reservoir:
                 self.rows[j] = row
 
 
+# A prediction is kept under its event id; one without an id under (None, n), which no label can meet.
+PredictionKey = str | tuple[None, int]
+
+
 @dataclass
 class _ModelAccumulator:
     reservoir: _Reservoir
@@ -142,7 +146,7 @@ class _ModelAccumulator:
     events: int = 0
     ts_min: float = math.inf
     ts_max: float = -math.inf
-    predictions: dict[str, tuple[Any, float | None]] = field(default_factory=dict)
+    predictions: dict[PredictionKey, tuple[Any, float | None]] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
     # event time of the predictions and labels kept above, for the label lag
     prediction_ts: dict[str, float] = field(default_factory=dict)

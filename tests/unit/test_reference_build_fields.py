@@ -121,3 +121,22 @@ def test_a_model_without_usable_feature_events_is_refused_not_written_empty(tmp_
     assert result.exit_code == 2, result.output
     assert "no usable feature events for model(s) 'typo'" in result.output
     assert not (tmp_path / "reference.json").exists()
+
+
+def test_events_without_an_id_count_in_the_distributions_but_never_join(tmp_path: Path) -> None:
+    files = _files(tmp_path)
+    for stream in ("predictions", "labels"):
+        events = [orjson.loads(line) for line in files[stream].read_bytes().splitlines()]
+        for e in events[:100]:
+            del e["meta"]["id"]
+        _write(files[stream], events)
+    result = _build(tmp_path, files, "--config", str(_config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    assert (
+        "skipped 100 event(s): labels: missing 'meta.id' (a label meets its prediction by it)"
+        in result.output
+    )
+    m = load_reference(tmp_path / "reference.json").models["m"]
+    assert m.predictions is not None and m.predictions.events == 400
+    assert m.predictions.prediction.counts.sum() == 400  # the 100 id-less ones were not folded into one
+    assert m.labels is not None and m.labels.joined == 300
