@@ -93,7 +93,7 @@ class FeatureConfig(_Strict):
     )
     sequential: bool = True
     seasonality: Seasonality = Field(
-        default=None, description="this numeric feature's cycle, or off; the model's when absent"
+        default=None, description="this feature's cycle, or off; the model's when absent"
     )
 
 
@@ -119,6 +119,10 @@ class MultivariateConfig(_Strict):
 class PredictionConfig(_Strict):
     enabled: bool = True
     test: DriftTest = DriftTest()
+    seasonality: Seasonality = Field(
+        default=None,
+        description="the cycle the score and prediction are judged by (they inherit the features'), or off",
+    )
 
 
 class DataQualityConfig(_Strict):
@@ -264,15 +268,22 @@ class ModelConfig(_Strict):
     )
     seasonality: Seasonality = Field(
         default=None,
-        description="the cycle of every numeric feature without its own; none when absent or off",
+        description="the cycle of every feature without its own; none when absent or off",
     )
 
     def seasonality_of(self, feature: str) -> SeasonalityConfig | None:
-        """The cycle a numeric feature is judged by: its own setting, else the model's (None: no cycle)."""
+        """The cycle a feature is judged by: its own setting, else the model's (None: no cycle)."""
         fc = self.features.get(feature)
         own = fc.seasonality if fc is not None else None
         chosen = own if own is not None else self.seasonality
         return chosen if isinstance(chosen, SeasonalityConfig) else None
+
+    def outcome_seasonality(self) -> tuple[SeasonalityConfig | None, bool]:
+        """The cycle the score and prediction are judged by (``prediction.seasonality``, else the model's),
+        and whether it is their own setting."""
+        own = self.prediction.seasonality
+        chosen = own if own is not None else self.seasonality
+        return (chosen if isinstance(chosen, SeasonalityConfig) else None), own is not None
 
 
 class KafkaConfig(_Strict):

@@ -9,6 +9,7 @@ from stream_monitor.adapters.files.reference_file import load_reference
 from stream_monitor.config.join_sizing import BYTES_PER_OUTSTANDING, DEFAULT_SLA_SECONDS, join_sizing
 from stream_monitor.config.schema import DEFAULT_FLOORS
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile, ReferenceProfile
+from stream_monitor.stats.seasonality import OUTCOME_SIGNAL_PREFIX
 
 
 def window_defaults(events_per_second: float) -> tuple[int, float]:
@@ -48,6 +49,31 @@ def feature_cycle(prof: ModelProfile, feature: str) -> tuple[float, int, float] 
     return None
 
 
+def outcome_cycle(prof: ModelProfile) -> tuple[float, int, str] | None:
+    """The cycle the score and prediction are judged by: the clearest one ``reference build`` found in them,
+    else the clearest of the features' (they inherit their features' cycles), among the periods it kept
+    outcome phase profiles of; with its phases and whose cycle it is (None when there is none)."""
+    season = prof.seasonality
+    if season is None or prof.predictions is None:
+        return None
+    own = [f for f in season.found if f.signal.startswith(OUTCOME_SIGNAL_PREFIX)]
+    features = [f for f in season.found if f.signal in prof.features]
+    for group in (own, features):
+        for f in sorted(group, key=lambda f: -f.autocorrelation):
+            table = season.table(f.period_seconds)
+            if table is not None and table.predictions:
+                return f.period_seconds, table.phases, f.signal
+    return None
+
+
+def _outcome_seasonality_line(prof: ModelProfile) -> str:
+    cycle = outcome_cycle(prof)
+    if cycle is None:
+        return "      seasonality: off                 # no cycle found in the predictions or the features"
+    period, phases, signal = cycle
+    return f"      seasonality: {{period_seconds: {period:g}, phases: {phases}}}   # the cycle of {signal}"
+
+
 def _seasonality_lines(prof: ModelProfile) -> list[str]:
     season = prof.seasonality
     if season is None:
@@ -59,7 +85,7 @@ def _seasonality_lines(prof: ModelProfile) -> list[str]:
     return [
         "    # Recurring cycles: a feature with one is compared with the reference's profile of the phases",
         "    # each window covers, e.g. {period_seconds: 86400, phases: 24}. The model's setting applies to",
-        "    # every numeric feature without its own; off: none.",
+        "    # every feature without its own (and to the predictions without theirs); off: none.",
         f"    # reference build: {said}.",
         "    seasonality: off",
     ]
@@ -165,6 +191,7 @@ def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]
         "    prediction:                        # score distribution and predicted-class balance",
         f"      enabled: {'true' if prof.predictions else 'false'}",
         f"      test: {{statistic: psi, warning: {w}, critical: {c}}}",
+        _outcome_seasonality_line(prof),
         "    data_quality:                      # rises over the reference's own rates",
         "      enabled: true",
         "      null_rate_warning: 0.05",

@@ -98,7 +98,10 @@ class ModelMonitor:
         self.seasonal = SeasonalExpectations(
             layout,
             lambda r, n, p, s: PhaseCalibrators(
-                self._calibrator(r, n, p, seed + s), MeanShiftCalibrator(p.counts, seed=seed + 2000 + s)
+                self._calibrator(r, n, p, seed + s),
+                MeanShiftCalibrator(p.counts, seed=seed + 2000 + s)
+                if isinstance(p, NumericProfile)
+                else None,
             ),
         )
         h = Cusum.h_for_run_length(1.0 / self.alpha_warning, k=CUSUM_K)
@@ -172,7 +175,7 @@ class ModelMonitor:
             return []
         self.windows_tested += 1
         observations: list[Observation] = []
-        seasonal = self.seasonal.for_window(window)
+        seasonal, seasonal_categories = self.seasonal.for_window(window)
         for i, signal in enumerate(self.layout.sketch.numeric):
             observations.extend(
                 self._numeric(
@@ -181,7 +184,15 @@ class ModelMonitor:
             )
         for j, csignal in enumerate(self.layout.sketch.categorical):
             observations.extend(
-                self._categorical(j, csignal.role, csignal.name, csignal.profile, sketch, min_events)
+                self._categorical(
+                    j,
+                    csignal.role,
+                    csignal.name,
+                    csignal.profile,
+                    sketch,
+                    min_events,
+                    seasonal_categories.get(j),
+                )
             )
         observations.extend(
             correlation_observations(self.layout, sketch, self.alpha_warning, self.alpha_critical)
@@ -198,7 +209,7 @@ class ModelMonitor:
         prof: NumericProfile,
         sk: WindowSketch,
         min_events: int,
-        seasonal: PhaseMatched[PhaseCalibrators] | None = None,
+        seasonal: PhaseMatched[PhaseCalibrators, NumericProfile] | None = None,
     ) -> list[Observation]:
         out: list[Observation] = []
         kind = _ROLE_KIND[role]
@@ -208,7 +219,7 @@ class ModelMonitor:
         extremes = (math.nan, math.nan)
         hint: str | None = None
         if n >= min_events:
-            # a cyclic feature's distance and CUSUM are judged against the phases the window covers
+            # a cyclic signal's distance and CUSUM are judged against the phases the window covers
             expected = seasonal.profile if seasonal is not None else prof
             mean, std = sk.numeric_mean_std(i)
             extremes = (float(sk.num_min[i]), float(sk.num_max[i]))
@@ -232,7 +243,8 @@ class ModelMonitor:
                     )
             out.append(obs)
             if i in self._cusums:
-                shifts = seasonal.calibrator.mean_shift if seasonal is not None else self._mean_shifts[i]
+                phased = seasonal.calibrator.mean_shift if seasonal is not None else None
+                shifts = phased if phased is not None else self._mean_shifts[i]
                 out.append(self._cusum(i, name, expected, sk.numeric_counts(i), n, shifts))
         if role == "feature" and total >= min_events:
             dq = self.layout.config.data_quality
@@ -328,7 +340,14 @@ class ModelMonitor:
         )
 
     def _categorical(
-        self, j: int, role: str, name: str, prof: CategoricalProfile, sk: WindowSketch, min_events: int
+        self,
+        j: int,
+        role: str,
+        name: str,
+        prof: CategoricalProfile,
+        sk: WindowSketch,
+        min_events: int,
+        seasonal: PhaseMatched[PhaseCalibrators, CategoricalProfile] | None = None,
     ) -> list[Observation]:
         out: list[Observation] = []
         kind = _ROLE_KIND[role]
@@ -336,7 +355,13 @@ class ModelMonitor:
         n = int(counts.sum())
         total = int(sk.cat_codes[j].sum())
         if n >= min_events:
-            obs, _ = distance_observation(kind, name, self._categorical_cal[j], counts, prof, n)
+            # a cyclic signal's frequencies are judged against the phases the window covers
+            cal = seasonal.calibrator.threshold if seasonal is not None else self._categorical_cal[j]
+            obs, _ = distance_observation(
+                kind, name, cal, counts, prof if seasonal is None else seasonal.profile, n
+            )
+            if seasonal is not None:
+                obs.details["seasonality"] = seasonal.details
             out.append(obs)
         if role != "feature" or total < min_events:
             return out
@@ -363,7 +388,7 @@ class ModelMonitor:
                 # the distance test usually speaks for the signal: it names the new categories too
                 out = [
                     _with_message(o, f"{o.message}; new categories {shown} in {obs.statistic:.1%} of events")
-                    if o.level is not None and o.detector == self._categorical_cal[j].statistic
+                    if o.level is not None and o.detector == cal.statistic
                     else o
                     for o in out
                 ]
