@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -86,6 +87,22 @@ def _off(raw: Any) -> Any:
 Seasonality = Annotated[SeasonalityConfig | Literal["off"] | None, BeforeValidator(_off)]
 
 
+def _distinct_periods(raw: Any) -> Any:
+    if isinstance(raw, list):
+        periods = [c.period_seconds for c in raw]
+        if not periods or len(set(periods)) != len(periods):
+            raise ValueError("a list of cycles needs one or more, of distinct period_seconds")
+    return raw
+
+
+# the predictions inherit every cycle of their features: one cycle, or several judged jointly
+OutcomeSeasonality = Annotated[
+    SeasonalityConfig | list[SeasonalityConfig] | Literal["off"] | None,
+    BeforeValidator(_off),
+    AfterValidator(_distinct_periods),
+]
+
+
 class FeatureConfig(_Strict):
     enabled: bool = True
     test: DriftTest | None = Field(
@@ -119,9 +136,10 @@ class MultivariateConfig(_Strict):
 class PredictionConfig(_Strict):
     enabled: bool = True
     test: DriftTest = DriftTest()
-    seasonality: Seasonality = Field(
+    seasonality: OutcomeSeasonality = Field(
         default=None,
-        description="the cycle the score and prediction are judged by (they inherit the features'), or off",
+        description="the cycle (or a list of cycles, judged jointly) the score and prediction are judged by "
+        "(they inherit their features'), or off; the model's when absent",
     )
 
 
@@ -278,12 +296,19 @@ class ModelConfig(_Strict):
         chosen = own if own is not None else self.seasonality
         return chosen if isinstance(chosen, SeasonalityConfig) else None
 
-    def outcome_seasonality(self) -> tuple[SeasonalityConfig | None, bool]:
-        """The cycle the score and prediction are judged by (``prediction.seasonality``, else the model's),
-        and whether it is their own setting."""
+    def outcome_seasonality(self) -> tuple[tuple[SeasonalityConfig, ...], bool]:
+        """The cycles the score and prediction are judged by (``prediction.seasonality``, else the model's;
+        none: by the whole reference), and whether they are their own setting."""
         own = self.prediction.seasonality
         chosen = own if own is not None else self.seasonality
-        return (chosen if isinstance(chosen, SeasonalityConfig) else None), own is not None
+        cycles = (
+            (chosen,)
+            if isinstance(chosen, SeasonalityConfig)
+            else tuple(chosen or ())
+            if chosen != "off"
+            else ()
+        )
+        return cycles, own is not None
 
 
 class KafkaConfig(_Strict):

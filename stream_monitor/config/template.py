@@ -49,29 +49,39 @@ def feature_cycle(prof: ModelProfile, feature: str) -> tuple[float, int, float] 
     return None
 
 
-def outcome_cycle(prof: ModelProfile) -> tuple[float, int, str] | None:
-    """The cycle the score and prediction are judged by: the clearest one ``reference build`` found in them,
-    else the clearest of the features' (they inherit their features' cycles), among the periods it kept
-    outcome phase profiles of; with its phases and whose cycle it is (None when there is none)."""
+def outcome_cycles(prof: ModelProfile) -> list[tuple[float, int, list[str]]]:
+    """The cycles the score and prediction are judged by, jointly: every one ``reference build`` found in
+    them or in a feature (they inherit their features' cycles) and kept outcome phase profiles of, shortest
+    first, with its phases and the signals it was found in."""
     season = prof.seasonality
     if season is None or prof.predictions is None:
-        return None
-    own = [f for f in season.found if f.signal.startswith(OUTCOME_SIGNAL_PREFIX)]
-    features = [f for f in season.found if f.signal in prof.features]
-    for group in (own, features):
-        for f in sorted(group, key=lambda f: -f.autocorrelation):
-            table = season.table(f.period_seconds)
-            if table is not None and table.predictions:
-                return f.period_seconds, table.phases, f.signal
-    return None
+        return []
+    out = []
+    for table in sorted(season.tables, key=lambda t: t.period_seconds):
+        signals = [
+            f.signal
+            for f in season.found
+            if abs(f.period_seconds - table.period_seconds) < 1e-6
+            and (f.signal in prof.features or f.signal.startswith(OUTCOME_SIGNAL_PREFIX))
+        ]
+        if signals and table.predictions:
+            out.append((table.period_seconds, table.phases, signals))
+    return out
 
 
-def _outcome_seasonality_line(prof: ModelProfile) -> str:
-    cycle = outcome_cycle(prof)
-    if cycle is None:
-        return "      seasonality: off                 # no cycle found in the predictions or the features"
-    period, phases, signal = cycle
-    return f"      seasonality: {{period_seconds: {period:g}, phases: {phases}}}   # the cycle of {signal}"
+def _outcome_seasonality_lines(prof: ModelProfile) -> list[str]:
+    cycles = outcome_cycles(prof)
+    if not cycles:
+        return ["      seasonality: off                 # no cycle found in the predictions or the features"]
+    lines = [
+        "      # the cycles the predictions inherit, judged jointly (docs/configuration.md)",
+        "      seasonality:",
+    ]
+    for period, phases, signals in cycles:
+        lines.append(
+            f"        - {{period_seconds: {period:g}, phases: {phases}}}   # found in {', '.join(signals)}"
+        )
+    return lines
 
 
 def _seasonality_lines(prof: ModelProfile) -> list[str]:
@@ -191,7 +201,7 @@ def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]
         "    prediction:                        # score distribution and predicted-class balance",
         f"      enabled: {'true' if prof.predictions else 'false'}",
         f"      test: {{statistic: psi, warning: {w}, critical: {c}}}",
-        _outcome_seasonality_line(prof),
+        *_outcome_seasonality_lines(prof),
         "    data_quality:                      # rises over the reference's own rates",
         "      enabled: true",
         "      null_rate_warning: 0.05",

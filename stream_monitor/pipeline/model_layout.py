@@ -71,8 +71,8 @@ class ModelLayout:
     segment_columns: tuple[int, ...]  # positions of the segment features among the categorical features
     # feature -> the reference's phase table of its configured cycle (features with seasonality only)
     phase_tables: dict[str, PhaseTable] = field(default_factory=dict)
-    # the phase table the score and prediction are judged by (None: by the whole reference)
-    outcome_phase_table: PhaseTable | None = None
+    # the phase tables of the cycles the score and prediction are judged by (none: by the whole reference)
+    outcome_phase_tables: tuple[PhaseTable, ...] = ()
 
     def test_for(self, role: str, name: str) -> DriftTest:
         cfg = self.config
@@ -189,9 +189,9 @@ class ModelLayout:
             paths=FieldPaths(model_id="model_id", **config.fields.model_dump()),
             segment_columns=tuple(cat_names.index(s) for s in config.segments),
             phase_tables=phase_tables,
-            outcome_phase_table=_outcome_phase_table(model_id, config, profile)
+            outcome_phase_tables=_outcome_phase_tables(model_id, config, profile)
             if score_index is not None or pred_num is not None or pred_cat is not None
-            else None,
+            else (),
         )
 
 
@@ -228,23 +228,26 @@ def _phase_tables(
     return tables
 
 
-def _outcome_phase_table(model_id: str, config: ModelConfig, profile: ModelProfile) -> PhaseTable | None:
-    """The phase table of the score's and prediction's cycle. A cycle the model's setting gives them but the
+def _outcome_phase_tables(
+    model_id: str, config: ModelConfig, profile: ModelProfile
+) -> tuple[PhaseTable, ...]:
+    """The phase tables of the score's and prediction's cycles. A cycle the model's setting gives them but the
     reference has no outcome profiles of (a reference built before them) leaves them judged by the whole
     reference; their own setting must be served."""
-    cycle, own = config.outcome_seasonality()
-    if cycle is None:
-        return None
+    cycles, own = config.outcome_seasonality()
     season = profile.seasonality
-    table = season.table(cycle.period_seconds) if season is not None else None
-    has = bool(table and table.predictions)
-    problem = _unserved(table, cycle, has, season, "the predictions", True)
-    if problem is None:
-        assert table is not None
-        return table.coarsen(cycle.phases)
-    if own:
-        raise ConfigError([(f"models.{model_id}.prediction.seasonality", problem)])
-    return None
+    tables, problems = [], []
+    for cycle in cycles:
+        table = season.table(cycle.period_seconds) if season is not None else None
+        problem = _unserved(table, cycle, bool(table and table.predictions), season, "the predictions", True)
+        if problem is None:
+            assert table is not None
+            tables.append(table.coarsen(cycle.phases))
+        else:
+            problems.append((f"models.{model_id}.prediction.seasonality", problem))
+    if problems and own:
+        raise ConfigError(problems)
+    return tuple(tables) if not problems else ()
 
 
 def _unserved(

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Generic, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
 
 from stream_monitor.detectors.calibration import MeanShiftCalibrator, ThresholdCalibrator
 from stream_monitor.pipeline.drift_checks import FixedThresholds
@@ -30,7 +33,9 @@ from stream_monitor.stats.phase_mixture import (
     expected_profile,
     phase_weights,
     weight_signature,
+    window_points,
 )
+from stream_monitor.stats.phase_model import JointPhaseModel
 from stream_monitor.stats.phase_profiles import PhaseCounts, PhaseTable
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
 
@@ -63,11 +68,26 @@ class PhaseMatched(Generic[C, P]):
 
 @dataclass(frozen=True)
 class _Cyclic:
+    """A feature of one cycle."""
+
     role: str
     name: str
     whole: Profile
     phases: PhaseCounts
     table: PhaseTable
+    seed: int
+
+
+@dataclass(frozen=True)
+class _Inherited:
+    """The score or prediction, of every cycle the model's predictions are judged by, jointly."""
+
+    role: str
+    name: str
+    whole: Profile
+    phases: tuple[PhaseCounts, ...]
+    tables: tuple[PhaseTable, ...]
+    model: JointPhaseModel
     seed: int
 
 
@@ -80,23 +100,29 @@ class SeasonalExpectations(Generic[C]):
     def __init__(self, layout: ModelLayout, make_calibrator: Callable[[str, str, Profile, int], C]) -> None:
         self._make = make_calibrator
         # sketch position of each cyclic numeric / categorical signal -> what its windows are judged by
-        self._numeric: dict[int, _Cyclic] = {}
-        self._categorical: dict[int, _Cyclic] = {}
-        outcome = layout.outcome_phase_table
+        self._numeric: dict[int, _Cyclic | _Inherited] = {}
+        self._categorical: dict[int, _Cyclic | _Inherited] = {}
+        outcomes = layout.outcome_phase_tables
+        span = (layout.profile.start_ts, layout.profile.end_ts)
         for signals, into, seed0 in (
             (layout.sketch.numeric, self._numeric, 5000),
             (layout.sketch.categorical, self._categorical, 6000),
         ):
             for i, signal in enumerate(signals):
-                if signal.role == "feature":
-                    table = layout.phase_tables.get(signal.name)
-                    phases = table.features.get(signal.name) if table is not None else None
-                else:
-                    table = outcome
-                    phases = table.predictions.get(signal.role) if table is not None else None
+                table = layout.phase_tables.get(signal.name) if signal.role == "feature" else None
+                phases = table.features.get(signal.name) if table is not None else None
                 if table is not None and phases is not None:
                     into[i] = _Cyclic(signal.role, signal.name, signal.profile, phases, table, seed0 + i)
-        self._cache: OrderedDict[tuple[str, int, tuple[int, ...]], PhaseMatched[C, Any]] = OrderedDict()
+                elif signal.role != "feature" and outcomes:
+                    each = tuple(t.predictions[signal.role] for t in outcomes)
+                    cycles = [(t.period_seconds, t.phases) for t in outcomes]
+                    model = JointPhaseModel.fit(each, cycles, span)
+                    into[i] = _Inherited(
+                        signal.role, signal.name, signal.profile, each, outcomes, model, seed0 + i
+                    )
+        self._cache: OrderedDict[tuple[str, int, tuple[tuple[int, ...], ...]], PhaseMatched[C, Any]] = (
+            OrderedDict()
+        )
 
     @property
     def cyclic(self) -> frozenset[int]:
@@ -123,28 +149,87 @@ class SeasonalExpectations(Generic[C]):
                 weights_of[cycle] = weight_signature(phase_weights(starts, lengths, events, *cycle))
             return weights_of[cycle]
 
-        numeric = {i: self._matched("n", i, c, signature(c.table)) for i, c in self._numeric.items()}
-        categorical = {j: self._matched("c", j, c, signature(c.table)) for j, c in self._categorical.items()}
+        def matched(kind: str, i: int, c: _Cyclic | _Inherited) -> PhaseMatched[C, Any]:
+            if isinstance(c, _Cyclic):
+                return self._matched(
+                    kind, i, c, (signature(c.table),), lambda: _one_cycle(c, signature(c.table))
+                )
+            signatures = tuple(signature(t) for t in c.tables)
+            return self._matched(
+                kind, i, c, signatures, lambda: _inherited(c, signatures, starts, lengths, events)
+            )
+
+        numeric = {i: matched("n", i, c) for i, c in self._numeric.items()}
+        categorical = {j: matched("c", j, c) for j, c in self._categorical.items()}
         return numeric, categorical
 
-    def _matched(self, kind: str, i: int, c: _Cyclic, signature: tuple[int, ...]) -> PhaseMatched[C, Any]:
-        key = (kind, i, signature)
+    def _matched(
+        self,
+        kind: str,
+        i: int,
+        c: _Cyclic | _Inherited,
+        signatures: tuple[tuple[int, ...], ...],
+        expect: Callable[[], tuple[Profile, dict[str, Any]]],
+    ) -> PhaseMatched[C, Any]:
+        key = (kind, i, signatures)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        profile: Profile = (
-            expected_profile(c.whole, c.phases, signature)
-            if isinstance(c.whole, NumericProfile)
-            else expected_categories(c.whole, c.phases, signature)
-        )
-        details = {
-            "period_seconds": c.table.period_seconds,
-            "phases": c.table.phases,
-            "phase_weights": {str(k): s / WEIGHT_STEPS for k, s in enumerate(signature) if s},
-            "reference_values": profile.count,
-        }
+        profile, details = expect()
+        details["reference_values"] = profile.count
         hit = self._cache[key] = PhaseMatched(profile, self._make(c.role, c.name, profile, c.seed), details)
         if len(self._cache) > MAX_CACHED_MIXTURES:
             self._cache.popitem(last=False)
         return hit
+
+
+def _weights(signature: tuple[int, ...]) -> dict[str, float]:
+    return {str(k): s / WEIGHT_STEPS for k, s in enumerate(signature) if s}
+
+
+def _one_cycle(c: _Cyclic, signature: tuple[int, ...]) -> tuple[Profile, dict[str, Any]]:
+    """A feature's expected profile: the mixture of its cycle's phases."""
+    profile: Profile = (
+        expected_profile(c.whole, c.phases, signature)
+        if isinstance(c.whole, NumericProfile)
+        else expected_categories(c.whole, c.phases, signature)
+    )
+    details = {
+        "period_seconds": c.table.period_seconds,
+        "phases": c.table.phases,
+        "phase_weights": _weights(signature),
+    }
+    return profile, details
+
+
+def _inherited(
+    c: _Inherited,
+    signatures: tuple[tuple[int, ...], ...],
+    starts: NDArray[np.float64],
+    lengths: NDArray[np.float64],
+    events: NDArray[np.int64],
+) -> tuple[Profile, dict[str, Any]]:
+    """The score's or prediction's expected profile: the joint law of its cycles over the window's times.
+    A numeric one's mean moves by each cycle's mixture mean's offset (main effects), its spread is the
+    whole reference's (they only word the messages)."""
+    at, share = window_points(starts, lengths, events, min(t.phase_seconds for t in c.tables))
+    probs, effective = c.model.expected(at, share)
+    counts = np.rint(probs * effective).astype(np.int64)
+    details: dict[str, Any] = {
+        "period_seconds": c.tables[0].period_seconds,
+        "phases": c.tables[0].phases,
+        "phase_weights": _weights(signatures[0]),
+    }
+    if len(c.tables) > 1:
+        details["cycles"] = [
+            {"period_seconds": t.period_seconds, "phases": t.phases, "phase_weights": _weights(s)}
+            for t, s in zip(c.tables, signatures, strict=True)
+        ]
+    if isinstance(c.whole, CategoricalProfile):
+        return replace(c.whole, count=round(effective), counts=counts), details
+    offset = sum(
+        expected_profile(c.whole, pc, s).mean - c.whole.mean
+        for pc, s in zip(c.phases, signatures, strict=True)
+    )
+    return replace(c.whole, count=round(effective), counts=counts, mean=c.whole.mean + offset), details

@@ -50,14 +50,21 @@ def phase_weights(
 ) -> NDArray[np.float64]:
     """Share of the events of the intervals ``[start, start + length)`` in each phase (uniform within an
     interval); all zeros when there are no events."""
-    phase_seconds = period / phases
+    at, share = window_points(starts, lengths, events, period / phases)
+    weights = np.bincount(phase_of(at, period, phases), weights=share, minlength=phases)
+    total = float(weights.sum())
+    return np.asarray(weights / total if total > 0 else weights, dtype=np.float64)
+
+
+def window_points(
+    starts: NDArray[np.float64], lengths: NDArray[np.float64], events: NDArray[np.int64], phase_seconds: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Times sampled evenly in each interval, finely enough for phases of ``phase_seconds``, and the share of
+    the events each stands for."""
     points = _POINTS_PER_PHASE * max(1, math.ceil(float(lengths.max(initial=0.0)) / phase_seconds))
     offsets = (np.arange(points) + 0.5) / points
     at = starts[:, None] + lengths[:, None] * offsets[None, :]
-    share = np.repeat(events.astype(np.float64) / points, points)
-    weights = np.bincount(phase_of(at.ravel(), period, phases), weights=share, minlength=phases)
-    total = float(weights.sum())
-    return np.asarray(weights / total if total > 0 else weights, dtype=np.float64)
+    return at.ravel(), np.repeat(events.astype(np.float64) / points, points)
 
 
 def weight_signature(weights: NDArray[np.float64]) -> tuple[int, ...]:

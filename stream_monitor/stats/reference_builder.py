@@ -246,12 +246,13 @@ class ReferenceBuilder:
             if isinstance(prof, CategoricalProfile)
         }
         found: list[FoundPeriod] = find_periods(ts)
-        for name, values in sampled.items():
-            found.extend(find_periods(ts, values, name))
-        for name, (
-            codes,
-            _,
-        ) in coded.items():  # a categorical feature cycles when its top category's share does
+        for name, values in sampled.items():  # by the values' bins: rare huge outliers cannot hide a cycle
+            prof = features[name]
+            assert isinstance(prof, NumericProfile)
+            bins = np.where(np.isfinite(values), np.searchsorted(prof.edges, values, side="right"), np.nan)
+            found.extend(find_periods(ts, bins, name))
+        # a categorical feature cycles when its top category's share does
+        for name, (codes, _) in coded.items():
             found.extend(find_periods(ts, np.where(codes >= 0, codes == 0, np.nan), name))
         if outcomes is not None:
             outcome_ts, numeric_outcomes, _ = outcomes
