@@ -17,13 +17,10 @@ import dataclasses
 import math
 from typing import Any, Final
 
-import numpy as np
-
-from stream_monitor.core.alerts import Alert, AlertKind, Severity
+from stream_monitor.core.alerts import Alert, AlertKind
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.errors import ConfigError, SnapshotError
 from stream_monitor.detectors.calibration import MeanShiftCalibrator, ThresholdCalibrator, per_test_alpha
-from stream_monitor.detectors.sequential import Cusum
 from stream_monitor.pipeline.drift_checks import (
     FixedThresholds,
     correlation_observations,
@@ -34,13 +31,13 @@ from stream_monitor.pipeline.drift_checks import (
     vanished_observation,
 )
 from stream_monitor.pipeline.drift_explanations import (
-    _fmt,
     _rescale_hint,
     _shift_details,
     _shift_phrase,
     _with_message,
 )
 from stream_monitor.pipeline.lifecycle import AlertLifecycle, Observation
+from stream_monitor.pipeline.mean_shift_cusums import MeanShiftCusums
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.range_check import blame_broken_values, range_observation
 from stream_monitor.pipeline.seasonal_expectations import PhaseCalibrators, PhaseMatched, SeasonalExpectations
@@ -53,7 +50,6 @@ SNAPSHOT_VERSION: Final = 1
 CRITICAL_ALPHA_RATIO: Final = (
     10.0  # the critical level is ten times less likely by chance than the warning level
 )
-CUSUM_K: Final = 0.5
 _ROLE_KIND: Final = {
     "feature": AlertKind.COVARIATE_DRIFT,
     "score": AlertKind.PREDICTION_DRIFT,
@@ -104,17 +100,16 @@ class ModelMonitor:
                 else None,
             ),
         )
-        h = Cusum.h_for_run_length(1.0 / self.alpha_warning, k=CUSUM_K)
-        self._cusums = {
-            i: Cusum(k=CUSUM_K, h=h)
-            for i, s in enumerate(sk.numeric)
-            if s.role == "feature" and cfg.sequential.enabled and self._sequential_on(s.name)
-        }
         # the CUSUM's window means, standardised by a null spread bootstrapped from the reference's bins
-        self._mean_shifts = {
-            i: MeanShiftCalibrator(sk.numeric[i].profile.counts, seed=seed + 2000 + i) for i in self._cusums
-        }
-        self._cusum_hold: dict[int, bool] = {}
+        self.cusums = MeanShiftCusums(
+            {
+                i: MeanShiftCalibrator(s.profile.counts, seed=seed + 2000 + i)
+                for i, s in enumerate(sk.numeric)
+                if s.role == "feature" and cfg.sequential.enabled and self._sequential_on(s.name)
+            },
+            self.alpha_warning,
+            cfg.sequential.min_effect_sd,
+        )
         self.lifecycle = AlertLifecycle(
             layout.model_id,
             cfg.alerting.resolve_after_windows,
@@ -242,10 +237,10 @@ class ModelMonitor:
                         obs, message=f"{obs.message}; {hint}", cause=AlertKind.DATA_QUALITY
                     )
             out.append(obs)
-            if i in self._cusums:
+            if i in self.cusums:
                 phased = seasonal.calibrator.mean_shift if seasonal is not None else None
-                shifts = phased if phased is not None else self._mean_shifts[i]
-                out.append(self._cusum(i, name, expected, sk.numeric_counts(i), n, shifts))
+                slack = seasonal.slack_sd if seasonal is not None else 0.0
+                out.append(self.cusums.observe(i, name, expected, sk.numeric_counts(i), n, phased, slack))
         if role == "feature" and total >= min_events:
             dq = self.layout.config.data_quality
             if dq.enabled:
@@ -280,64 +275,6 @@ class ModelMonitor:
                         )
                     )
         return out
-
-    def _cusum(
-        self,
-        i: int,
-        name: str,
-        prof: NumericProfile,
-        counts: np.ndarray[Any, Any],
-        n: int,
-        shifts: MeanShiftCalibrator,
-    ) -> Observation:
-        """CUSUM on the window mean's shift, in units of the window's own standard error.
-
-        The mean is of the values' normal scores on the reference's bins, its null spread bootstrapped from
-        those bins (:class:`~stream_monitor.detectors.calibration.MeanShiftCalibrator`): heavy tails and rare
-        outliers neither fire it nor blind it.
-
-        The reference mean is itself an estimate, and its error is shared by every window: fed as if it were
-        noise it would pile up in the CUSUM. So the allowance per step is the larger of half a standard error
-        (Page's k = 0.5) and the smallest relevant shift (``min_effect_sd``, at least four reference standard
-        errors) in window standard errors: a constant offset below that never accumulates.
-        """
-        det = self._cusums[i]
-        shift = shifts.shift(counts)
-        effect, z = shift.effect, shift.z
-        root_n = math.sqrt(n)
-        tolerance = max(self.layout.config.sequential.min_effect_sd, 4.0 / math.sqrt(max(prof.count, 1)))
-        det.update(z, k=tolerance * root_n)
-        relevant = abs(effect) >= tolerance
-        alarm = det.drift_detected and relevant
-        held = self._cusum_hold.get(i, False) and relevant
-        statistic = det.statistic
-        if det.drift_detected:
-            det.reset()
-        self._cusum_hold[i] = alarm or held
-        level = Severity.WARNING if alarm or held else None
-        direction = "up" if effect > 0 else "down"
-        details = {
-            "mean_shift_sd": effect,
-            "tolerance_sd": tolerance,
-            "direction": direction,
-            "decision_interval": det.h,
-        }
-        message = (
-            f"{name} is drifting {direction}: CUSUM {_fmt(statistic)} > {_fmt(det.h)} (mean {effect:+.2f} sd)"
-        )
-        stat_for_lifecycle = max(statistic, det.h) if held else statistic
-        return Observation(
-            AlertKind.COVARIATE_DRIFT,
-            name,
-            level,
-            "cusum",
-            stat_for_lifecycle,
-            det.h,
-            det.h,
-            None,
-            details,
-            message,
-        )
 
     def _categorical(
         self,
@@ -415,8 +352,8 @@ class ModelMonitor:
         return {
             "v": SNAPSHOT_VERSION,
             "lifecycle": self.lifecycle.snapshot(),
-            "cusums": {str(i): c.snapshot() for i, c in self._cusums.items()},
-            "hold": {str(i): h for i, h in self._cusum_hold.items()},
+            "cusums": self.cusums.snapshot()[0],
+            "hold": self.cusums.snapshot()[1],
             "windows": [self.windows_tested, self.windows_skipped],
         }
 
@@ -424,8 +361,5 @@ class ModelMonitor:
         if state.get("v") != SNAPSHOT_VERSION:
             raise SnapshotError(f"unsupported monitor snapshot version {state.get('v')!r}")
         self.lifecycle.restore(state["lifecycle"])
-        for key, snap in state["cusums"].items():
-            if int(key) in self._cusums:
-                self._cusums[int(key)] = Cusum.restore(snap)
-        self._cusum_hold = {int(k): bool(v) for k, v in state["hold"].items()}
+        self.cusums.restore(state["cusums"], state["hold"])
         self.windows_tested, self.windows_skipped = state["windows"]

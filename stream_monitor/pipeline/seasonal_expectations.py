@@ -36,7 +36,7 @@ from stream_monitor.stats.phase_mixture import (
     window_points,
 )
 from stream_monitor.stats.phase_model import JointPhaseModel
-from stream_monitor.stats.phase_profiles import PhaseCounts, PhaseTable
+from stream_monitor.stats.phase_profiles import PhaseCounts, PhaseTable, phase_of
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
 
 MAX_CACHED_MIXTURES: Final = 1024  # per model: (signal, phase mix) pairs kept with their calibrators
@@ -64,6 +64,9 @@ class PhaseMatched(Generic[C, P]):
     profile: P
     calibrator: C
     details: dict[str, Any]
+    # how far a numeric feature's cycle may move this window's mean from its phases' average, in sd: the CUSUM
+    # allows that much (a phase profile is the average over its phase; see within_phase_slack)
+    slack_sd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,12 @@ class SeasonalExpectations(Generic[C]):
             )
 
         numeric = {i: matched("n", i, c) for i, c in self._numeric.items()}
+        for i, c in self._numeric.items():
+            if isinstance(c, _Cyclic):
+                cycle = (c.table.period_seconds, c.table.phases)
+                weights = phase_weights(starts, lengths, events, *cycle)
+                slack = within_phase_slack(c.phases, weights, phase_coverage(starts, lengths, *cycle))
+                numeric[i] = replace(numeric[i], slack_sd=slack)
         categorical = {j: matched("c", j, c) for j, c in self._categorical.items()}
         return numeric, categorical
 
@@ -233,3 +242,34 @@ def _inherited(
         for pc, s in zip(c.phases, signatures, strict=True)
     )
     return replace(c.whole, count=round(effective), counts=counts, mean=c.whole.mean + offset), details
+
+
+def phase_coverage(
+    starts: NDArray[np.float64], lengths: NDArray[np.float64], period: float, phases: int
+) -> NDArray[np.float64]:
+    """The share of each phase's length that the intervals cover (at most 1)."""
+    phase_seconds = period / phases
+    at, _ = window_points(starts, lengths, np.ones(len(starts), dtype=np.int64), phase_seconds)
+    per = len(at) // max(len(starts), 1)
+    covered = np.bincount(
+        phase_of(at, period, phases), weights=np.repeat(lengths / per, per), minlength=phases
+    )
+    return np.asarray(np.minimum(covered / phase_seconds, 1.0), dtype=np.float64)
+
+
+def within_phase_slack(
+    phases: PhaseCounts, weights: NDArray[np.float64], coverage: NDArray[np.float64]
+) -> float:
+    """How far a window's mean may sit from the mixture of its phases' means by the cycle alone, in sd.
+
+    A smooth cycle moves a phase's mean about linearly across the phase, from its average to a quarter of the
+    gap between the neighbouring phases' means at either edge; a window covering the share ``c`` of a phase,
+    at one end of it, is off by up to ``(1 - c)`` of that. Summed over the window's phases by their event
+    ``weights``; 0 for a categorical signal, and for windows of whole phases."""
+    mean, std = phases.mean, phases.std
+    if len(mean) < 3 or not np.isfinite(mean).any():
+        return 0.0
+    gap = np.abs(np.roll(mean, -1) - np.roll(mean, 1)) / 4.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        edge = np.where(np.isfinite(gap) & (std > 0), gap / std, 0.0)
+    return float(np.sum(weights * edge * (1.0 - coverage)))

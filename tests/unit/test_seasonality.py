@@ -260,7 +260,7 @@ def test_windows_of_the_same_phase_mix_share_one_expected_profile_and_calibrator
     next_hour = ClosedWindow(WindowInfo(HOUR, HOUR + 600.0, 50), sk, ((6, 50),), 600.0)
     evening = ClosedWindow(WindowInfo(1800.0, 2400.0, 100), sk, ((3, 100),), 600.0)
     a, b, c = (seasonal.for_window(w)[0][0] for w in (morning, next_hour, evening))
-    assert a is b and a.calibrator is b.calibrator and len(made) == 2
+    assert a.profile is b.profile and a.calibrator is b.calibrator and len(made) == 2
     whole, table = _two_phase_table()
     for window, signature in ((a, (20, 0)), (c, (0, 20))):  # each phase's own profile (thin ones shrunk)
         assert (
