@@ -239,7 +239,11 @@ class ModelMonitor:
             out.append(obs)
             if i in self.cusums:
                 phased = seasonal.calibrator.mean_shift if seasonal is not None else None
-                slack = seasonal.slack_sd if seasonal is not None else 0.0
+                slack = (
+                    self.cusums.within_phase(phased, seasonal.edges, seasonal.uncovered, n)
+                    if seasonal
+                    else 0.0
+                )
                 out.append(self.cusums.observe(i, name, expected, sk.numeric_counts(i), n, phased, slack))
         if role == "feature" and total >= min_events:
             dq = self.layout.config.data_quality

@@ -9,7 +9,8 @@ would pile up in the CUSUM. So the allowance per step is the larger of half a st
 and the smallest relevant shift (``min_effect_sd``, at least four reference standard errors) in window
 standard errors: a constant offset below that never accumulates. A cyclic feature's window is judged against
 the mixture of its phases, whose profiles are averages over each phase: the cycle's own movement within a phase
-(``slack_sd``, from the neighbouring phases' means) is allowed too, or a slow cycle's half-phases would add up.
+(``slack_sd``: how far the phases' edges sit from their average, for the part of them the window leaves
+uncovered) is allowed too, or the ends of a slow cycle's phases would add up.
 """
 
 from __future__ import annotations
@@ -92,6 +93,20 @@ class MeanShiftCusums:
             details,
             message,
         )
+
+    def within_phase(
+        self,
+        shifts: MeanShiftCalibrator | None,
+        edges: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None,
+        uncovered: float,
+        n: int,
+    ) -> float:
+        """The ``slack_sd`` of a cyclic feature's window: how far the cycle alone may move its mean from its
+        phases' average (the larger shift of the phases' ``edges``, times the share of the phases the window
+        leaves ``uncovered``), in the units of the window's own shift."""
+        if shifts is None or edges is None or uncovered <= 0:
+            return 0.0
+        return uncovered * max(abs(shifts.shift(share * n).effect) for share in edges)
 
     def snapshot(self) -> tuple[dict[str, Any], dict[str, bool]]:
         return {str(i): c.snapshot() for i, c in self.detectors.items()}, {

@@ -16,7 +16,7 @@ mix is new.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Generic, TypeVar
 
@@ -38,6 +38,7 @@ from stream_monitor.stats.phase_mixture import (
 from stream_monitor.stats.phase_model import JointPhaseModel
 from stream_monitor.stats.phase_profiles import PhaseCounts, PhaseTable, phase_of
 from stream_monitor.stats.profiles import CategoricalProfile, NumericProfile
+from stream_monitor.stats.sketch_layout import CategoricalSignal, NumericSignal
 
 MAX_CACHED_MIXTURES: Final = 1024  # per model: (signal, phase mix) pairs kept with their calibrators
 
@@ -64,9 +65,10 @@ class PhaseMatched(Generic[C, P]):
     profile: P
     calibrator: C
     details: dict[str, Any]
-    # how far a numeric feature's cycle may move this window's mean from its phases' average, in sd: the CUSUM
-    # allows that much (a phase profile is the average over its phase; see within_phase_slack)
-    slack_sd: float = 0.0
+    # a numeric feature's window sits inside its phases, whose profiles are averages over them: what the
+    # window should show at either end of them (see phase_edges), and the share of them it leaves uncovered
+    edges: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+    uncovered: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,14 @@ class SeasonalExpectations(Generic[C]):
         self._categorical: dict[int, _Cyclic | _Inherited] = {}
         outcomes = layout.outcome_phase_tables
         span = (layout.profile.start_ts, layout.profile.end_ts)
-        for signals, into, seed0 in (
+        groups: tuple[
+            tuple[Sequence[NumericSignal | CategoricalSignal], dict[int, _Cyclic | _Inherited], int], ...
+        ]
+        groups = (
             (layout.sketch.numeric, self._numeric, 5000),
             (layout.sketch.categorical, self._categorical, 6000),
-        ):
+        )
+        for signals, into, seed0 in groups:
             for i, signal in enumerate(signals):
                 table = layout.phase_tables.get(signal.name) if signal.role == "feature" else None
                 phases = table.features.get(signal.name) if table is not None else None
@@ -167,8 +173,8 @@ class SeasonalExpectations(Generic[C]):
             if isinstance(c, _Cyclic):
                 cycle = (c.table.period_seconds, c.table.phases)
                 weights = phase_weights(starts, lengths, events, *cycle)
-                slack = within_phase_slack(c.phases, weights, phase_coverage(starts, lengths, *cycle))
-                numeric[i] = replace(numeric[i], slack_sd=slack)
+                uncovered = float(weights @ (1.0 - phase_coverage(starts, lengths, *cycle)))
+                numeric[i] = replace(numeric[i], edges=phase_edges(c.phases, weights), uncovered=uncovered)
         categorical = {j: matched("c", j, c) for j, c in self._categorical.items()}
         return numeric, categorical
 
@@ -257,19 +263,18 @@ def phase_coverage(
     return np.asarray(np.minimum(covered / phase_seconds, 1.0), dtype=np.float64)
 
 
-def within_phase_slack(
-    phases: PhaseCounts, weights: NDArray[np.float64], coverage: NDArray[np.float64]
-) -> float:
-    """How far a window's mean may sit from the mixture of its phases' means by the cycle alone, in sd.
+def phase_edges(
+    phases: PhaseCounts, weights: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The bin shares a window should show at the start and at the end of its phases (by their event
+    ``weights``): a smooth cycle moves across a phase about linearly, from half way between the phase and
+    the one before to half way between it and the one after."""
+    n = phases.values.astype(np.float64)
+    shares = np.where((n > 0)[:, None], phases.counts / np.maximum(n, 1.0)[:, None], np.nan)
+    own = np.where(np.isnan(shares), 0.0, shares)
 
-    A smooth cycle moves a phase's mean about linearly across the phase, from its average to a quarter of the
-    gap between the neighbouring phases' means at either edge; a window covering the share ``c`` of a phase,
-    at one end of it, is off by up to ``(1 - c)`` of that. Summed over the window's phases by their event
-    ``weights``; 0 for a categorical signal, and for windows of whole phases."""
-    mean, std = phases.mean, phases.std
-    if len(mean) < 3 or not np.isfinite(mean).any():
-        return 0.0
-    gap = np.abs(np.roll(mean, -1) - np.roll(mean, 1)) / 4.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        edge = np.where(np.isfinite(gap) & (std > 0), gap / std, 0.0)
-    return float(np.sum(weights * edge * (1.0 - coverage)))
+    def toward(neighbour: NDArray[np.float64]) -> NDArray[np.float64]:
+        half = np.where(np.isnan(neighbour), own, (own + np.nan_to_num(neighbour)) / 2.0)
+        return np.asarray(weights @ half, dtype=np.float64)
+
+    return toward(np.roll(shares, 1, axis=0)), toward(np.roll(shares, -1, axis=0))

@@ -73,11 +73,16 @@ class JointPhaseModel:
         start, end = span
         step = min(period / phases for period, phases in cycles) / GRID_POINTS_PER_PHASE
         step = max(step, (end - start) / MAX_GRID_POINTS) if end > start else 1.0
-        grid = start + step * (np.arange(max(1, math.ceil((end - start) / step))) + 0.5)
-        joint = np.stack([phase_of(grid, period, phases) for period, phases in cycles], axis=1)
-        joint, weight = np.unique(joint, axis=0, return_counts=True)  # the timeline, as joint phases
-        weight = weight.astype(np.float64)
-        targets, values, shrunk = [], [], []
+        grid = np.asarray(
+            start + step * (np.arange(max(1, math.ceil((end - start) / step))) + 0.5), np.float64
+        )
+        every = np.stack([phase_of(grid, period, phases) for period, phases in cycles], axis=1)
+        rows, counts = np.unique(every, axis=0, return_counts=True)  # the timeline, as joint phases
+        joint: NDArray[np.int64] = np.asarray(rows, dtype=np.int64)
+        weight: NDArray[np.float64] = counts.astype(np.float64)
+        targets: list[NDArray[np.float64]] = []
+        values: list[NDArray[np.float64]] = []
+        shrunk: list[NDArray[np.float64]] = []
         for pc, (_, phases) in zip(profiles, cycles, strict=True):
             n = pc.values.astype(np.float64)
             shrunk.append(shrinkage(n, prior))
