@@ -107,31 +107,33 @@ class SeasonalExpectations(Generic[C]):
         # sketch position of each cyclic numeric / categorical signal -> what its windows are judged by
         self._numeric: dict[int, _Cyclic | _Inherited] = {}
         self._categorical: dict[int, _Cyclic | _Inherited] = {}
-        outcomes = layout.outcome_phase_tables
-        span = (layout.profile.start_ts, layout.profile.end_ts)
-        groups: tuple[
-            tuple[Sequence[NumericSignal | CategoricalSignal], dict[int, _Cyclic | _Inherited], int], ...
-        ]
-        groups = (
-            (layout.sketch.numeric, self._numeric, 5000),
-            (layout.sketch.categorical, self._categorical, 6000),
-        )
-        for signals, into, seed0 in groups:
-            for i, signal in enumerate(signals):
-                table = layout.phase_tables.get(signal.name) if signal.role == "feature" else None
-                phases = table.features.get(signal.name) if table is not None else None
-                if table is not None and phases is not None:
-                    into[i] = _Cyclic(signal.role, signal.name, signal.profile, phases, table, seed0 + i)
-                elif signal.role != "feature" and outcomes:
-                    each = tuple(t.predictions[signal.role] for t in outcomes)
-                    cycles = [(t.period_seconds, t.phases) for t in outcomes]
-                    model = JointPhaseModel.fit(each, cycles, span)
-                    into[i] = _Inherited(
-                        signal.role, signal.name, signal.profile, each, outcomes, model, seed0 + i
-                    )
+        self._place(layout, layout.sketch.numeric, self._numeric, 5000)
+        self._place(layout, layout.sketch.categorical, self._categorical, 6000)
         self._cache: OrderedDict[tuple[str, int, tuple[tuple[int, ...], ...]], PhaseMatched[C, Any]] = (
             OrderedDict()
         )
+
+    @staticmethod
+    def _place(
+        layout: ModelLayout,
+        signals: Sequence[NumericSignal | CategoricalSignal],
+        into: dict[int, _Cyclic | _Inherited],
+        seed0: int,
+    ) -> None:
+        """What each cyclic signal of ``signals`` (in sketch order) is judged by."""
+        outcomes = layout.outcome_phase_tables
+        span = (layout.profile.start_ts, layout.profile.end_ts)
+        for i, signal in enumerate(signals):
+            table = layout.phase_tables.get(signal.name) if signal.role == "feature" else None
+            phases = table.features.get(signal.name) if table is not None else None
+            if table is not None and phases is not None:
+                into[i] = _Cyclic(signal.role, signal.name, signal.profile, phases, table, seed0 + i)
+            elif signal.role != "feature" and outcomes:
+                each = tuple(t.predictions[signal.role] for t in outcomes)
+                model = JointPhaseModel.fit(each, [(t.period_seconds, t.phases) for t in outcomes], span)
+                into[i] = _Inherited(
+                    signal.role, signal.name, signal.profile, each, outcomes, model, seed0 + i
+                )
 
     @property
     def cyclic(self) -> frozenset[int]:

@@ -43,6 +43,7 @@ from stream_monitor.stats.phase_mixture import SHRINK_VALUES, shrinkage
 from stream_monitor.stats.phase_profiles import PhaseCounts, phase_of
 
 FIT_ITERATIONS: Final = 30
+FIT_TOLERANCE: Final = 1e-4  # of a log-factor's step: the fit has converged
 GRID_POINTS_PER_PHASE: Final = 2  # the timeline's grid: this many points in the shortest phase
 MAX_GRID_POINTS: Final = 2_000_000  # a bound on the fit's work (a coarser grid beyond it)
 
@@ -94,12 +95,16 @@ class JointPhaseModel:
             targets.append((shrunk[-1] @ shares) * time_in_phase[:, None])
             values.append(np.where(seen, n, float(max(pc.counts.sum(), 1))))
         logs = [np.zeros((phases, bins)) for _, phases in cycles]
+        # each cycle's phases as a (phases, rows) indicator, so a cycle's fitted counts are one product
+        member = [np.eye(phases)[:, joint[:, c]] * weight for c, (_, phases) in enumerate(cycles)]
         for _ in range(FIT_ITERATIONS if len(cycles) > 1 else 1):
+            worst = 0.0
             for c, target in enumerate(targets):
-                law = _law(logs, joint) * weight[:, None]
-                fitted = np.zeros_like(target)
-                np.add.at(fitted, joint[:, c], law)
-                logs[c] += np.log((target + 1e-9) / (fitted + 1e-9))
+                change = np.log((target + 1e-9) / (member[c] @ _law(logs, joint) + 1e-9))
+                logs[c] += change
+                worst = max(worst, float(np.abs(change).max()))
+            if worst < FIT_TOLERANCE:
+                break
         return cls(tuple((float(p), int(k)) for p, k in cycles), tuple(logs), tuple(values), tuple(shrunk))
 
     def expected(
