@@ -8,6 +8,8 @@ import click
 
 from stream_monitor.cli.exits import _fail
 from stream_monitor.core.errors import StreamMonitorError
+from stream_monitor.stats.phase_mixture import THIN_PHASE_VALUES
+from stream_monitor.stats.phase_profiles import SeasonalityProfile
 
 
 @click.group()
@@ -114,9 +116,28 @@ def reference_build(
                 for f in m.seasonality.found
             ]
             click.echo(f"{model_id}: cycles: {'; '.join(found) or 'none found'}")
+            for line in thin_phase_notes(m.seasonality):
+                click.echo(f"{model_id}: {line}")
     click.echo(f"wrote {out}")
 
 
 def _echo_skipped(skipped: dict[str, int]) -> None:
     for reason, count in sorted(skipped.items()):
         click.echo(f"skipped {count} event(s): {reason}", err=True)
+
+
+def thin_phase_notes(season: SeasonalityProfile) -> list[str]:
+    """A line per phase table whose fewest values in a phase (of any signal) are below ``THIN_PHASE_VALUES``."""
+    notes = []
+    for table in season.tables:
+        signals = {**table.features, **{f"the {k}": v for k, v in table.predictions.items()}}
+        if not signals:
+            continue
+        name, fewest = min(((n, int(pc.values.min())) for n, pc in signals.items()), key=lambda t: t[1])
+        if fewest < THIN_PHASE_VALUES:
+            notes.append(
+                f"thin phase profiles for the {table.period_seconds:g} s cycle: as few as {fewest} values of "
+                f"{name} in one of its {table.phases} phases (under {THIN_PHASE_VALUES}); they are shrunk "
+                "toward their neighbours, which costs power: use a longer reference or fewer --phases"
+            )
+    return notes

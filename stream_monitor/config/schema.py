@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -86,6 +87,22 @@ def _off(raw: Any) -> Any:
 Seasonality = Annotated[SeasonalityConfig | Literal["off"] | None, BeforeValidator(_off)]
 
 
+def _distinct_periods(raw: Any) -> Any:
+    if isinstance(raw, list):
+        periods = [c.period_seconds for c in raw]
+        if not periods or len(set(periods)) != len(periods):
+            raise ValueError("a list of cycles needs one or more, of distinct period_seconds")
+    return raw
+
+
+# the predictions inherit every cycle of their features: one cycle, or several judged jointly
+OutcomeSeasonality = Annotated[
+    SeasonalityConfig | list[SeasonalityConfig] | Literal["off"] | None,
+    BeforeValidator(_off),
+    AfterValidator(_distinct_periods),
+]
+
+
 class FeatureConfig(_Strict):
     enabled: bool = True
     test: DriftTest | None = Field(
@@ -93,7 +110,7 @@ class FeatureConfig(_Strict):
     )
     sequential: bool = True
     seasonality: Seasonality = Field(
-        default=None, description="this numeric feature's cycle, or off; the model's when absent"
+        default=None, description="this feature's cycle, or off; the model's when absent"
     )
 
 
@@ -119,6 +136,11 @@ class MultivariateConfig(_Strict):
 class PredictionConfig(_Strict):
     enabled: bool = True
     test: DriftTest = DriftTest()
+    seasonality: OutcomeSeasonality = Field(
+        default=None,
+        description="the cycle (or a list of cycles, judged jointly) the score and prediction are judged by "
+        "(they inherit their features'), or off; the model's when absent",
+    )
 
 
 class DataQualityConfig(_Strict):
@@ -268,15 +290,29 @@ class ModelConfig(_Strict):
     )
     seasonality: Seasonality = Field(
         default=None,
-        description="the cycle of every numeric feature without its own; none when absent or off",
+        description="the cycle of every feature without its own; none when absent or off",
     )
 
     def seasonality_of(self, feature: str) -> SeasonalityConfig | None:
-        """The cycle a numeric feature is judged by: its own setting, else the model's (None: no cycle)."""
+        """The cycle a feature is judged by: its own setting, else the model's (None: no cycle)."""
         fc = self.features.get(feature)
         own = fc.seasonality if fc is not None else None
         chosen = own if own is not None else self.seasonality
         return chosen if isinstance(chosen, SeasonalityConfig) else None
+
+    def outcome_seasonality(self) -> tuple[tuple[SeasonalityConfig, ...], bool]:
+        """The cycles the score and prediction are judged by (``prediction.seasonality``, else the model's;
+        none: by the whole reference), and whether they are their own setting."""
+        own = self.prediction.seasonality
+        chosen = own if own is not None else self.seasonality
+        cycles = (
+            (chosen,)
+            if isinstance(chosen, SeasonalityConfig)
+            else tuple(chosen or ())
+            if chosen != "off"
+            else ()
+        )
+        return cycles, own is not None
 
 
 class KafkaConfig(_Strict):

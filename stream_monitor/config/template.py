@@ -10,6 +10,7 @@ from stream_monitor.config.join_sizing import BYTES_PER_OUTSTANDING, DEFAULT_SLA
 from stream_monitor.config.schema import DEFAULT_FLOORS
 from stream_monitor.core.outcome_parsing import positive_class
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile, ReferenceProfile
+from stream_monitor.stats.seasonality import OUTCOME_SIGNAL_PREFIX
 
 
 def window_defaults(events_per_second: float) -> tuple[int, float]:
@@ -65,6 +66,41 @@ def _positive_class_lines(prof: ModelProfile) -> list[str]:
     ]
 
 
+def outcome_cycles(prof: ModelProfile) -> list[tuple[float, int, list[str]]]:
+    """The cycles the score and prediction are judged by, jointly: every one ``reference build`` found in
+    them or in a feature (they inherit their features' cycles) and kept outcome phase profiles of, shortest
+    first, with its phases and the signals it was found in."""
+    season = prof.seasonality
+    if season is None or prof.predictions is None:
+        return []
+    out = []
+    for table in sorted(season.tables, key=lambda t: t.period_seconds):
+        signals = [
+            f.signal
+            for f in season.found
+            if abs(f.period_seconds - table.period_seconds) < 1e-6
+            and (f.signal in prof.features or f.signal.startswith(OUTCOME_SIGNAL_PREFIX))
+        ]
+        if signals and table.predictions:
+            out.append((table.period_seconds, table.phases, signals))
+    return out
+
+
+def _outcome_seasonality_lines(prof: ModelProfile) -> list[str]:
+    cycles = outcome_cycles(prof)
+    if not cycles:
+        return ["      seasonality: off                 # no cycle found in the predictions or the features"]
+    lines = [
+        "      # the cycles the predictions inherit, judged jointly (docs/configuration.md)",
+        "      seasonality:",
+    ]
+    for period, phases, signals in cycles:
+        lines.append(
+            f"        - {{period_seconds: {period:g}, phases: {phases}}}   # found in {', '.join(signals)}"
+        )
+    return lines
+
+
 def _seasonality_lines(prof: ModelProfile) -> list[str]:
     season = prof.seasonality
     if season is None:
@@ -76,7 +112,7 @@ def _seasonality_lines(prof: ModelProfile) -> list[str]:
     return [
         "    # Recurring cycles: a feature with one is compared with the reference's profile of the phases",
         "    # each window covers, e.g. {period_seconds: 86400, phases: 24}. The model's setting applies to",
-        "    # every numeric feature without its own; off: none.",
+        "    # every feature without its own (and to the predictions without theirs); off: none.",
         f"    # reference build: {said}.",
         "    seasonality: off",
     ]
@@ -183,6 +219,7 @@ def _model_block(model_id: str, prof: ModelProfile, reference: str) -> list[str]
         "    prediction:                        # score distribution and predicted-class balance",
         f"      enabled: {'true' if prof.predictions else 'false'}",
         f"      test: {{statistic: psi, warning: {w}, critical: {c}}}",
+        *_outcome_seasonality_lines(prof),
         "    data_quality:                      # rises over the reference's own rates",
         "      enabled: true",
         "      null_rate_warning: 0.05",

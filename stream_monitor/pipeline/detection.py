@@ -17,13 +17,10 @@ import dataclasses
 import math
 from typing import Any, Final
 
-import numpy as np
-
-from stream_monitor.core.alerts import Alert, AlertKind, Severity
+from stream_monitor.core.alerts import Alert, AlertKind
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.errors import ConfigError, SnapshotError
 from stream_monitor.detectors.calibration import MeanShiftCalibrator, ThresholdCalibrator, per_test_alpha
-from stream_monitor.detectors.sequential import Cusum
 from stream_monitor.pipeline.drift_checks import (
     FixedThresholds,
     correlation_observations,
@@ -34,13 +31,13 @@ from stream_monitor.pipeline.drift_checks import (
     vanished_observation,
 )
 from stream_monitor.pipeline.drift_explanations import (
-    _fmt,
     _rescale_hint,
     _shift_details,
     _shift_phrase,
     _with_message,
 )
 from stream_monitor.pipeline.lifecycle import AlertLifecycle, Observation
+from stream_monitor.pipeline.mean_shift_cusums import MeanShiftCusums
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.range_check import blame_broken_values, range_observation
 from stream_monitor.pipeline.seasonal_expectations import PhaseCalibrators, PhaseMatched, SeasonalExpectations
@@ -53,7 +50,6 @@ SNAPSHOT_VERSION: Final = 1
 CRITICAL_ALPHA_RATIO: Final = (
     10.0  # the critical level is ten times less likely by chance than the warning level
 )
-CUSUM_K: Final = 0.5
 _ROLE_KIND: Final = {
     "feature": AlertKind.COVARIATE_DRIFT,
     "score": AlertKind.PREDICTION_DRIFT,
@@ -98,20 +94,22 @@ class ModelMonitor:
         self.seasonal = SeasonalExpectations(
             layout,
             lambda r, n, p, s: PhaseCalibrators(
-                self._calibrator(r, n, p, seed + s), MeanShiftCalibrator(p.counts, seed=seed + 2000 + s)
+                self._calibrator(r, n, p, seed + s),
+                MeanShiftCalibrator(p.counts, seed=seed + 2000 + s)
+                if isinstance(p, NumericProfile)
+                else None,
             ),
         )
-        h = Cusum.h_for_run_length(1.0 / self.alpha_warning, k=CUSUM_K)
-        self._cusums = {
-            i: Cusum(k=CUSUM_K, h=h)
-            for i, s in enumerate(sk.numeric)
-            if s.role == "feature" and cfg.sequential.enabled and self._sequential_on(s.name)
-        }
         # the CUSUM's window means, standardised by a null spread bootstrapped from the reference's bins
-        self._mean_shifts = {
-            i: MeanShiftCalibrator(sk.numeric[i].profile.counts, seed=seed + 2000 + i) for i in self._cusums
-        }
-        self._cusum_hold: dict[int, bool] = {}
+        self.cusums = MeanShiftCusums(
+            {
+                i: MeanShiftCalibrator(s.profile.counts, seed=seed + 2000 + i)
+                for i, s in enumerate(sk.numeric)
+                if s.role == "feature" and cfg.sequential.enabled and self._sequential_on(s.name)
+            },
+            self.alpha_warning,
+            cfg.sequential.min_effect_sd,
+        )
         self.lifecycle = AlertLifecycle(
             layout.model_id,
             cfg.alerting.resolve_after_windows,
@@ -172,7 +170,7 @@ class ModelMonitor:
             return []
         self.windows_tested += 1
         observations: list[Observation] = []
-        seasonal = self.seasonal.for_window(window)
+        seasonal, seasonal_categories = self.seasonal.for_window(window)
         for i, signal in enumerate(self.layout.sketch.numeric):
             observations.extend(
                 self._numeric(
@@ -181,7 +179,15 @@ class ModelMonitor:
             )
         for j, csignal in enumerate(self.layout.sketch.categorical):
             observations.extend(
-                self._categorical(j, csignal.role, csignal.name, csignal.profile, sketch, min_events)
+                self._categorical(
+                    j,
+                    csignal.role,
+                    csignal.name,
+                    csignal.profile,
+                    sketch,
+                    min_events,
+                    seasonal_categories.get(j),
+                )
             )
         observations.extend(
             correlation_observations(self.layout, sketch, self.alpha_warning, self.alpha_critical)
@@ -198,7 +204,7 @@ class ModelMonitor:
         prof: NumericProfile,
         sk: WindowSketch,
         min_events: int,
-        seasonal: PhaseMatched[PhaseCalibrators] | None = None,
+        seasonal: PhaseMatched[PhaseCalibrators, NumericProfile] | None = None,
     ) -> list[Observation]:
         out: list[Observation] = []
         kind = _ROLE_KIND[role]
@@ -208,7 +214,7 @@ class ModelMonitor:
         extremes = (math.nan, math.nan)
         hint: str | None = None
         if n >= min_events:
-            # a cyclic feature's distance and CUSUM are judged against the phases the window covers
+            # a cyclic signal's distance and CUSUM are judged against the phases the window covers
             expected = seasonal.profile if seasonal is not None else prof
             mean, std = sk.numeric_mean_std(i)
             extremes = (float(sk.num_min[i]), float(sk.num_max[i]))
@@ -231,9 +237,14 @@ class ModelMonitor:
                         obs, message=f"{obs.message}; {hint}", cause=AlertKind.DATA_QUALITY
                     )
             out.append(obs)
-            if i in self._cusums:
-                shifts = seasonal.calibrator.mean_shift if seasonal is not None else self._mean_shifts[i]
-                out.append(self._cusum(i, name, expected, sk.numeric_counts(i), n, shifts))
+            if i in self.cusums:
+                phased = seasonal.calibrator.mean_shift if seasonal is not None else None
+                slack = (
+                    self.cusums.within_phase(phased, seasonal.edges, seasonal.uncovered, n)
+                    if seasonal
+                    else 0.0
+                )
+                out.append(self.cusums.observe(i, name, expected, sk.numeric_counts(i), n, phased, slack))
         if role == "feature" and total >= min_events:
             dq = self.layout.config.data_quality
             if dq.enabled:
@@ -269,66 +280,15 @@ class ModelMonitor:
                     )
         return out
 
-    def _cusum(
-        self,
-        i: int,
-        name: str,
-        prof: NumericProfile,
-        counts: np.ndarray[Any, Any],
-        n: int,
-        shifts: MeanShiftCalibrator,
-    ) -> Observation:
-        """CUSUM on the window mean's shift, in units of the window's own standard error.
-
-        The mean is of the values' normal scores on the reference's bins, its null spread bootstrapped from
-        those bins (:class:`~stream_monitor.detectors.calibration.MeanShiftCalibrator`): heavy tails and rare
-        outliers neither fire it nor blind it.
-
-        The reference mean is itself an estimate, and its error is shared by every window: fed as if it were
-        noise it would pile up in the CUSUM. So the allowance per step is the larger of half a standard error
-        (Page's k = 0.5) and the smallest relevant shift (``min_effect_sd``, at least four reference standard
-        errors) in window standard errors: a constant offset below that never accumulates.
-        """
-        det = self._cusums[i]
-        shift = shifts.shift(counts)
-        effect, z = shift.effect, shift.z
-        root_n = math.sqrt(n)
-        tolerance = max(self.layout.config.sequential.min_effect_sd, 4.0 / math.sqrt(max(prof.count, 1)))
-        det.update(z, k=tolerance * root_n)
-        relevant = abs(effect) >= tolerance
-        alarm = det.drift_detected and relevant
-        held = self._cusum_hold.get(i, False) and relevant
-        statistic = det.statistic
-        if det.drift_detected:
-            det.reset()
-        self._cusum_hold[i] = alarm or held
-        level = Severity.WARNING if alarm or held else None
-        direction = "up" if effect > 0 else "down"
-        details = {
-            "mean_shift_sd": effect,
-            "tolerance_sd": tolerance,
-            "direction": direction,
-            "decision_interval": det.h,
-        }
-        message = (
-            f"{name} is drifting {direction}: CUSUM {_fmt(statistic)} > {_fmt(det.h)} (mean {effect:+.2f} sd)"
-        )
-        stat_for_lifecycle = max(statistic, det.h) if held else statistic
-        return Observation(
-            AlertKind.COVARIATE_DRIFT,
-            name,
-            level,
-            "cusum",
-            stat_for_lifecycle,
-            det.h,
-            det.h,
-            None,
-            details,
-            message,
-        )
-
     def _categorical(
-        self, j: int, role: str, name: str, prof: CategoricalProfile, sk: WindowSketch, min_events: int
+        self,
+        j: int,
+        role: str,
+        name: str,
+        prof: CategoricalProfile,
+        sk: WindowSketch,
+        min_events: int,
+        seasonal: PhaseMatched[PhaseCalibrators, CategoricalProfile] | None = None,
     ) -> list[Observation]:
         out: list[Observation] = []
         kind = _ROLE_KIND[role]
@@ -336,7 +296,13 @@ class ModelMonitor:
         n = int(counts.sum())
         total = int(sk.cat_codes[j].sum())
         if n >= min_events:
-            obs, _ = distance_observation(kind, name, self._categorical_cal[j], counts, prof, n)
+            # a cyclic signal's frequencies are judged against the phases the window covers
+            cal = seasonal.calibrator.threshold if seasonal is not None else self._categorical_cal[j]
+            obs, _ = distance_observation(
+                kind, name, cal, counts, prof if seasonal is None else seasonal.profile, n
+            )
+            if seasonal is not None:
+                obs.details["seasonality"] = seasonal.details
             out.append(obs)
         if role != "feature" or total < min_events:
             return out
@@ -363,7 +329,7 @@ class ModelMonitor:
                 # the distance test usually speaks for the signal: it names the new categories too
                 out = [
                     _with_message(o, f"{o.message}; new categories {shown} in {obs.statistic:.1%} of events")
-                    if o.level is not None and o.detector == self._categorical_cal[j].statistic
+                    if o.level is not None and o.detector == cal.statistic
                     else o
                     for o in out
                 ]
@@ -390,8 +356,8 @@ class ModelMonitor:
         return {
             "v": SNAPSHOT_VERSION,
             "lifecycle": self.lifecycle.snapshot(),
-            "cusums": {str(i): c.snapshot() for i, c in self._cusums.items()},
-            "hold": {str(i): h for i, h in self._cusum_hold.items()},
+            "cusums": self.cusums.snapshot()[0],
+            "hold": self.cusums.snapshot()[1],
             "windows": [self.windows_tested, self.windows_skipped],
         }
 
@@ -399,8 +365,5 @@ class ModelMonitor:
         if state.get("v") != SNAPSHOT_VERSION:
             raise SnapshotError(f"unsupported monitor snapshot version {state.get('v')!r}")
         self.lifecycle.restore(state["lifecycle"])
-        for key, snap in state["cusums"].items():
-            if int(key) in self._cusums:
-                self._cusums[int(key)] = Cusum.restore(snap)
-        self._cusum_hold = {int(k): bool(v) for k, v in state["hold"].items()}
+        self.cusums.restore(state["cusums"], state["hold"])
         self.windows_tested, self.windows_skipped = state["windows"]

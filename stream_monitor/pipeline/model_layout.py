@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from stream_monitor.config.schema import DriftTest, ModelConfig
+from stream_monitor.config.schema import DriftTest, ModelConfig, SeasonalityConfig
 from stream_monitor.core.envelope import FieldPaths
 from stream_monitor.core.errors import ConfigError
 from stream_monitor.core.outcome_parsing import positive_class
 from stream_monitor.stats.correlation import normal_scores
-from stream_monitor.stats.phase_profiles import PhaseTable
+from stream_monitor.stats.phase_profiles import PhaseTable, SeasonalityProfile
 from stream_monitor.stats.profiles import CategoricalProfile, ModelProfile, NumericProfile
 from stream_monitor.stats.sketch_layout import CategoricalSignal, NumericSignal, SketchLayout
 
@@ -72,8 +72,10 @@ class ModelLayout:
     positive_class: Any  # a binary classifier's class that score is the probability of; None otherwise
     paths: FieldPaths
     segment_columns: tuple[int, ...]  # positions of the segment features among the categorical features
-    # numeric feature -> the reference's phase table of its configured cycle (features with seasonality only)
+    # feature -> the reference's phase table of its configured cycle (features with seasonality only)
     phase_tables: dict[str, PhaseTable] = field(default_factory=dict)
+    # the phase tables of the cycles the score and prediction are judged by (none: by the whole reference)
+    outcome_phase_tables: tuple[PhaseTable, ...] = ()
 
     def test_for(self, role: str, name: str) -> DriftTest:
         cfg = self.config
@@ -117,7 +119,7 @@ class ModelLayout:
                 cat_names.append(name)
                 if prof.type == "boolean":
                     bool_names.append(name)
-        phase_tables = _phase_tables(model_id, config, profile, num_names)
+        phase_tables = _phase_tables(model_id, config, profile, num_names, cat_names)
         correlation = None
         mv = profile.multivariate
         if config.multivariate.enabled and mv is not None:
@@ -195,6 +197,9 @@ class ModelLayout:
             paths=field_paths(config),
             segment_columns=tuple(cat_names.index(s) for s in config.segments),
             phase_tables=phase_tables,
+            outcome_phase_tables=_outcome_phase_tables(model_id, config, profile)
+            if score_index is not None or pred_num is not None or pred_cat is not None
+            else (),
         )
 
 
@@ -222,46 +227,76 @@ def _positive_class(model_id: str, config: ModelConfig, classes: tuple[Any, ...]
 
 
 def _phase_tables(
-    model_id: str, config: ModelConfig, profile: ModelProfile, numeric: list[str]
+    model_id: str, config: ModelConfig, profile: ModelProfile, numeric: list[str], categorical: list[str]
 ) -> dict[str, PhaseTable]:
-    """Each monitored numeric feature's configured cycle, as the reference's phase table of it; every
-    setting the reference cannot serve is a problem with its path."""
+    """Each monitored feature's configured cycle, as the reference's phase table of it; every setting the
+    reference cannot serve is a problem with its path, but for a categorical feature given the model's cycle
+    by a reference built before categorical phase profiles (it is judged by its whole profile)."""
     problems: list[tuple[str, str]] = []
     tables: dict[str, PhaseTable] = {}
     said: set[str] = set()  # a model-wide setting the reference cannot serve: one problem, not one a feature
-    for name, fc in config.features.items():
-        if fc.enabled and fc.seasonality not in (None, "off") and name not in numeric:
-            problems.append((f"models.{model_id}.features.{name}.seasonality", "only numeric features cycle"))
     season = profile.seasonality
-    for name in numeric:
+    for name in numeric + categorical:
         cycle = config.seasonality_of(name)
         if cycle is None:
             continue
         own = name in config.features and config.features[name].seasonality is not None
+        table = season.table(cycle.period_seconds) if season is not None else None
+        if not own and name in categorical and (table is None or name not in table.features):
+            continue
         where = f"models.{model_id}." + (f"features.{name}.seasonality" if own else "seasonality")
         if where in said:
             continue
-        table = season.table(cycle.period_seconds) if season is not None else None
-        if table is None or name not in table.features:
-            has = ", ".join(f"{t.period_seconds:g} s" for t in season.tables) if season else ""
-            problems.append(
-                (
-                    where,
-                    f"the reference has no phase profiles{f' of {name}' if own else ''} for a "
-                    f"{cycle.period_seconds:g} s cycle "
-                    f"(it has: {has or 'none'}); rebuild it with `reference build --period "
-                    f"{cycle.period_seconds:g}`",
-                )
-            )
+        problem = _unserved(table, cycle, name in table.features if table else False, season, name, own)
+        if problem is not None:
+            problems.append((where, problem))
             said.add(where)
             continue
-        if table.phases % cycle.phases:
-            problems.append(
-                (where, f"{cycle.phases} phases do not divide the reference's {table.phases} for this cycle")
-            )
-            said.add(where)
-            continue
+        assert table is not None
         tables[name] = table.coarsen(cycle.phases)
     if problems:
         raise ConfigError(problems)
     return tables
+
+
+def _outcome_phase_tables(
+    model_id: str, config: ModelConfig, profile: ModelProfile
+) -> tuple[PhaseTable, ...]:
+    """The phase tables of the score's and prediction's cycles. A cycle the model's setting gives them but the
+    reference has no outcome profiles of (a reference built before them) leaves them judged by the whole
+    reference; their own setting must be served."""
+    cycles, own = config.outcome_seasonality()
+    season = profile.seasonality
+    tables, problems = [], []
+    for cycle in cycles:
+        table = season.table(cycle.period_seconds) if season is not None else None
+        problem = _unserved(table, cycle, bool(table and table.predictions), season, "the predictions", True)
+        if problem is None:
+            assert table is not None
+            tables.append(table.coarsen(cycle.phases))
+        else:
+            problems.append((f"models.{model_id}.prediction.seasonality", problem))
+    if problems and own:
+        raise ConfigError(problems)
+    return tuple(tables) if not problems else ()
+
+
+def _unserved(
+    table: PhaseTable | None,
+    cycle: SeasonalityConfig,
+    has_signal: bool,
+    season: SeasonalityProfile | None,
+    what: str,
+    own: bool,
+) -> str | None:
+    """Why the reference's ``table`` cannot serve ``cycle`` for a signal (None: it can)."""
+    if table is None or not has_signal:
+        has = ", ".join(f"{t.period_seconds:g} s" for t in season.tables) if season else ""
+        return (
+            f"the reference has no phase profiles{f' of {what}' if own else ''} for a "
+            f"{cycle.period_seconds:g} s cycle (it has: {has or 'none'}); rebuild it with `reference build "
+            f"--period {cycle.period_seconds:g}`"
+        )
+    if table.phases % cycle.phases:
+        return f"{cycle.phases} phases do not divide the reference's {table.phases} for this cycle"
+    return None

@@ -25,7 +25,6 @@ from numpy.typing import NDArray
 from stream_monitor.core.errors import ReferenceProfileError
 from stream_monitor.core.events import FieldPath
 from stream_monitor.stats.correlation import correlations, normal_scores, pair_sums
-from stream_monitor.stats.phase_profiles import SeasonalityProfile, build_phase_table
 from stream_monitor.stats.profiles import (
     CategoricalProfile,
     LabelProfile,
@@ -37,13 +36,13 @@ from stream_monitor.stats.profiles import (
     SignalProfile,
 )
 from stream_monitor.stats.reference_events import EventFormat, resolve_scores
+from stream_monitor.stats.reference_seasonality import seasonality_profile
 from stream_monitor.stats.reference_tallies import (
     DEFAULT_BINS,
     DEFAULT_MAX_ROWS,
     DEFAULT_PHASES,
     DEFAULT_TOP_K,
     MAX_CORRELATED,
-    MAX_PHASE_TABLES,
     PredictionKey,
     _as_float,
     _expected_accuracy,
@@ -56,7 +55,6 @@ from stream_monitor.stats.reference_tallies import (
     infer_task,
     numeric_profile,
 )
-from stream_monitor.stats.seasonality import FoundPeriod, find_periods
 
 
 class ReferenceBuilder:
@@ -257,37 +255,10 @@ class ReferenceBuilder:
             multivariate=multivariate,
             predictions=predictions,
             labels=labels,
-            seasonality=self._seasonality(acc, sampled, features, scored[1:] if scored else None),
+            seasonality=seasonality_profile(
+                acc, sampled, features, scored[1:] if scored else None, predictions, self.periods, self.phases
+            ),
         )
-
-    def _seasonality(
-        self,
-        acc: _ModelAccumulator,
-        sampled: dict[str, np.ndarray[Any, np.dtype[np.float64]]],
-        features: dict[str, SignalProfile],
-        scores: tuple[NDArray[np.float64], NDArray[np.bool_]] | None,
-    ) -> SeasonalityProfile | None:
-        """The cycles of the event rate and of each numeric feature in the sampled rows, and a phase table
-        for each period found (at most ``MAX_PHASE_TABLES``, the clearest first) or asked for, with the
-        within-phase correlations of the correlated features' ``scores`` (rows of the sample)."""
-        ts = np.array([math.nan if t is None else t for _, _, t in acc.reservoir.rows], dtype=np.float64)
-        if not np.isfinite(ts).any():
-            return None
-        found: list[FoundPeriod] = find_periods(ts)
-        for name, values in sampled.items():
-            found.extend(find_periods(ts, values, name))
-        clearest = sorted(found, key=lambda f: -f.autocorrelation)
-        periods = list(self.periods)
-        for f in clearest:
-            if f.period_seconds not in periods and len(periods) < MAX_PHASE_TABLES + len(self.periods):
-                periods.append(f.period_seconds)
-        columns = {}
-        for name, values in sampled.items():
-            prof = features[name]
-            assert isinstance(prof, NumericProfile)
-            columns[name] = (values, prof.edges)
-        tables = tuple(build_phase_table(ts, columns, p, self.phases, scores) for p in sorted(periods))
-        return SeasonalityProfile(found=tuple(found), tables=tables)
 
     @staticmethod
     def _correlation_scores(

@@ -1,6 +1,7 @@
 """Finding recurring cycles in a reference: the periods at which a signal's short-window means repeat.
 
-For each candidate period ``P`` (a minute to a week) that the reference covers at least ``MIN_CYCLES`` times,
+For each candidate period ``P`` (a minute to a week) that the reference covers at least ``MIN_CYCLES`` times
+(to a bucket: a reference of three whole days covers three days),
 the events are cut into buckets of ``P / BUCKETS_PER_PERIOD`` seconds and the series of bucket means (or, for
 the event rate, bucket counts) is autocorrelated. ``P`` is reported when it is a clear *peak*:
 
@@ -53,6 +54,8 @@ MIN_PROMINENCE: Final = 0.3
 MIN_EVENTS_PER_BUCKET: Final = 5.0  # sparser, bucket means are mostly noise: the period is not tried
 MAX_BUCKETS: Final = 500_000  # bounds the work per candidate
 EVENT_RATE: Final = "event_rate"  # the signal name reported for cycles of the event rate
+# before "score" or "prediction": the signal name reported for cycles of the model's outcomes
+OUTCOME_SIGNAL_PREFIX: Final = "predictions."
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ def find_periods(
     for period in sorted(candidates):
         bucket = period / BUCKETS_PER_PERIOD
         n_buckets = math.ceil(span / bucket) if span > 0 else 0
-        if span < MIN_CYCLES * period or n_buckets > MAX_BUCKETS:
+        # a reference of three whole days spans a gap less than three days: a bucket's slack is allowed
+        if span + bucket < MIN_CYCLES * period or n_buckets > MAX_BUCKETS:
             continue
         if len(ts) / n_buckets < MIN_EVENTS_PER_BUCKET:
             continue

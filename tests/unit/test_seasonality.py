@@ -181,10 +181,12 @@ def _phase_counts(counts: Any, mean: list[float], std: list[float]) -> PhaseCoun
 def test_the_expected_profile_is_the_event_weighted_mixture_of_the_phases() -> None:
     whole, table = _two_phase_table()
     pc = table.features["x"]
-    only_first = expected_profile(whole, pc, (20, 0))
+    only_first = expected_profile(whole, pc, (20, 0), prior=0.0)  # thin phases are not shrunk here
     assert only_first.counts.tolist() == [800, 150, 50] and only_first.count == 1000
     assert only_first.mean == pytest.approx(-0.5) and only_first.std == pytest.approx(0.6)
-    mixed = expected_profile(whole, pc, (15, 5))  # three quarters of the window's events in phase 0
+    mixed = expected_profile(
+        whole, pc, (15, 5), prior=0.0
+    )  # three quarters of the window's events in phase 0
     probs = 0.75 * np.array([0.8, 0.15, 0.05]) + 0.25 * np.array([0.1, 0.3, 0.6])
     assert mixed.counts / mixed.counts.sum() == pytest.approx(probs, abs=1e-3)
     assert mixed.count == round(1 / (0.75**2 / 1000 + 0.25**2 / 1000))  # effective reference size
@@ -257,9 +259,15 @@ def test_windows_of_the_same_phase_mix_share_one_expected_profile_and_calibrator
     morning = ClosedWindow(WindowInfo(0.0, 600.0, 100), sk, ((0, 100),), 600.0)
     next_hour = ClosedWindow(WindowInfo(HOUR, HOUR + 600.0, 50), sk, ((6, 50),), 600.0)
     evening = ClosedWindow(WindowInfo(1800.0, 2400.0, 100), sk, ((3, 100),), 600.0)
-    a, b, c = (seasonal.for_window(w)[0] for w in (morning, next_hour, evening))
-    assert a is b and a.calibrator is b.calibrator and len(made) == 2
-    assert a.profile.counts.tolist() == [800, 150, 50] and c.profile.counts.tolist() == [100, 300, 600]
+    a, b, c = (seasonal.for_window(w)[0][0] for w in (morning, next_hour, evening))
+    assert a.profile is b.profile and a.calibrator is b.calibrator and len(made) == 2
+    whole, table = _two_phase_table()
+    for window, signature in ((a, (20, 0)), (c, (0, 20))):  # each phase's own profile (thin ones shrunk)
+        assert (
+            window.profile.counts.tolist()
+            == expected_profile(whole, table.features["x"], signature).counts.tolist()
+        )
+    assert a.profile.counts.argmax() == 0 and c.profile.counts.argmax() == 2
     assert a.details["phase_weights"] == {"0": 1.0} and a.details["period_seconds"] == HOUR
 
 
@@ -282,7 +290,7 @@ def test_a_feature_setting_overrides_the_models_and_off_turns_it_off() -> None:
             None,
             {"c": {"seasonality": {"period_seconds": HOUR}}},
             "models.m.features.c.seasonality",
-            "numeric",
+            "no phase profiles of c",
         ),
     ],
 )
