@@ -25,7 +25,7 @@ N_EVENTS = 12_000
 N_PARTITIONS = 3
 
 
-@pytest.mark.parametrize("runtime", ss.runtimes("exact"))  # the final state is compared exactly
+@pytest.mark.parametrize("runtime", ss.runtimes())
 def test_event_time_hazards_leave_the_windows_the_oracle_computes(
     tmp_path: Path, kafka_bootstrap: str, runtime: str
 ) -> None:

@@ -28,11 +28,15 @@ CHUNK = 500
 CHUNK_EVERY_S = 0.3  # about 1,700 events/s: the stream lasts ~12 s, long enough to kill workers mid-way
 
 
+# Native only: the Faust runtime keeps stage 2's open window and pending slices in memory while Faust commits
+# the partials they came from on its timer, so a kill -9 of stage 2's owner loses them (measured on faust:
+# windows holding 15,617 of the oracle's 19,166 tested events, a warning alert missing; stage 1 lost nothing).
+# docs/operations.md's guarantees table says so.
 @pytest.mark.parametrize("runtime", ss.runtimes("exact"))
 def test_kill9_twice_with_two_workers_keeps_state_exact(
     tmp_path: Path, kafka_bootstrap: str, runtime: str
 ) -> None:
-    d = ss.Deployment(tmp_path, kafka_bootstrap, runtime=runtime)
+    d = ss.Deployment(tmp_path, kafka_bootstrap, extra_topics=("window_stats",), runtime=runtime)
     try:
         d.create_topics()
         first, second = d.start_worker(), d.start_worker()
@@ -46,9 +50,10 @@ def test_kill9_twice_with_two_workers_keeps_state_exact(
         d.start_worker()
         ss.when_produced(feeder, 0.65, second.kill9)
         d.start_worker()
-        ss.finish_and_compare(d, feeder, events)
+        ss.finish_and_compare(d, feeder, events, faults=2)
         replacements = d.workers[2:]
-        assert any("restored" in w.log() for w in replacements), "the replacements resumed from snapshots"
+        if ss.RUNTIMES[runtime] == "exact":
+            assert any("restored" in w.log() for w in replacements), "the replacements resumed from snapshots"
         for w in replacements:
             code, seconds = w.terminate()
             assert code == 0
@@ -57,11 +62,14 @@ def test_kill9_twice_with_two_workers_keeps_state_exact(
         d.close()
 
 
+# Native only: when a rebalance takes an input partition from a Faust worker, Faust commits the offsets it
+# acked, which include the events in the partition's open slices, and the worker drops that folder unsent
+# (measured on faust: 77 events of 3 slices of one partition lost in a join and a leave; docs/operations.md).
 @pytest.mark.parametrize("runtime", ss.runtimes("exact"))
 def test_worker_joining_and_leaving_mid_stream_keeps_state_exact(
     tmp_path: Path, kafka_bootstrap: str, runtime: str
 ) -> None:
-    d = ss.Deployment(tmp_path, kafka_bootstrap, runtime=runtime)
+    d = ss.Deployment(tmp_path, kafka_bootstrap, extra_topics=("window_stats",), runtime=runtime)
     try:
         d.create_topics()
         first = d.start_worker()
@@ -79,8 +87,9 @@ def test_worker_joining_and_leaving_mid_stream_keeps_state_exact(
             assert seconds < 10
 
         ss.when_produced(feeder, 0.7, leave)
-        ss.finish_and_compare(d, feeder, events)
-        assert "handed off" in first.log() or "restored" in first.log()
+        ss.finish_and_compare(d, feeder, events, faults=2)
+        if ss.RUNTIMES[runtime] == "exact":
+            assert "handed off" in first.log() or "restored" in first.log()
         code, _ = first.terminate()
         assert code == 0
     finally:
@@ -100,13 +109,15 @@ def _assigned_after(worker: ss.WorkerProcess, after: float) -> float | None:
     return None
 
 
+# Native only, for the cause above test_worker_joining_and_leaving_mid_stream_keeps_state_exact (its rebalances
+# also log aiokafka's lines, not the worker's "assigned" lines this test times).
 @pytest.mark.parametrize("runtime", ss.runtimes("exact"))
 def test_rebalance_churn_join_leave_rejoin_keeps_state_exact(
     tmp_path: Path, kafka_bootstrap: str, runtime: str
 ) -> None:
     """A worker joins at 25%, leaves by SIGTERM at 50% and rejoins at 75% of the stream; each rebalance ends
     (the partitions it moves are assigned) within twice the session timeout."""
-    d = ss.Deployment(tmp_path, kafka_bootstrap, runtime=runtime)
+    d = ss.Deployment(tmp_path, kafka_bootstrap, extra_topics=("window_stats",), runtime=runtime)
     try:
         d.create_topics()
         first = d.start_worker()
@@ -130,9 +141,10 @@ def test_rebalance_churn_join_leave_rejoin_keeps_state_exact(
         ss.when_produced(feeder, 0.25, lambda: rebalance("join", d.start_worker))
         ss.when_produced(feeder, 0.5, lambda: rebalance("leave", leave))
         ss.when_produced(feeder, 0.75, lambda: rebalance("rejoin", d.start_worker))
-        emitted = ss.finish_and_compare(d, feeder, events)
+        emitted = ss.finish_and_compare(d, feeder, events, faults=3)
         print("rebalances (s): " + ", ".join(f"{k} {v:.1f}" for k, v in took.items()))
-        assert len({(a.alert_id, a.status.value, a.severity.value) for a in emitted}) == len(emitted)
+        if ss.RUNTIMES[runtime] == "exact":
+            assert len({(a.alert_id, a.status.value, a.severity.value) for a in emitted}) == len(emitted)
         assert all(v < 2 * SESSION_TIMEOUT_S for v in took.values()), took
         for w in (first, d.workers[2]):
             code, _ = w.terminate()

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.kafka
 N_EVENTS = 60_000
 
 
-@pytest.mark.parametrize("runtime", ss.runtimes("exact"))
+@pytest.mark.parametrize("runtime", ss.runtimes())
 def test_sigterm_under_load_exits_within_10_s_and_resumes(
     tmp_path: Path, kafka_bootstrap: str, runtime: str
 ) -> None:
@@ -34,11 +34,16 @@ def test_sigterm_under_load_exits_within_10_s_and_resumes(
         assert code == 0
         assert seconds < 10
         assert "stopped cleanly" in worker.log()
-        done = worker.log().count("handed off")
-        assert done >= 1
-
         again = d.start_worker()
-        ss.wait_for(lambda: "restored" in again.log(), 60, "the restart restoring the snapshots")
+        if ss.RUNTIMES[runtime] == "exact":
+            assert worker.log().count("handed off") >= 1
+            ss.wait_for(lambda: "restored" in again.log(), 60, "the restart restoring the snapshots")
+        else:  # no snapshots to restore: the restart resumes from the offsets Faust committed
+            ss.wait_for(
+                lambda: again.metric("stream_monitor_events_total", outcome="accepted") > 0,
+                30,
+                "the restart consuming again",
+            )
         code, seconds = again.terminate()
         assert code == 0
         assert seconds < 10
@@ -46,6 +51,8 @@ def test_sigterm_under_load_exits_within_10_s_and_resumes(
         d.close()
 
 
+# Native only: the stage-failure hook (FAULT_ENV) is the worker loop's; a failing Faust agent is covered by
+# tests/unit (StageRuntime.guard reports it down and keeps consuming).
 @pytest.mark.parametrize("runtime", ss.runtimes("exact"))
 def test_sigterm_after_a_stage_failure_exits_within_10_s(
     tmp_path: Path, kafka_bootstrap: str, runtime: str

@@ -87,6 +87,8 @@ def _rebalances(assigned: list[tuple[float, str]], gap_s: float = 1.0) -> int:
     return sum(1 for i, at in enumerate(times) if i == 0 or at - times[i - 1] > gap_s)
 
 
+# Native only: tests/stalling_service.py stalls the worker loop's consume(); a Faust worker never calls it,
+# and its rebalances lose open slices as test_service_failover.py's join and leave measured.
 @pytest.mark.parametrize("runtime", ss.runtimes("exact"))
 def test_a_stall_of_twice_the_poll_interval_costs_one_rebalance_and_loses_nothing(
     tmp_path: Path, kafka_bootstrap: str, runtime: str

@@ -255,6 +255,8 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
         processing_guarantee="at_least_once",
+        # what a crash re-reads (the duplicates of at least once) is what was acked since the last commit
+        broker_commit_interval=svc.snapshot_seconds,
         stream_wait_empty=False,
         topic_allow_declare=False,
         topic_disable_leader=True,
