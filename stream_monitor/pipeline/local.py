@@ -20,6 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 from stream_monitor.config.schema import MonitorConfig
@@ -64,10 +65,28 @@ class ModelPipeline:
         self.merger = merger
         self.accepted: Counter[str] = Counter()  # events parsed and folded, per stream
         self.suppressed: Counter[str] = Counter()  # events repeating an id in an open slice, per stream
-        self.open_events = 0  # events in the folders' open slices, kept current by the engine
+        self._open_events = 0  # events in the folders' open slices (see open_events)
+        # Set by the engine after a batch: how to count them when next asked. Counting reads every open slice
+        # (hundreds of them), so it waits for a reader (a gauge, a progress line) rather than every batch.
+        self._count_open: Callable[[], int] | None = None
         self.performance_observations = 0  # performance judgements so far
         self.keep_stats = False  # record every test of every window (replay --stats-out)
         self.stats: list[WindowStat] = []
+
+    @property
+    def open_events(self) -> int:
+        """Events in the folders' open slices, as of the last batch the engine folded."""
+        if self._count_open is not None:
+            self._open_events, self._count_open = self._count_open(), None
+        return self._open_events
+
+    @open_events.setter
+    def open_events(self, n: int) -> None:
+        self._open_events, self._count_open = n, None
+
+    def count_open_later(self, count: Callable[[], int]) -> None:
+        """The folders changed: :attr:`open_events` is ``count()`` when next read."""
+        self._count_open = count
 
     @property
     def monitor(self) -> ModelMonitor:
@@ -268,6 +287,8 @@ class Engine(_Folds):
 
     def flush(self) -> list[Alert]:
         """End of input: close every open slice and window and test them."""
+        for pipeline in self.pipelines.values():  # counted before the folds hand their slices out
+            pipeline.open_events = pipeline.open_events
         return self.accept(self._finish_folds()) + self.finish(self.horizons())
 
     def _deliver(
@@ -283,7 +304,7 @@ class Engine(_Folds):
             out.alerts.extend(pipeline.take(pipeline.merger.accept(p)))
             touched.add(p.model)
         for model_id in touched | set(stage1.accepted):
-            self.pipelines[model_id].open_events = self._open_events(model_id)
+            self.pipelines[model_id].count_open_later(partial(self._open_events, model_id))
         self._count(out.alerts)
 
     def _count(self, alerts: Sequence[Alert]) -> None:
