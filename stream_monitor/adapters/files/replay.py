@@ -30,8 +30,10 @@ from stream_monitor.core.events import (
     parse_timestamps,
 )
 from stream_monitor.core.typed_decoding import DecodedFeatures, split_decoded
+from stream_monitor.core.typed_outcomes import split_predictions
 from stream_monitor.core.window_stats import WindowStat, encode_window_stat
 from stream_monitor.pipeline.local import Engine, ShardFolder
+from stream_monitor.pipeline.partition_fold import Decoded
 
 BLOCK_BYTES: Final = 1 << 20  # read a file a mebibyte at a time (a few thousand events), split in memory
 
@@ -57,13 +59,13 @@ class _Block:
     lines: list[int]
     keys: np.ndarray[Any, Any]  # event-time sort key per message
     events: list[dict[str, Any]] | None = None
-    decoded: DecodedFeatures | None = None
+    decoded: Decoded | None = None
     dead: list[DeadLetter] = field(default_factory=list)  # undecodable lines among these, not yet written
     raw: list[bytes] | None = None  # the lines of a ``decoded`` block, for the dead letters of the fold
 
     def split(self, cut: int) -> tuple[_Block, _Block]:
         """The first ``cut`` messages and the rest."""
-        head, tail = (None, None) if self.decoded is None else split_decoded(self.decoded, cut)
+        head, tail = (None, None) if self.decoded is None else _split(self.decoded, cut)
         events = self.events
         later = self.lines[cut] if cut < len(self.lines) else None
         dead = [d for d in self.dead if later is None or d.line < later]
@@ -86,6 +88,12 @@ class _Block:
                 None if raw is None else raw[cut:],
             ),
         )
+
+
+def _split(decoded: Decoded, cut: int) -> tuple[Decoded, Decoded]:
+    if isinstance(decoded, DecodedFeatures):
+        return split_decoded(decoded, cut)
+    return split_predictions(decoded, cut)
 
 
 class JsonlSource:
@@ -114,12 +122,12 @@ class JsonlSource:
     def blocks(
         self,
         on_dead: Callable[[DeadLetter], None],
-        decode: Callable[[list[bytes]], DecodedFeatures | None] | None = None,
+        decode: Callable[[list[bytes]], Decoded] | None = None,
     ) -> Iterator[_Block]:
-        """Blocks of the file's messages; ``decode`` (feature files), when it serves, decodes them as the
-        service does (what it refuses goes to ``on_dead`` here), else they are decoded into dicts (the lines
-        that are not JSON objects travel with the block, to be written in line order with what the parser
-        refuses)."""
+        """Blocks of the file's messages; ``decode`` (feature and prediction files, when a typed decoder
+        serves them) decodes them as the service does (what it refuses goes to ``on_dead`` here), else they
+        are decoded into dicts (the lines that are not JSON objects travel with the block, to be written in
+        line order with what the parser refuses)."""
         line_no = 0
         for size, lines in _lines(self.path, self.block_bytes, self.byte_range):
             self.bytes_read += size
@@ -133,8 +141,8 @@ class JsonlSource:
                 numbers = [n for i, n in enumerate(numbers) if i not in blank]
             if not lines:
                 continue
-            decoded = decode(lines) if decode is not None else None
-            if decoded is not None:
+            if decode is not None:
+                decoded = decode(lines)
                 for r in decoded.rejections:
                     on_dead(self._dead(numbers[r.index], r, lines[r.index]))
                 keys = np.full(len(lines), np.nan)
@@ -359,7 +367,7 @@ def replay(
     step = merge_step_seconds(engine)
     by_stream = {s.stream: s for s in sources}
     iters = {
-        s.stream: s.blocks(dead, engine.decode_features if s.stream is Stream.FEATURES else None)
+        s.stream: s.blocks(dead, engine.decoder(s.stream) if s.stream is not Stream.LABELS else None)
         for s in sources
     }
     pending: dict[Stream, _Block] = {}
@@ -387,7 +395,7 @@ def replay(
                 continue
             head, rest = block.split(cut)
             if head.decoded is not None:  # the decoder's rejections became dead letters when it decoded
-                result = engine.process_decoded_features(head.decoded)
+                result = engine.process_decoded(stream, head.decoded)
                 assert head.raw is not None
                 source = by_stream[stream]
                 for r in result.rejections:  # the fold's own: the event-time screen's
