@@ -15,7 +15,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.envelope import FieldPaths, _drop, _envelope
-from stream_monitor.core.events import MISSING, FieldPath, Rejection, RejectReason, TimestampFormat
+from stream_monitor.core.events import (
+    MISSING,
+    FieldPath,
+    Rejection,
+    RejectReason,
+    TimestampFormat,
+    parse_timestamps,
+)
 from stream_monitor.core.rows import CategoryIndex, LabelRows, PredictionRows
 
 _NUMBER_TYPES: Final = frozenset({float, int})
@@ -75,7 +82,10 @@ class _OutcomeColumn:
     def read(
         self, events: Sequence[dict[str, Any]], bad: dict[int, Rejection]
     ) -> tuple[list[Any], NDArray[np.float64]]:
-        raw = self.path.get_all(events)
+        return self.read_values(self.path.get_all(events), bad)
+
+    def read_values(self, raw: list[Any], bad: dict[int, Rejection]) -> tuple[list[Any], NDArray[np.float64]]:
+        """The outcomes of the events not in ``bad`` (the invalid ones added to it), from their raw values."""
         if self._all_valid(raw):  # the common batch: one C-level type scan instead of a look at each value
             raw = _drop(raw, bad)
             return raw, self._values(raw)
@@ -136,29 +146,53 @@ class PredictionParser:
 
     def parse(self, events: Sequence[dict[str, Any]]) -> tuple[PredictionRows, list[Rejection]]:
         ids, ts, bad = _envelope(events, self.paths, self.ts_format)
-        scores = self._read_scores(events, bad)
+        scores = self._read_scores(self._score.get_all(events), bad, events)
         raw, predicted = self._outcome.read(events, bad)
-        keep = _keep_mask(len(events), bad)
+        return self._rows(ids, ts, scores, raw, predicted, bad)
+
+    def parse_columns(
+        self, ids: list[str], raw_ts: list[Any], predictions: list[Any], scores: list[Any]
+    ) -> tuple[PredictionRows, list[Rejection]]:
+        """Rows of events already taken apart (:mod:`~stream_monitor.core.typed_outcomes`): string ids, a
+        timestamp and a prediction each, a score or :data:`MISSING` (never a ``scores`` object); the same
+        rules and rejections as :meth:`parse`."""
+        ts, errors = parse_timestamps(raw_ts, self.ts_format)
+        bad = {i: Rejection(i, RejectReason.BAD_TIMESTAMP, f"{self.paths.ts!r}: {why}") for i, why in errors}
+        values = self._read_scores(scores, bad, None)
+        raw, predicted = self._outcome.read_values(predictions, bad)
+        return self._rows(ids, ts, values, raw, predicted, bad)
+
+    @staticmethod
+    def _rows(
+        ids: list[str],
+        ts: NDArray[np.float64],
+        scores: NDArray[np.float64],
+        raw: list[Any],
+        predicted: NDArray[np.float64],
+        bad: dict[int, Rejection],
+    ) -> tuple[PredictionRows, list[Rejection]]:
+        keep = _keep_mask(len(ts), bad)
         rows = PredictionRows(
             ts=ts[keep], event_ids=_drop(ids, bad), predicted=predicted, score=scores[keep], raw_predicted=raw
         )
         return rows, sorted(bad.values(), key=lambda r: r.index)
 
     def _read_scores(
-        self, events: Sequence[dict[str, Any]], bad: dict[int, Rejection]
+        self, single: list[Any], bad: dict[int, Rejection], events: Sequence[dict[str, Any]] | None
     ) -> NDArray[np.float64]:
-        single = self._score.get_all(events)
+        """Scores from the events' ``score`` values; an event without one is read for ``scores`` (none when
+        ``events`` is None)."""
         kinds = set(map(type, single))
         if kinds <= _NUMBER_TYPES:
             out = np.asarray(single, dtype=np.float64)
             if np.isfinite(out).all():
                 return out
-        out = np.full(len(events), np.nan)
+        out = np.full(len(single), np.nan)
         for i, v in enumerate(single):
             if type(v) in _NUMBER_TYPES and math.isfinite(v):
                 out[i] = v
             elif v is MISSING or v is None:
-                multi = self._scores.get(events[i])
+                multi = self._scores.get(events[i]) if events is not None else MISSING
                 if type(multi) is dict and multi:
                     score = score_of(multi, self._positive_key, self.paths.scores)
                     if isinstance(score, float):

@@ -165,6 +165,41 @@ class PredictionRows:
             raw_predicted=[p for p, k in zip(self.raw_predicted, flags, strict=True) if k],
         )
 
+    def split(self, k: int) -> tuple[PredictionRows, PredictionRows]:
+        """The first ``k`` rows and the rest."""
+        return (
+            PredictionRows(
+                self.ts[:k], self.event_ids[:k], self.predicted[:k], self.score[:k], self.raw_predicted[:k]
+            ),
+            PredictionRows(
+                self.ts[k:], self.event_ids[k:], self.predicted[k:], self.score[k:], self.raw_predicted[k:]
+            ),
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[PredictionRows]) -> PredictionRows:
+        """The rows of every part, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        return PredictionRows(
+            ts=np.concatenate([p.ts for p in parts]),
+            event_ids=[i for p in parts for i in p.event_ids],
+            predicted=np.concatenate([p.predicted for p in parts]),
+            score=np.concatenate([p.score for p in parts]),
+            raw_predicted=[v for p in parts for v in p.raw_predicted],
+        )
+
+    def permute(self, order: NDArray[np.intp]) -> PredictionRows:
+        """The same rows in another order (``order`` is a permutation of every row)."""
+        at = order.tolist()
+        return PredictionRows(
+            ts=self.ts[order],
+            event_ids=[self.event_ids[i] for i in at],
+            predicted=self.predicted[order],
+            score=self.score[order],
+            raw_predicted=[self.raw_predicted[i] for i in at],
+        )
+
 
 @dataclass
 class LabelRows:

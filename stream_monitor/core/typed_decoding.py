@@ -182,27 +182,7 @@ class TypedFeatureDecoder:
         return out
 
     def _typed(self, messages: Sequence[bytes | None]) -> tuple[list[Any], list[int], list[int]]:
-        """Structs and their positions for every message the structs accept; the positions of the rest."""
-        decode = self._decode
-        n = len(messages)
-        longest = max(map(len, messages)) if n and all(messages) else -1  # type: ignore[arg-type]
-        if 0 <= longest <= min(self.max_bytes, MAX_MESSAGE_KEYS * 5):  # too short to hold too many keys
-            with contextlib.suppress(Exception):  # one message refused: look at each below
-                return list(map(decode, messages)), list(range(n)), []  # type: ignore[arg-type]
-        typed: list[Any] = []
-        typed_at: list[int] = []
-        slow: list[int] = []
-        for i, raw in enumerate(messages):
-            if not raw or len(raw) > self.max_bytes or too_many_keys(raw):
-                slow.append(i)
-                continue
-            try:
-                typed.append(decode(raw))
-            except Exception:  # a decode error, a RecursionError, invalid UTF-8: the orjson path classifies
-                slow.append(i)
-                continue
-            typed_at.append(i)
-        return typed, typed_at, slow
+        return decode_typed(self._decode, self.max_bytes, messages)
 
     @staticmethod
     def _rows(
@@ -250,6 +230,32 @@ class TypedFeatureDecoder:
                 out.refused_by_model[model] = out.refused_by_model.get(model, 0) + len(refused)
                 positions = np.delete(positions, [r.index for r in refused])
             parts.setdefault(model, []).append((rows, positions))
+
+
+def decode_typed(
+    decode: Any, max_bytes: int, messages: Sequence[bytes | None]
+) -> tuple[list[Any], list[int], list[int]]:
+    """Structs and their positions for every message ``decode`` accepts; the positions of the rest (the
+    orjson path's: empty, too large, too many keys, or refused by the structs)."""
+    n = len(messages)
+    longest = max(map(len, messages)) if n and all(messages) else -1  # type: ignore[arg-type]
+    if 0 <= longest <= min(max_bytes, MAX_MESSAGE_KEYS * 5):  # too short to hold too many keys
+        with contextlib.suppress(Exception):  # one message refused: look at each below
+            return list(map(decode, messages)), list(range(n)), []
+    typed: list[Any] = []
+    typed_at: list[int] = []
+    slow: list[int] = []
+    for i, raw in enumerate(messages):
+        if not raw or len(raw) > max_bytes or too_many_keys(raw):
+            slow.append(i)
+            continue
+        try:
+            typed.append(decode(raw))
+        except Exception:  # a decode error, a RecursionError, invalid UTF-8: the orjson path classifies
+            slow.append(i)
+            continue
+        typed_at.append(i)
+    return typed, typed_at, slow
 
 
 _EVENT_ID: Final = operator.attrgetter("event_id")

@@ -59,20 +59,14 @@ def hash_event_ids(event_ids: EventIds) -> KeyArray:
     >>> bool(h[0] == hash_event_ids(["e-1"])[0]), len(set(h.tolist()))
     (True, 3)
     """
-    arr = np.asarray(event_ids)
-    n = arr.shape[0] if arr.ndim == 1 else 0
-    if arr.ndim != 1 or (n and arr.dtype.kind not in "US"):
-        raise ValueError("event_ids must be a one-dimensional sequence of str")
+    arr = _code_points(event_ids)
+    n = arr.shape[0]
     h = np.full(n, _SEED, np.uint64)
     if n == 0:
         return h
-    width = arr.dtype.itemsize // (4 if arr.dtype.kind == "U" else 1)
-    codes = np.ascontiguousarray(arr.astype(f"<U{max(width, 1)}")).view(np.uint32).reshape(n, -1)
-    if codes.shape[1] % 2:
-        codes = np.concatenate([codes, np.zeros((n, 1), np.uint32)], axis=1)
-    pairs = codes.view(np.uint64)  # (n, width / 2): two code points per word, little-endian
-    for j in range(pairs.shape[1]):
-        col = pairs[:, j]
+    # (width / 2, n): two code points per word, little-endian, one contiguous row per word position
+    pairs = np.ascontiguousarray(arr.view(np.uint64).reshape(n, -1).T)
+    for col in pairs:
         live = col != 0  # trailing padding is zero; a real code point pair never is
         if live.all():
             h = _mix(h ^ col)
@@ -82,3 +76,16 @@ def hash_event_ids(event_ids: EventIds) -> KeyArray:
             break
     h = _mix(h)
     return np.where(h <= _TOMBSTONE, h + np.uint64(2), h)
+
+
+def _code_points(event_ids: EventIds) -> npt.NDArray[np.str_]:
+    """The ids as a UCS-4 array of an even width (at least 2), zero-padded: one copy for a list of str."""
+    if isinstance(event_ids, list) and all(type(e) is str for e in event_ids):
+        width = max(map(len, event_ids), default=0)
+        return np.array(event_ids, dtype=f"<U{max(width + width % 2, 2)}")
+    arr = np.asarray(event_ids)
+    n = arr.shape[0] if arr.ndim == 1 else 0
+    if arr.ndim != 1 or (n and arr.dtype.kind not in "US"):
+        raise ValueError("event_ids must be a one-dimensional sequence of str")
+    width = arr.dtype.itemsize // (4 if arr.dtype.kind == "U" else 1)
+    return arr.astype(f"<U{max(width + width % 2, 2)}")

@@ -19,8 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_monitor.core.events import Rejection, Stream
-from stream_monitor.core.rows import FeatureRows
-from stream_monitor.pipeline.event_time import event_rejections, screen_rows
+from stream_monitor.core.rows import FeatureRows, PredictionRows
+from stream_monitor.pipeline.event_time import Screened, event_rejections, screen_rows
 from stream_monitor.pipeline.folding import ModelFolder
 from stream_monitor.pipeline.forwarded_rows import _accepted, _rows
 from stream_monitor.pipeline.label_screen import screen_labels
@@ -57,6 +57,29 @@ def forward_features(
     )
 
 
+def ingest_prediction_rows(
+    folder: ModelFolder,
+    forward: bool,
+    slices: SliceFolder,
+    prows: PredictionRows,
+    offsets: NDArray[np.int64],
+    wall: float | None,
+) -> tuple[Screened, Ingested]:
+    """Screen one model's parsed predictions (``offsets``: each row's source offset) and fold them, or, for a
+    concept-drift model, forward them; the screen's verdicts come back by row (``refused`` is left empty)."""
+    # a concept-drift model's predictions are deduplicated by stage 2's label join, not here
+    screened = screen_rows(slices, prows.ts, prows.event_ids, wall, dedupe=not forward)
+    if screened.keep is not None:
+        prows, offsets = prows.take(screened.keep), offsets[screened.keep]
+    if not forward:
+        folder.fold_prediction_rows(slices, prows)
+        return screened, Ingested(prows.ts, [], None, screened.duplicates)
+    # folded by stage 2, after the join's dedupe
+    ids, _ = slices.assign(prows.ts)
+    cols = {"predicted": prows.predicted, "score": prows.score}
+    return screened, Ingested(prows.ts, [], _rows(prows.event_ids, offsets, [], ids, prows.ts, cols))
+
+
 def ingest_events(
     stream: Stream,
     folder: ModelFolder,
@@ -79,18 +102,11 @@ def ingest_events(
         return Ingested(rows.ts, refused, out, screened.duplicates)
     if stream is Stream.PREDICTIONS:
         prows, refused = folder.predictions.parse(events)
-        # a concept-drift model's predictions are deduplicated by stage 2's label join, not here
-        screened = screen_rows(slices, prows.ts, prows.event_ids, wall, dedupe=not forward)
-        refused = [*refused, *event_rejections(screened, refused, len(events))]
-        if screened.keep is not None:
-            prows = prows.take(screened.keep)
-        if not forward:
-            folder.fold_prediction_rows(slices, prows)
-            return Ingested(prows.ts, refused, None, screened.duplicates)
-        # folded by stage 2, after the join's dedupe
-        ids, _ = slices.assign(prows.ts)
-        cols = {"predicted": prows.predicted, "score": prows.score}
-        return Ingested(prows.ts, refused, _rows(prows.event_ids, offsets, refused, ids, prows.ts, cols))
+        screened, got = ingest_prediction_rows(
+            folder, forward, slices, prows, _accepted(offsets, refused), wall
+        )
+        got.refused = [*refused, *event_rejections(screened, refused, len(events))]
+        return got
     lrows, refused = folder.parse_labels(events)
     if not forward:
         return Ingested(lrows.ts, refused)

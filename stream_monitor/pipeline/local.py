@@ -20,6 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 from stream_monitor.config.schema import MonitorConfig
@@ -27,14 +28,13 @@ from stream_monitor.core.alerts import Alert, RetrainingRequest, retraining_requ
 from stream_monitor.core.clock import Clock, SystemClock
 from stream_monitor.core.errors import SnapshotError
 from stream_monitor.core.events import Rejection, Stream
-from stream_monitor.core.typed_decoding import DecodedFeatures
 from stream_monitor.core.window_stats import WindowStat
 from stream_monitor.pipeline.assembly import ServiceModels, build_models
 from stream_monitor.pipeline.detection import ModelMonitor
 from stream_monitor.pipeline.model_layout import ModelLayout
 from stream_monitor.pipeline.model_merge import ModelMerger, TestedWindow
 from stream_monitor.pipeline.partials import Partial, encode_partial
-from stream_monitor.pipeline.partition_fold import PartitionFolder, Stage1Result
+from stream_monitor.pipeline.partition_fold import Decoded, PartitionFolder, Stage1Result
 from stream_monitor.pipeline.performance_monitor import PerformanceMonitor
 from stream_monitor.pipeline.window_stat_records import window_stat_records
 from stream_monitor.pipeline.windows import WindowAssembler
@@ -64,10 +64,28 @@ class ModelPipeline:
         self.merger = merger
         self.accepted: Counter[str] = Counter()  # events parsed and folded, per stream
         self.suppressed: Counter[str] = Counter()  # events repeating an id in an open slice, per stream
-        self.open_events = 0  # events in the folders' open slices, kept current by the engine
+        self._open_events = 0  # events in the folders' open slices (see open_events)
+        # Set by the engine after a batch: how to count them when next asked. Counting reads every open slice
+        # (hundreds of them), so it waits for a reader (a gauge, a progress line) rather than every batch.
+        self._recount: Callable[[], int] | None = None
         self.performance_observations = 0  # performance judgements so far
         self.keep_stats = False  # record every test of every window (replay --stats-out)
         self.stats: list[WindowStat] = []
+
+    @property
+    def open_events(self) -> int:
+        """Events in the folders' open slices, as of the last batch the engine folded."""
+        if self._recount is not None:
+            self._open_events, self._recount = self._recount(), None
+        return self._open_events
+
+    @open_events.setter
+    def open_events(self, n: int) -> None:
+        self._open_events, self._recount = n, None
+
+    def count_open_later(self, count: Callable[[], int]) -> None:
+        """The folders changed: :attr:`open_events` is ``count()`` when next read."""
+        self._recount = count
 
     @property
     def monitor(self) -> ModelMonitor:
@@ -137,20 +155,22 @@ class _Folds:
         folder = self._folder(stream)
         return self._fold(stream, folder.process(self._offsets(stream, len(messages)), messages, 0.0))
 
-    def decode_features(self, messages: Sequence[bytes | None]) -> DecodedFeatures | None:
-        """Feature messages decoded as :meth:`process` decodes them, or None when the typed decoder does not
-        serve this config (nested field paths): then :meth:`process_events` takes orjson-decoded events."""
-        decoder = self.folders[Stream.FEATURES].features
-        return None if decoder is None else decoder.decode(messages)
+    def decoder(self, stream: Stream) -> Callable[[Sequence[bytes | None]], Decoded] | None:
+        """How :meth:`process` decodes a stream's messages when a typed decoder serves it (features and
+        predictions, unless a field path is nested), for :meth:`process_decoded`; None: decode them into
+        dicts for :meth:`process_events`."""
+        folder = self.folders.get(stream)
+        typed = None if folder is None else folder.features or folder.predictions
+        return None if typed is None else typed.decode
 
-    def process_decoded_features(self, decoded: DecodedFeatures) -> ProcessResult:
-        """Decoded feature messages (all of :meth:`decode_features`' output, or a prefix of it) in; alerts
-        and the decoder's rejections out."""
-        folder = self.folders[Stream.FEATURES]
+    def process_decoded(self, stream: Stream, decoded: Decoded) -> ProcessResult:
+        """Decoded messages (all of a :meth:`decoder`'s output, or a prefix of it) in; alerts and the
+        decoder's rejections out."""
+        folder = self.folders[stream]
         last = [r.index for r in decoded.rejections]
         last += [int(b.positions[-1]) for b in decoded.batches.values() if len(b.positions)]
-        offsets = self._offsets(Stream.FEATURES, max(last, default=-1) + 1)
-        return self._fold(Stream.FEATURES, folder.process_decoded(offsets, decoded, 0.0))
+        offsets = self._offsets(stream, max(last, default=-1) + 1)
+        return self._fold(stream, folder.process_decoded(offsets, decoded, 0.0))
 
     def process_events(
         self, stream: Stream, events: Sequence[dict[str, Any]], positions: Sequence[int] | None = None
@@ -268,6 +288,8 @@ class Engine(_Folds):
 
     def flush(self) -> list[Alert]:
         """End of input: close every open slice and window and test them."""
+        for pipeline in self.pipelines.values():  # counted before the folds hand their slices out
+            pipeline.open_events = pipeline.open_events
         return self.accept(self._finish_folds()) + self.finish(self.horizons())
 
     def _deliver(
@@ -283,7 +305,7 @@ class Engine(_Folds):
             out.alerts.extend(pipeline.take(pipeline.merger.accept(p)))
             touched.add(p.model)
         for model_id in touched | set(stage1.accepted):
-            self.pipelines[model_id].open_events = self._open_events(model_id)
+            self.pipelines[model_id].count_open_later(partial(self._open_events, model_id))
         self._count(out.alerts)
 
     def _count(self, alerts: Sequence[Alert]) -> None:

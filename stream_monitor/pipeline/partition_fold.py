@@ -41,8 +41,9 @@ from numpy.typing import NDArray
 from stream_monitor.core.envelope import route_by_model
 from stream_monitor.core.events import Rejection, Stream, decode_batch
 from stream_monitor.core.typed_decoding import DecodedFeatures, TypedFeatureDecoder
-from stream_monitor.pipeline.event_ingest import forward_features, ingest_events
-from stream_monitor.pipeline.event_time import screen_rows
+from stream_monitor.core.typed_outcomes import DecodedPredictions, PredictionBatch, TypedPredictionDecoder
+from stream_monitor.pipeline.event_ingest import forward_features, ingest_events, ingest_prediction_rows
+from stream_monitor.pipeline.event_time import Screened, screen_rows
 from stream_monitor.pipeline.folding import ModelFolder
 from stream_monitor.pipeline.forwarded_rows import _row_chunks
 from stream_monitor.pipeline.partial_chunks import _chunks
@@ -53,6 +54,7 @@ from stream_monitor.stats.sketches import WindowSketch
 
 SLICED_STREAMS: Final = (Stream.FEATURES, Stream.PREDICTIONS)
 UNROUTED: Final = "unrouted"  # the model label of messages rejected before their model was known
+Decoded = DecodedFeatures | DecodedPredictions  # what a typed decoder makes of a batch
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,13 @@ class PartitionFolder:
             if stream is Stream.FEATURES
             else None
         )
+        self.predictions = (
+            TypedPredictionDecoder.build(
+                {m: ms.folder.predictions for m, ms in self.models.items()}, model_id_field, max_message_bytes
+            )
+            if stream is Stream.PREDICTIONS
+            else None
+        )
         self.next_offset: int | None = None
         self.changed = False  # since the last snapshot
 
@@ -142,8 +151,9 @@ class PartitionFolder:
             return result
         raw = values[skip:] if skip else values
         at = np.asarray(offsets[skip:], dtype=np.int64)
-        if self.features is not None:
-            self._fold_decoded(self.features.decode(raw), at, result, now, skip, wall)
+        typed = self.features or self.predictions
+        if typed is not None:
+            self._fold_decoded(typed.decode(raw), at, result, now, skip, wall)
         else:
             events, kept, rejected = decode_batch(raw, self.max_message_bytes)
             result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in rejected)
@@ -154,10 +164,10 @@ class PartitionFolder:
         return self._close(result, offsets[skip], offsets[-1] + 1)
 
     def process_decoded(
-        self, offsets: Sequence[int], decoded: DecodedFeatures, now: float, wall: float | None = None
+        self, offsets: Sequence[int], decoded: Decoded, now: float, wall: float | None = None
     ) -> Stage1Result:
-        """Feature messages decoded already (by :attr:`features`, as replay reads files); ``offsets`` are the
-        messages' offsets, new ones (above everything this folder has seen)."""
+        """Messages decoded already (by :attr:`features` or :attr:`predictions`, as replay reads files);
+        ``offsets`` are the messages' offsets, new ones (above everything this folder has seen)."""
         result = Stage1Result()
         if len(offsets):
             self._fold_decoded(decoded, np.asarray(offsets, dtype=np.int64), result, now, 0, wall)
@@ -186,41 +196,58 @@ class PartitionFolder:
 
     def _fold_decoded(
         self,
-        decoded: DecodedFeatures,
+        decoded: Decoded,
         offsets: NDArray[np.int64],
         result: Stage1Result,
         now: float,
         skip: int,
         wall: float | None,
     ) -> None:
-        """Typed-decoded feature messages (the orjson path decoded what the structs refused) into the slices
-        of their models; ``skip`` shifts rejection positions to the batch handed in."""
-        result.slow_decoded = decoded.slow
+        """Typed-decoded messages (the orjson path decoded what the structs refused) into the slices of their
+        models; ``skip`` shifts rejection positions to the batch handed in."""
+        if isinstance(decoded, DecodedFeatures):  # the metric counts atypical feature messages only
+            result.slow_decoded = decoded.slow
         result.rejections.extend(Rejection(r.index + skip, r.reason, r.detail) for r in decoded.rejections)
         result.rejected_by_model.update(decoded.refused_by_model)
         unrouted = len(decoded.rejections) - sum(decoded.refused_by_model.values())
         if unrouted:
             result.rejected_by_model[UNROUTED] = unrouted
         for model_id, batch in decoded.batches.items():
+            ms, slices = self.models[model_id], self.slices[model_id]
+            if isinstance(batch, PredictionBatch):
+                screened, got = ingest_prediction_rows(
+                    ms.folder, ms.forward, slices, batch.rows, offsets[batch.positions], wall
+                )
+                self._refuse_screened(model_id, screened, batch.positions, skip, result)
+                if got.forwarded is not None and len(got.forwarded):
+                    result.forwarded[model_id] = got.forwarded
+                self._accept(model_id, got.ts, result, now)
+                continue
             rows, positions = batch.rows, batch.positions
-            screened = screen_rows(self.slices[model_id], rows.ts, rows.event_ids, wall)
-            if screened.rejected:
-                result.rejections.extend(
-                    Rejection(int(positions[row]) + skip, reason, detail)
-                    for row, reason, detail in screened.rejected
-                )
-                result.rejected_by_model[model_id] = result.rejected_by_model.get(model_id, 0) + len(
-                    screened.rejected
-                )
-            _count_duplicates(model_id, screened.duplicates, result)
+            screened = screen_rows(slices, rows.ts, rows.event_ids, wall)
+            self._refuse_screened(model_id, screened, positions, skip, result)
             if screened.keep is not None:
                 rows, positions = rows.take(screened.keep), positions[screened.keep]
-            ms = self.models[model_id]
-            forward = forward_features(ms.folder, ms.forward, self.slices[model_id], rows, offsets[positions])
+            forward = forward_features(ms.folder, ms.forward, slices, rows, offsets[positions])
             if forward is not None:
                 result.forwarded[model_id] = forward
-            self.models[model_id].folder.fold_feature_rows(self.slices[model_id], rows)
+            ms.folder.fold_feature_rows(slices, rows)
             self._accept(model_id, rows.ts, result, now)
+
+    @staticmethod
+    def _refuse_screened(
+        model_id: str, screened: Screened, positions: NDArray[np.intp], skip: int, result: Stage1Result
+    ) -> None:
+        """The event-time screen's rejections and repeats among one model's decoded rows."""
+        if screened.rejected:
+            result.rejections.extend(
+                Rejection(int(positions[row]) + skip, reason, detail)
+                for row, reason, detail in screened.rejected
+            )
+            result.rejected_by_model[model_id] = result.rejected_by_model.get(model_id, 0) + len(
+                screened.rejected
+            )
+        _count_duplicates(model_id, screened.duplicates, result)
 
     def _fold_events(
         self,
