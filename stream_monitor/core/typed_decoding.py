@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
 
@@ -37,14 +36,13 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from stream_monitor.core.envelope import route_by_model
+from stream_monitor.core.decoded_batches import DecodedBatch, Parts, RowBatch, decode_slow
 from stream_monitor.core.events import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_MESSAGE_KEYS,
     MISSING,
     Rejection,
     RejectReason,
-    decode_batch,
     parse_timestamps,
     too_many_keys,
 )
@@ -56,42 +54,11 @@ from stream_monitor.core.rows import FeatureRows
 _NO_MODEL: Final = "\x00stream-monitor: no model"
 
 
-@dataclass
-class FeatureBatch:
-    """One model's rows from a batch of messages, in input order, with each row's input position."""
-
-    rows: FeatureRows
-    positions: NDArray[np.intp]
+FeatureBatch = RowBatch[FeatureRows]
 
 
-@dataclass
-class DecodedFeatures:
+class DecodedFeatures(DecodedBatch[FeatureRows]):
     """What a batch of feature messages decoded to."""
-
-    batches: dict[str, FeatureBatch] = field(default_factory=dict)
-    rejections: list[Rejection] = field(default_factory=list)  # input positions, ascending
-    refused_by_model: dict[str, int] = field(default_factory=dict)  # rejections of a known model's events
-    slow: int = 0  # messages the structs refused, decoded by the orjson path
-
-
-def split_decoded(decoded: DecodedFeatures, cut: int) -> tuple[DecodedFeatures, DecodedFeatures]:
-    """What messages ``[0, cut)`` decoded to, and what the rest did (positions counted from ``cut``); the
-    counters go with the first part."""
-    head = DecodedFeatures(refused_by_model=decoded.refused_by_model, slow=decoded.slow)
-    tail = DecodedFeatures()
-    for model, batch in decoded.batches.items():
-        k = int(np.searchsorted(batch.positions, cut))
-        first, rest = batch.rows.split(k)
-        if k:
-            head.batches[model] = FeatureBatch(first, batch.positions[:k])
-        if k < len(batch.positions):
-            tail.batches[model] = FeatureBatch(rest, batch.positions[k:] - cut)
-    for r in decoded.rejections:
-        if r.index < cut:
-            head.rejections.append(r)
-        else:
-            tail.rejections.append(Rejection(r.index - cut, r.reason, r.detail))
-    return head, tail
 
 
 class TypedFeatureDecoder:
@@ -157,7 +124,7 @@ class TypedFeatureDecoder:
     def decode(self, messages: Sequence[bytes | None]) -> DecodedFeatures:
         """Rows per model, in input order; every message not among them is a rejection."""
         typed, typed_at, slow = self._typed(messages)
-        parts: dict[str, list[tuple[FeatureRows, NDArray[np.intp]]]] = {}
+        parts: Parts[FeatureRows] = {}
         out = DecodedFeatures()
         rejected = out.rejections
         for kind, members in _by_type(typed).items():
@@ -172,13 +139,19 @@ class TypedFeatureDecoder:
             rejected.extend(Rejection(int(at[r.index]), r.reason, r.detail) for r in refused)
             if refused:
                 out.refused_by_model[model] = out.refused_by_model.get(model, 0) + len(refused)
-            parts.setdefault(model, []).append((rows, at[kept]))
+            parts.setdefault(model, []).append((rows, at[kept]))  # refused rows are not in `rows`
         if slow:
             slow.sort()
-            self._slow([messages[i] for i in slow], slow, parts, out)
-        out.batches = {model: _merge(pieces) for model, pieces in parts.items()}
-        out.rejections.sort(key=lambda r: r.index)
-        out.slow = len(slow)
+            decode_slow(
+                [messages[i] for i in slow],
+                slow,
+                self.parsers,
+                self.model_id_field,
+                self.max_bytes,
+                parts,
+                out,
+            )
+        out.finish(parts, len(slow))
         return out
 
     def _typed(self, messages: Sequence[bytes | None]) -> tuple[list[Any], list[int], list[int]]:
@@ -208,28 +181,6 @@ class TypedFeatureDecoder:
             values = (v[:width] for v in values)
         cells = list(chain.from_iterable(values))
         return parser.rows_from_cells(ts, ids, cells), refused, kept
-
-    def _slow(
-        self,
-        messages: list[bytes | None],
-        at: list[int],
-        parts: dict[str, list[tuple[FeatureRows, NDArray[np.intp]]]],
-        out: DecodedFeatures,
-    ) -> None:
-        """The orjson path, for the messages the structs refused: decode, route, parse from dicts."""
-        rejected = out.rejections
-        events, kept, bad = decode_batch(messages, self.max_bytes)
-        rejected.extend(Rejection(at[r.index], r.reason, r.detail) for r in bad)
-        groups, unrouted = route_by_model(events, self.model_id_field, self.parsers)
-        rejected.extend(Rejection(at[kept[r.index]], r.reason, r.detail) for r in unrouted)
-        for model, members in groups.items():
-            rows, refused = self.parsers[model].parse([events[i] for i in members])
-            positions = np.asarray([at[kept[i]] for i in members], dtype=np.intp)
-            rejected.extend(Rejection(int(positions[r.index]), r.reason, r.detail) for r in refused)
-            if refused:
-                out.refused_by_model[model] = out.refused_by_model.get(model, 0) + len(refused)
-                positions = np.delete(positions, [r.index for r in refused])
-            parts.setdefault(model, []).append((rows, positions))
 
 
 def decode_typed(
@@ -274,14 +225,3 @@ def _by_type(items: list[Any]) -> dict[type, list[int]]:
     for i, kind in enumerate(kinds):
         groups.setdefault(kind, []).append(i)
     return groups
-
-
-def _merge(pieces: list[tuple[FeatureRows, NDArray[np.intp]]]) -> FeatureBatch:
-    """One model's rows from the fast and the slow path, back in input order."""
-    if len(pieces) == 1:
-        rows, positions = pieces[0]
-        return FeatureBatch(rows, positions)
-    rows = FeatureRows.concat([p[0] for p in pieces])
-    positions = np.concatenate([p[1] for p in pieces])
-    order = np.argsort(positions, kind="stable")
-    return FeatureBatch(rows.permute(order), positions[order])

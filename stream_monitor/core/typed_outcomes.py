@@ -16,7 +16,7 @@ the rules of the dict path. The structs refuse whatever that path could treat di
 ...     b'{"event_id":"c","model_id":"m","ts":1.7e9}'])
 >>> rows = out.batches["m"].rows
 >>> out.batches["m"].positions.tolist(), rows.predicted.tolist(), rows.score.tolist(), out.slow
-([0, 1], [1.0, 0.0], [0.9, 0.8], 2)
+([0, 1], [1.0, 0.0], [0.9, 0.2], 2)
 >>> [(r.index, r.reason.value) for r in out.rejections]
 [(2, 'missing_field')]
 """
@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
 import msgspec
 import numpy as np
-from numpy.typing import NDArray
 
-from stream_monitor.core.envelope import route_by_model
-from stream_monitor.core.events import DEFAULT_MAX_MESSAGE_BYTES, MISSING, Rejection, decode_batch
+from stream_monitor.core.decoded_batches import DecodedBatch, Parts, RowBatch, decode_slow
+from stream_monitor.core.events import DEFAULT_MAX_MESSAGE_BYTES, MISSING
 from stream_monitor.core.outcome_parsing import PredictionParser
 from stream_monitor.core.rows import PredictionRows
 from stream_monitor.core.typed_decoding import _NO_MODEL, _by_type, decode_typed
@@ -46,22 +44,11 @@ _PREDICTION: Final = operator.attrgetter("prediction")
 _SCORE: Final = operator.attrgetter("score")
 
 
-@dataclass
-class PredictionBatch:
-    """One model's rows from a batch of messages, in input order, with each row's input position."""
-
-    rows: PredictionRows
-    positions: NDArray[np.intp]
+PredictionBatch = RowBatch[PredictionRows]
 
 
-@dataclass
-class DecodedPredictions:
+class DecodedPredictions(DecodedBatch[PredictionRows]):
     """What a batch of prediction messages decoded to."""
-
-    batches: dict[str, PredictionBatch] = field(default_factory=dict)
-    rejections: list[Rejection] = field(default_factory=list)  # input positions, ascending
-    refused_by_model: dict[str, int] = field(default_factory=dict)  # rejections of a known model's events
-    slow: int = 0  # messages the structs refused, decoded by the orjson path
 
 
 class TypedPredictionDecoder:
@@ -121,7 +108,7 @@ class TypedPredictionDecoder:
     def decode(self, messages: Sequence[bytes | None]) -> DecodedPredictions:
         """Rows per model, in input order; every message not among them is a rejection."""
         typed, typed_at, slow = decode_typed(self._decode, self.max_bytes, messages)
-        parts: dict[str, list[tuple[PredictionRows, NDArray[np.intp]]]] = {}
+        parts: Parts[PredictionRows] = {}
         out = DecodedPredictions()
         for kind, members in _by_type(typed).items():
             model = self._model_of_type.get(kind)
@@ -137,74 +124,17 @@ class TypedPredictionDecoder:
                 list(map(_PREDICTION, events)),
                 list(map(_SCORE, events)),
             )
-            self._keep(model, rows, refused, at, parts, out)
+            out.keep(parts, model, rows, refused, at)
         if slow:
             slow.sort()
-            self._slow([messages[i] for i in slow], slow, parts, out)
-        out.batches = {model: _merge(pieces) for model, pieces in parts.items()}
-        out.rejections.sort(key=lambda r: r.index)
-        out.slow = len(slow)
+            decode_slow(
+                [messages[i] for i in slow],
+                slow,
+                self.parsers,
+                self.model_id_field,
+                self.max_bytes,
+                parts,
+                out,
+            )
+        out.finish(parts, len(slow))
         return out
-
-    @staticmethod
-    def _keep(
-        model: str,
-        rows: PredictionRows,
-        refused: list[Rejection],
-        at: NDArray[np.intp],
-        parts: dict[str, list[tuple[PredictionRows, NDArray[np.intp]]]],
-        out: DecodedPredictions,
-    ) -> None:
-        """A model's parsed rows (``at``: the input position of each event the parser saw) and refusals."""
-        out.rejections.extend(Rejection(int(at[r.index]), r.reason, r.detail) for r in refused)
-        if refused:
-            out.refused_by_model[model] = out.refused_by_model.get(model, 0) + len(refused)
-            at = np.delete(at, [r.index for r in refused])
-        parts.setdefault(model, []).append((rows, at))
-
-    def _slow(
-        self,
-        messages: list[bytes | None],
-        at: list[int],
-        parts: dict[str, list[tuple[PredictionRows, NDArray[np.intp]]]],
-        out: DecodedPredictions,
-    ) -> None:
-        """The orjson path, for the messages the structs refused: decode, route, parse from dicts."""
-        events, kept, bad = decode_batch(messages, self.max_bytes)
-        out.rejections.extend(Rejection(at[r.index], r.reason, r.detail) for r in bad)
-        groups, unrouted = route_by_model(events, self.model_id_field, self.parsers)
-        out.rejections.extend(Rejection(at[kept[r.index]], r.reason, r.detail) for r in unrouted)
-        for model, members in groups.items():
-            rows, refused = self.parsers[model].parse([events[i] for i in members])
-            positions = np.asarray([at[kept[i]] for i in members], dtype=np.intp)
-            self._keep(model, rows, refused, positions, parts, out)
-
-
-def split_predictions(decoded: DecodedPredictions, cut: int) -> tuple[DecodedPredictions, DecodedPredictions]:
-    """What messages ``[0, cut)`` decoded to, and what the rest did (positions counted from ``cut``); the
-    counters go with the first part."""
-    head = DecodedPredictions(refused_by_model=decoded.refused_by_model, slow=decoded.slow)
-    tail = DecodedPredictions()
-    for model, batch in decoded.batches.items():
-        k = int(np.searchsorted(batch.positions, cut))
-        first, rest = batch.rows.split(k)
-        if k:
-            head.batches[model] = PredictionBatch(first, batch.positions[:k])
-        if k < len(batch.positions):
-            tail.batches[model] = PredictionBatch(rest, batch.positions[k:] - cut)
-    for r in decoded.rejections:
-        if r.index < cut:
-            head.rejections.append(r)
-        else:
-            tail.rejections.append(Rejection(r.index - cut, r.reason, r.detail))
-    return head, tail
-
-
-def _merge(pieces: list[tuple[PredictionRows, NDArray[np.intp]]]) -> PredictionBatch:
-    """One model's rows from the fast and the slow path, back in input order."""
-    if len(pieces) == 1:
-        return PredictionBatch(*pieces[0])
-    rows = PredictionRows.concat([p[0] for p in pieces])
-    positions = np.concatenate([p[1] for p in pieces])
-    order = np.argsort(positions, kind="stable")
-    return PredictionBatch(rows.permute(order), positions[order])

@@ -40,8 +40,9 @@ from numpy.typing import NDArray
 
 from stream_monitor.core.envelope import route_by_model
 from stream_monitor.core.events import Rejection, Stream, decode_batch
+from stream_monitor.core.rows import PredictionRows
 from stream_monitor.core.typed_decoding import DecodedFeatures, TypedFeatureDecoder
-from stream_monitor.core.typed_outcomes import DecodedPredictions, PredictionBatch, TypedPredictionDecoder
+from stream_monitor.core.typed_outcomes import DecodedPredictions, TypedPredictionDecoder
 from stream_monitor.pipeline.event_ingest import forward_features, ingest_events, ingest_prediction_rows
 from stream_monitor.pipeline.event_time import Screened, screen_rows
 from stream_monitor.pipeline.folding import ModelFolder
@@ -214,7 +215,7 @@ class PartitionFolder:
             result.rejected_by_model[UNROUTED] = unrouted
         for model_id, batch in decoded.batches.items():
             ms, slices = self.models[model_id], self.slices[model_id]
-            if isinstance(batch, PredictionBatch):
+            if isinstance(batch.rows, PredictionRows):
                 screened, got = ingest_prediction_rows(
                     ms.folder, ms.forward, slices, batch.rows, offsets[batch.positions], wall
                 )

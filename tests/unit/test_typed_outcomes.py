@@ -13,7 +13,7 @@ from stream_monitor.core.envelope import FieldPaths, route_by_model
 from stream_monitor.core.events import decode_batch
 from stream_monitor.core.outcome_parsing import PredictionParser
 from stream_monitor.core.rows import PredictionRows
-from stream_monitor.core.typed_outcomes import TypedPredictionDecoder, split_predictions
+from stream_monitor.core.typed_outcomes import TypedPredictionDecoder
 
 MAX_BYTES = 4096
 PARSERS = {
@@ -151,7 +151,7 @@ def test_any_mixture_decodes_as_the_orjson_path_does(kinds: list[str], cut: int)
     decoder = TypedPredictionDecoder.build(PARSERS, "model_id", MAX_BYTES)
     assert decoder is not None
     whole = decoder.decode(messages)
-    head, tail = split_predictions(whole, cut)  # what a replay does at its merge horizon
+    head, tail = whole.split(cut)  # what a replay does at its merge horizon
     for part, lo, hi in ((head, 0, cut), (tail, cut, len(messages))):
         alone = decoder.decode(messages[lo:hi])
         assert [(r.index, r.reason) for r in part.rejections] == [

@@ -29,8 +29,6 @@ from stream_monitor.core.events import (
     decode_batch,
     parse_timestamps,
 )
-from stream_monitor.core.typed_decoding import DecodedFeatures, split_decoded
-from stream_monitor.core.typed_outcomes import split_predictions
 from stream_monitor.core.window_stats import WindowStat, encode_window_stat
 from stream_monitor.pipeline.local import Engine, ShardFolder
 from stream_monitor.pipeline.partition_fold import Decoded
@@ -65,7 +63,7 @@ class _Block:
 
     def split(self, cut: int) -> tuple[_Block, _Block]:
         """The first ``cut`` messages and the rest."""
-        head, tail = (None, None) if self.decoded is None else _split(self.decoded, cut)
+        head, tail = (None, None) if self.decoded is None else self.decoded.split(cut)
         events = self.events
         later = self.lines[cut] if cut < len(self.lines) else None
         dead = [d for d in self.dead if later is None or d.line < later]
@@ -88,12 +86,6 @@ class _Block:
                 None if raw is None else raw[cut:],
             ),
         )
-
-
-def _split(decoded: Decoded, cut: int) -> tuple[Decoded, Decoded]:
-    if isinstance(decoded, DecodedFeatures):
-        return split_decoded(decoded, cut)
-    return split_predictions(decoded, cut)
 
 
 class JsonlSource:
