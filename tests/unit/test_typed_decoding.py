@@ -9,11 +9,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.core.envelope import FieldPaths, route_by_model
-from stream_monitor.core.events import decode_batch
+from stream_monitor.core.envelope import FieldPaths
 from stream_monitor.core.feature_parsing import FeatureParser
-from stream_monitor.core.rows import FeatureRows
 from stream_monitor.core.typed_decoding import TypedFeatureDecoder
+from tests.orjson_path import orjson_path
 
 MAX_BYTES = 4096
 PARSERS = {
@@ -96,28 +95,11 @@ KINDS: dict[str, Any] = {
 }
 
 
-def _reference(
-    messages: list[bytes | None],
-) -> tuple[dict[str, tuple[FeatureRows, list[int]]], list[tuple[int, str, str]]]:
-    """The orjson path alone: what the service did before typed decoding existed."""
-    events, kept, bad = decode_batch(messages, MAX_BYTES)
-    rejected = [(r.index, r.reason.value, r.detail) for r in bad]
-    groups, unrouted = route_by_model(events, "model_id", PARSERS)
-    rejected += [(kept[r.index], r.reason.value, r.detail) for r in unrouted]
-    out = {}
-    for model, members in groups.items():
-        rows, refused = PARSERS[model].parse([events[i] for i in members])
-        rejected += [(kept[members[r.index]], r.reason.value, r.detail) for r in refused]
-        gone = {r.index for r in refused}
-        out[model] = (rows, [kept[m] for k, m in enumerate(members) if k not in gone])
-    return out, sorted(rejected)
-
-
 def _assert_same(messages: list[bytes | None]) -> int:
     decoder = TypedFeatureDecoder.build(PARSERS, "model_id", MAX_BYTES)
     assert decoder is not None
     got = decoder.decode(messages)
-    want, want_rejected = _reference(messages)
+    want, want_rejected = orjson_path(messages, PARSERS, MAX_BYTES)
     assert [(r.index, r.reason.value, r.detail) for r in got.rejections] == want_rejected
     assert set(got.batches) == set(want)
     for model, (rows, positions) in want.items():
