@@ -75,16 +75,19 @@ class DecodedBatch(Generic[Rows]):
 
 def decode_slow(
     messages: Sequence[bytes | None],
-    at: Sequence[int],
+    at: list[int],
     parsers: Mapping[str, Any],
     model_id_field: str,
     max_bytes: int,
     parts: Parts[Rows],
     out: DecodedBatch[Rows],
 ) -> None:
-    """The orjson path, for the messages the structs refused (``at``: their input positions): decode, route,
+    """The orjson path, for the messages at the positions ``at`` (those the structs refused): decode, route,
     parse from dicts with each model's parser."""
-    events, kept, bad = decode_batch(messages, max_bytes)
+    if not at:
+        return
+    at.sort()
+    events, kept, bad = decode_batch([messages[i] for i in at], max_bytes)
     out.rejections.extend(Rejection(at[r.index], r.reason, r.detail) for r in bad)
     groups, unrouted = route_by_model(events, model_id_field, parsers)
     out.rejections.extend(Rejection(at[kept[r.index]], r.reason, r.detail) for r in unrouted)

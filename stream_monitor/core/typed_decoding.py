@@ -140,17 +140,7 @@ class TypedFeatureDecoder:
             if refused:
                 out.refused_by_model[model] = out.refused_by_model.get(model, 0) + len(refused)
             parts.setdefault(model, []).append((rows, at[kept]))  # refused rows are not in `rows`
-        if slow:
-            slow.sort()
-            decode_slow(
-                [messages[i] for i in slow],
-                slow,
-                self.parsers,
-                self.model_id_field,
-                self.max_bytes,
-                parts,
-                out,
-            )
+        decode_slow(messages, slow, self.parsers, self.model_id_field, self.max_bytes, parts, out)
         out.finish(parts, len(slow))
         return out
 

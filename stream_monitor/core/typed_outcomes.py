@@ -125,16 +125,6 @@ class TypedPredictionDecoder:
                 list(map(_SCORE, events)),
             )
             out.keep(parts, model, rows, refused, at)
-        if slow:
-            slow.sort()
-            decode_slow(
-                [messages[i] for i in slow],
-                slow,
-                self.parsers,
-                self.model_id_field,
-                self.max_bytes,
-                parts,
-                out,
-            )
+        decode_slow(messages, slow, self.parsers, self.model_id_field, self.max_bytes, parts, out)
         out.finish(parts, len(slow))
         return out
