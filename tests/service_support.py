@@ -567,7 +567,8 @@ def concept_engine_run(streams: dict[str, list[dict[str, Any]]], batch: int = 50
 
 def concept_replay(streams: dict[str, list[dict[str, Any]]], work: Path) -> list[Alert]:
     """``stream-monitor replay``'s path over the three streams written as JSON-lines files."""
-    from stream_monitor.adapters.files.replay import JsonlSource, replay
+    from stream_monitor.adapters.files.jsonl_blocks import JsonlSource
+    from stream_monitor.adapters.files.replay import replay
     from stream_monitor.core.events import Stream
 
     sources = []

@@ -73,7 +73,8 @@ def describe_workdir(work: Path) -> list[str]:
 
 def run_offline_demo(echo: Callable[[str], None] = click.echo, workdir: Path | None = None) -> list[Alert]:
     from stream_monitor.adapters.files.jsonl import read_jsonl_events
-    from stream_monitor.adapters.files.replay import JsonlSource, replay
+    from stream_monitor.adapters.files.jsonl_blocks import JsonlSource
+    from stream_monitor.adapters.files.replay import replay
     from stream_monitor.app.compose import build_engine
     from stream_monitor.app.report import ReplayRecorder
     from stream_monitor.config.loading import load_config

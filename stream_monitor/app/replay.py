@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from stream_monitor.adapters.files.jsonl_blocks import JsonlSource
 from stream_monitor.adapters.files.replay import (
-    JsonlSource,
     ReplayOutputs,
     ReplayReport,
     open_text_sink,

@@ -22,14 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from stream_monitor.adapters.files.replay import (
-    DeadLetter,
-    JsonlSource,
-    ReplayOutputs,
-    ReplayReport,
-    replay,
-    shard_ranges,
-)
+from stream_monitor.adapters.files.jsonl_blocks import DeadLetter, JsonlSource, shard_ranges
+from stream_monitor.adapters.files.replay import ReplayOutputs, ReplayReport, replay
 from stream_monitor.core.errors import StreamMonitorError
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.local import Engine

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from stream_monitor.adapters.files.replay import DeadLetter, ReplayReport
+from stream_monitor.adapters.files.jsonl_blocks import DeadLetter
+from stream_monitor.adapters.files.replay import ReplayReport
 from stream_monitor.app.compose import load_profiles
 from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.alerts import SCHEMA as ALERT_SCHEMA

@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_monitor.adapters.files.replay import DeadLetter, JsonlSource, replay
+from stream_monitor.adapters.files.jsonl_blocks import DeadLetter, JsonlSource
+from stream_monitor.adapters.files.replay import replay
 from stream_monitor.core.clock import ManualClock
 from stream_monitor.core.events import Stream
 from stream_monitor.pipeline.local import Engine

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from stream_monitor.adapters.files.replay import DeadLetter
+from stream_monitor.adapters.files.jsonl_blocks import DeadLetter
 from stream_monitor.adapters.kafka.clients import dead_letter_record
 from stream_monitor.config.schema import MonitorConfig
 from stream_monitor.core.alerts import RETRAINING_SCHEMA, SCHEMA, Alert, AlertKind, RetrainingRequest

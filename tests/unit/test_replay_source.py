@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_monitor.adapters.files.replay import DeadLetter, JsonlSource, _lines
+from stream_monitor.adapters.files.jsonl_blocks import DeadLetter, JsonlSource, _lines
 from stream_monitor.core.events import Stream
 
 
