@@ -1,5 +1,8 @@
 """The one frozen, validated config tree.
 
+One piece on purpose: the models nest into one tree that reads top to bottom as the reference of every key
+(docs/configuration.md follows it), and a test walks it to keep that document complete.
+
 Pydantic models with ``extra="forbid"`` so a misspelled key is reported with its path, ``Literal``
 enumerations, ``SecretStr`` for credentials. :mod:`stream_monitor.config.loading` reads YAML files into them
 (``yaml.safe_load``'s semantics: a ``!!python`` tag is an error, not code) and reports every problem at once,
